@@ -1,0 +1,359 @@
+"""Request and response bodies of the gateway's REST API.
+
+The client, the gateway and the pilot all import these models, so the wire format is written
+once. Every model forbids unknown fields: a misspelt field is an error, not silently lost.
+Resources travel as integers (bytes, seconds) but are accepted as strings ("2 GiB", "10m").
+Binary payloads travel base64-encoded inside JSON, or as raw bodies on the ``/result`` and
+``/payload`` endpoints when they are large.
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
+
+from .units import parse_memory, parse_walltime
+
+API_PREFIX = "/api/v1"
+
+MAX_CORES = 4096
+MAX_MEMORY = 64 * 1024**4
+MAX_WALLTIME = 30 * 86400
+MAX_GPUS = 64
+MAX_JOBS_PER_SUBMIT = 10_000
+
+
+class JobState(StrEnum):
+    PENDING = "pending"
+    QUEUED = "queued"
+    ASSIGNED = "assigned"
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL_STATES
+
+
+TERMINAL_STATES = frozenset({JobState.FINISHED, JobState.FAILED, JobState.CANCELLED})
+ACTIVE_STATES = frozenset({JobState.ASSIGNED, JobState.RUNNING})
+
+
+class ErrorClass(StrEnum):
+    """Why an attempt failed; decides whether and how it is retried."""
+
+    USER = "user"  # the function raised: retried only if max_attempts allows
+    SYSTEM = "system"  # lost pilot, killed batch job, node failure: retried, attempts not used
+    RESOURCE = "resource"  # out of memory, walltime exceeded
+    DEPENDENCY = "dependency"  # a parent job failed or was cancelled
+    CANCELLED = "cancelled"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+def _b64decode(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return base64.b64decode(value, validate=True)
+        except ValueError as exc:
+            raise ValueError("not valid base64") from exc
+    return value
+
+
+Base64 = Annotated[
+    bytes,
+    BeforeValidator(_b64decode),
+    PlainSerializer(lambda b: base64.b64encode(b).decode("ascii"), return_type=str),
+]
+Memory = Annotated[int, BeforeValidator(parse_memory), Field(ge=0, le=MAX_MEMORY)]
+Walltime = Annotated[int, BeforeValidator(parse_walltime), Field(ge=1, le=MAX_WALLTIME)]
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class Resources(_Strict):
+    """What one job needs from a slot."""
+
+    cores: int = Field(1, ge=1, le=MAX_CORES)
+    memory: Memory = Field(1024**3, description="bytes; strings such as '2 GiB' are accepted")
+    walltime: Walltime = Field(3600, description="seconds; strings such as '10m' are accepted")
+    gpus: int = Field(0, ge=0, le=MAX_GPUS)
+
+
+# ---------------------------------------------------------------- user side
+
+
+class JobSpec(_Strict):
+    """One job to submit. ``payload`` is the cloudpickled call (see ``farside_pilot.payload``)."""
+
+    kind: Literal["function"] = "function"
+    payload: Base64
+    name: Name | None = None
+    group: Name | None = Field(None, description="jobs of one map share a group")
+    resources: Resources = Field(default_factory=Resources)
+    max_attempts: int = Field(1, ge=1, le=100, description="attempts a user error may use")
+    priority: int = Field(0, ge=-1000, le=1000)
+    after: list[int] = Field(default_factory=list, max_length=MAX_JOBS_PER_SUBMIT)
+    sites: list[Name] = Field(default_factory=list, description="allowed sites; empty means any")
+
+
+class SubmitRequest(_Strict):
+    jobs: list[JobSpec] = Field(min_length=1, max_length=MAX_JOBS_PER_SUBMIT)
+
+
+class SubmitResponse(_Strict):
+    job_ids: list[int]
+
+
+class JobInfo(_Strict):
+    id: int
+    name: str | None
+    group: str | None
+    owner: str
+    state: JobState
+    site: str | None
+    pilot_id: int | None
+    attempts: int
+    resources: Resources
+    priority: int
+    created: datetime
+    queued: datetime | None
+    started: datetime | None
+    ended: datetime | None
+    exit_code: int | None
+    error_class: ErrorClass | None
+    error: str | None
+    wall_time: float | None
+    cpu_time: float | None
+    max_rss: int | None
+
+
+class StateChange(_Strict):
+    state: JobState
+    time: datetime
+    attempt: int
+    reason: str | None
+
+
+class AttemptInfo(_Strict):
+    number: int
+    pilot_id: int | None
+    site: str | None
+    batch_id: str | None
+    state: JobState
+    started: datetime | None
+    ended: datetime | None
+    error_class: ErrorClass | None
+    error: str | None
+    exit_code: int | None
+    wall_time: float | None
+    cpu_time: float | None
+    max_rss: int | None
+
+
+class JobDetail(JobInfo):
+    after: list[int]
+    history: list[StateChange]
+    attempt_list: list[AttemptInfo]
+
+
+class JobList(_Strict):
+    jobs: list[JobInfo]
+
+
+class CancelRequest(_Strict):
+    job_ids: list[int] = Field(default_factory=list, max_length=MAX_JOBS_PER_SUBMIT)
+    group: Name | None = None
+
+
+class CancelResponse(_Strict):
+    cancelled: list[int]
+
+
+class JobEvent(_Strict):
+    """One state change, as streamed on ``GET /events`` (server-sent events).
+
+    ``result`` carries the pickled result envelope of a finished or failed job inline when
+    it is small; otherwise ``result_size`` is set and the client fetches ``/jobs/{id}/result``.
+    """
+
+    seq: int
+    job_id: int
+    state: JobState
+    time: float
+    attempt: int
+    error_class: ErrorClass | None = None
+    reason: str | None = None
+    result: Base64 | None = None
+    result_size: int | None = None
+
+
+class EventBatch(_Strict):
+    events: list[JobEvent]
+
+
+class LogLine(_Strict):
+    seq: int
+    job_id: int
+    attempt: int
+    stream: Literal["stdout", "stderr", "system"]
+    time: float
+    text: str
+
+
+class LogPage(_Strict):
+    lines: list[LogLine]
+    next_seq: int
+    ended: bool = Field(description="the job is in a final state and no more lines will come")
+
+
+class WhoAmI(_Strict):
+    name: str
+    kind: Literal["user", "admin", "site", "pilot"]
+    pilot_id: int | None = None
+
+
+class SiteInfo(_Strict):
+    name: str
+    kind: str
+    status: str
+    slot: Resources
+    pilots: dict[str, int]
+    min_warm: int
+    max_pilots: int
+
+
+class PilotInfo(_Strict):
+    id: int
+    site: str
+    state: str
+    hostname: str | None
+    batch_id: str | None
+    cores: int
+    memory: int
+    gpus: int
+    registered: datetime | None
+    last_seen: datetime | None
+    running_jobs: int
+
+
+# ---------------------------------------------------------------- pilot side
+
+
+class PilotRegistration(_Strict):
+    site: Name
+    cores: int = Field(ge=1, le=MAX_CORES)
+    memory: Memory
+    gpus: int = Field(0, ge=0, le=MAX_GPUS)
+    walltime: int | None = Field(None, ge=1, description="seconds left in the slot; None: none")
+    hostname: str = Field(max_length=255)
+    pid: int
+    batch_id: str | None = Field(None, max_length=200)
+    pilot_id: int | None = Field(None, description="set when the provisioner created the record")
+    version: str = Field(max_length=50)
+
+
+class PilotRegistered(_Strict):
+    pilot_id: int
+    token: str = Field(description="the pilot's own token; use it for every later call")
+    heartbeat_interval: float
+    lease_timeout: float
+    max_poll: float = Field(description="longest wait the gateway honours on acquire/heartbeat")
+
+
+class AcquireRequest(_Strict):
+    """Ask for up to ``max_jobs`` jobs that fit one slot of the given shape.
+
+    Each returned job fits ``cores``/``memory``/``gpus``/``walltime_left`` on its own; the
+    pilot queues those it cannot start yet (prefetch). ``wait`` is the long-poll time.
+    """
+
+    max_jobs: int = Field(ge=1, le=10_000)
+    cores: int = Field(ge=1, le=MAX_CORES)
+    memory: Memory
+    gpus: int = Field(0, ge=0, le=MAX_GPUS)
+    walltime_left: int | None = Field(None, ge=0)
+    idle_seconds: float = Field(0.0, ge=0)
+    wait: float = Field(0.0, ge=0, le=300)
+
+
+class Assignment(_Strict):
+    job_id: int
+    attempt: int
+    kind: Literal["function"]
+    resources: Resources
+    payload: Base64 | None = Field(None, description="inline payload; None: GET .../payload")
+    payload_size: int
+
+
+class AcquireResponse(_Strict):
+    jobs: list[Assignment]
+    retire: bool = Field(False, description="no work and not needed: the pilot should exit")
+
+
+class JobUpdate(_Strict):
+    """A pilot's news about one job it holds: started (``running``) or ended."""
+
+    job_id: int
+    attempt: int
+    state: Literal["running", "finished", "failed"]
+    time: float
+    exit_code: int | None = None
+    error_class: ErrorClass | None = None
+    error: str | None = Field(None, max_length=10_000)
+    wall_time: float | None = Field(None, ge=0)
+    cpu_time: float | None = Field(None, ge=0)
+    max_rss: int | None = Field(None, ge=0)
+    result: Base64 | None = Field(None, description="inline result envelope")
+    result_uploaded: bool = Field(False, description="result was PUT to .../result beforehand")
+
+
+class LogEntry(_Strict):
+    job_id: int
+    attempt: int
+    stream: Literal["stdout", "stderr", "system"]
+    time: float
+    text: str = Field(max_length=1_000_000)
+
+
+class ReportRequest(_Strict):
+    updates: list[JobUpdate] = Field(default_factory=list, max_length=10_000)
+    logs: list[LogEntry] = Field(default_factory=list, max_length=100_000)
+
+
+class ReportResponse(_Strict):
+    applied: int
+
+
+class HeartbeatRequest(_Strict):
+    held: list[int] = Field(default_factory=list, description="job ids the pilot holds")
+    walltime_left: int | None = None
+    wait: float = Field(0.0, ge=0, le=300, description="hold the answer up to this long")
+
+
+class HeartbeatResponse(_Strict):
+    drop: list[int] = Field(
+        default_factory=list, description="held jobs the pilot must kill/forget (cancelled, ...)"
+    )
+    retire: bool = False
+
+
+class PilotExit(_Strict):
+    reason: str = Field(max_length=2000)
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class ErrorEnvelope(BaseModel):
+    error: ErrorBody

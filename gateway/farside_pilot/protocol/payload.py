@@ -1,0 +1,104 @@
+"""What travels inside a job: the pickled call, and the pickled outcome.
+
+A *call* is ``(version, function bytes, arguments bytes)``. The function is pickled once by
+the client (cloudpickle, so functions and closures from notebook cells travel by value) and
+the same bytes are reused for every call of a map; workers cache unpickled functions by
+digest. An *outcome* is ``(version, "ok", value bytes)`` or ``(version, "error", ErrorInfo)``.
+Exceptions travel both pickled (so the client can re-raise the real type) and as text (so it
+can explain them when the type cannot be imported on the client).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+import cloudpickle
+
+FORMAT_VERSION = 1
+
+
+class PayloadError(ValueError):
+    """A payload or outcome could not be decoded."""
+
+
+@dataclass(frozen=True)
+class Call:
+    function: bytes
+    arguments: bytes
+
+    @property
+    def function_digest(self) -> str:
+        return hashlib.blake2b(self.function, digest_size=16).hexdigest()
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    type_name: str
+    message: str
+    traceback: str
+    exception: bytes | None  # cloudpickled exception, None if it could not be pickled
+
+
+def dump_function(fn: Any) -> bytes:
+    return bytes(cloudpickle.dumps(fn))
+
+
+def encode_call(function: bytes, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
+    arguments = cloudpickle.dumps((args, kwargs))
+    return pickle.dumps((FORMAT_VERSION, function, arguments), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def decode_call(payload: bytes) -> Call:
+    try:
+        version, function, arguments = pickle.loads(payload)
+    except Exception as exc:
+        raise PayloadError(f"payload is not a farside call: {exc}") from exc
+    if version != FORMAT_VERSION:
+        raise PayloadError(f"payload format {version} is not supported (need {FORMAT_VERSION})")
+    return Call(function, arguments)
+
+
+def encode_value(value: Any) -> bytes:
+    return pickle.dumps(
+        (FORMAT_VERSION, "ok", cloudpickle.dumps(value)), protocol=pickle.HIGHEST_PROTOCOL
+    )
+
+
+def encode_exception(exc: BaseException) -> bytes:
+    try:
+        exc_bytes: bytes | None = cloudpickle.dumps(exc)
+    except Exception:
+        exc_bytes = None
+    info = ErrorInfo(
+        type_name=f"{type(exc).__module__}.{type(exc).__qualname__}",
+        message=str(exc),
+        traceback="".join(traceback.format_exception(exc)),
+        exception=exc_bytes,
+    )
+    return pickle.dumps((FORMAT_VERSION, "error", info), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def decode_outcome(data: bytes) -> tuple[bool, Any]:
+    """Return ``(True, value)`` or ``(False, ErrorInfo)``.
+
+    Raises :class:`PayloadError` if the value itself cannot be unpickled here (for example a
+    module that exists only on the worker); the message names the missing piece.
+    """
+    try:
+        version, kind, body = pickle.loads(data)
+    except Exception as exc:
+        raise PayloadError(f"result is not a farside outcome: {exc}") from exc
+    if version != FORMAT_VERSION:
+        raise PayloadError(f"result format {version} is not supported (need {FORMAT_VERSION})")
+    if kind == "ok":
+        try:
+            return True, pickle.loads(body)
+        except ModuleNotFoundError as exc:
+            raise PayloadError(
+                f"the result needs module {exc.name!r}, which is not importable here"
+            ) from exc
+    return False, body
