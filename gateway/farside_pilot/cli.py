@@ -1,0 +1,26 @@
+"""``farside pilot``: start a pilot from the command line (also ``python -m farside_pilot``)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+
+from .config import load_config
+from .pilot import Pilot
+from .protocol.errors import ConfigurationError
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run a pilot until it leaves; returns the process exit code."""
+    try:
+        config = load_config(argv)
+    except ConfigurationError as exc:
+        print(f"farside pilot: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=config.log_level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s farside-pilot[%(process)d] %(name)s: %(message)s",
+    )
+    return asyncio.run(Pilot(config).run())

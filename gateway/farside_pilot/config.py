@@ -1,0 +1,141 @@
+"""The pilot's configuration: ``FARSIDE_*`` environment variables, overridden by flags.
+
+The variables are the contract with whoever starts the pilot (see
+:mod:`farside_pilot.protocol.env`); the flags exist for people starting one by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from .protocol import env
+from .protocol.errors import ConfigurationError
+from .protocol.units import parse_memory, parse_walltime
+
+
+@dataclass
+class PilotConfig:
+    """Everything a pilot needs to know before it registers."""
+
+    gateway_url: str
+    token: str
+    site: str = "local"
+    cores: int = 1
+    memory: int = 1024**3
+    gpus: int = 0
+    walltime: int | None = None
+    idle_timeout: float = 300.0
+    batch_id: str | None = None
+    pilot_id: int | None = None
+    workdir: str | None = None
+    prefetch: int = 256
+    gateway_grace: float = 600.0
+    shutdown_grace: float = 10.0
+    log_level: str = "INFO"
+
+
+def _default_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _default_memory() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 4 * 1024**3
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="farside pilot",
+        description="Run a farside pilot: register with the gateway, pull jobs, run them.",
+        epilog="Every flag defaults to its FARSIDE_* environment variable.",
+    )
+    add = parser.add_argument
+    add("--gateway-url", help=f"gateway base URL (${env.GATEWAY_URL})")
+    add("--token", help=f"registration token (${env.PILOT_TOKEN})")
+    add("--site", help=f"site name (${env.SITE}, default local)")
+    add("--cores", type=int, help=f"cores of the slot (${env.PILOT_CORES})")
+    add("--memory", help=f"memory of the slot, e.g. '4 GiB' (${env.PILOT_MEMORY})")
+    add("--gpus", type=int, help=f"GPUs of the slot (${env.PILOT_GPUS})")
+    add("--walltime", help=f"walltime of the slot, e.g. '2h' (${env.PILOT_WALLTIME})")
+    add(
+        "--idle-timeout",
+        type=float,
+        help=f"seconds idle before leaving (${env.PILOT_IDLE_TIMEOUT})",
+    )
+    add("--batch-id", help=f"batch system job id (${env.PILOT_BATCH_ID})")
+    add("--pilot-id", type=int, help=f"pilot record id (${env.PILOT_ID})")
+    add("--workdir", help=f"scratch directory (${env.PILOT_WORKDIR})")
+    add("--prefetch", type=int, help=f"most jobs held beyond free cores (${env.PILOT_PREFETCH})")
+    add("--gateway-grace", type=float, help=f"seconds to retry (${env.PILOT_GATEWAY_GRACE})")
+    add("--shutdown-grace", type=float, default=10.0, help="seconds jobs get on SIGTERM")
+    add("--log-level", help=f"logging level (${env.PILOT_LOG_LEVEL})")
+    return parser
+
+
+def load_config(
+    argv: list[str] | None = None, environ: Mapping[str, str] | None = None
+) -> PilotConfig:
+    """Build the configuration; raises :class:`ConfigurationError` when something is wrong."""
+    environ = os.environ if environ is None else environ
+    args = build_parser().parse_args(argv)
+
+    def pick(flag: object, name: str) -> str | None:
+        if flag is not None:
+            return str(flag)
+        value = environ.get(name)
+        return value if value else None
+
+    url = pick(args.gateway_url, env.GATEWAY_URL)
+    token = pick(args.token, env.PILOT_TOKEN)
+    if not url:
+        raise ConfigurationError(f"no gateway address: set {env.GATEWAY_URL} or --gateway-url")
+    if not token:
+        raise ConfigurationError(f"no registration token: set {env.PILOT_TOKEN} or --token")
+    try:
+        cores = int(pick(args.cores, env.PILOT_CORES) or _default_cores())
+        memory_text = pick(args.memory, env.PILOT_MEMORY)
+        memory = parse_memory(memory_text) if memory_text else _default_memory()
+        gpus = int(pick(args.gpus, env.PILOT_GPUS) or 0)
+        walltime_text = pick(args.walltime, env.PILOT_WALLTIME)
+        walltime = parse_walltime(walltime_text) if walltime_text else None
+        idle = float(pick(args.idle_timeout, env.PILOT_IDLE_TIMEOUT) or 300)
+        pilot_id_text = pick(args.pilot_id, env.PILOT_ID)
+        prefetch = int(pick(args.prefetch, env.PILOT_PREFETCH) or 256)
+        grace = float(pick(args.gateway_grace, env.PILOT_GATEWAY_GRACE) or 600)
+    except ValueError as exc:
+        raise ConfigurationError(f"bad pilot setting: {exc}") from exc
+    if cores < 1:
+        raise ConfigurationError(f"a pilot needs at least one core, got {cores}")
+    return PilotConfig(
+        gateway_url=url.rstrip("/"),
+        token=token,
+        site=pick(args.site, env.SITE) or "local",
+        cores=cores,
+        memory=memory,
+        gpus=gpus,
+        walltime=walltime,
+        idle_timeout=idle,
+        batch_id=pick(args.batch_id, env.PILOT_BATCH_ID),
+        pilot_id=int(pilot_id_text) if pilot_id_text else None,
+        workdir=pick(args.workdir, env.PILOT_WORKDIR),
+        prefetch=prefetch,
+        gateway_grace=grace,
+        shutdown_grace=args.shutdown_grace,
+        log_level=(pick(args.log_level, env.PILOT_LOG_LEVEL) or "INFO").upper(),
+    )
+
+
+def make_workdir(config: PilotConfig) -> str:
+    if config.workdir:
+        os.makedirs(config.workdir, exist_ok=True)
+        return tempfile.mkdtemp(prefix="pilot-", dir=config.workdir)
+    return tempfile.mkdtemp(prefix="farside-pilot-")

@@ -1,0 +1,234 @@
+"""Runs held jobs on worker processes as far as the slot's free resources allow.
+
+The :class:`JobRunner` lives on the pilot's event loop. Worker messages arrive on reader
+threads and are handed over with ``call_soon_threadsafe``, so all state here is touched by
+one thread only. What happens to jobs is told to the pilot through a :class:`RunnerEvents`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+from .protocol.models import Assignment, Resources
+from .slots import Slot
+from .worker import JobOutcome, Stream
+from .workers import Message, WorkerProcess, describe_exit
+
+log = logging.getLogger(__name__)
+
+# Above this, a payload is written to the worker's pipe from a thread so that a worker still
+# starting up cannot stall the event loop.
+BIG_PAYLOAD = 64 * 1024
+
+
+@dataclass
+class HeldJob:
+    """A job this pilot holds: queued until it starts, then running on ``worker``."""
+
+    assignment: Assignment
+    payload: bytes | None = None
+    worker: WorkerProcess | None = None
+    started: float = 0.0
+
+    @property
+    def job_id(self) -> int:
+        return self.assignment.job_id
+
+    @property
+    def attempt(self) -> int:
+        return self.assignment.attempt
+
+    @property
+    def resources(self) -> Resources:
+        return self.assignment.resources
+
+
+class RunnerEvents(Protocol):
+    """What the runner tells its owner. All calls happen on the event loop."""
+
+    def job_started(self, job: HeldJob) -> None: ...
+
+    def job_output(self, job: HeldJob, stream: Stream, when: float, text: str) -> None: ...
+
+    def job_ended(self, job: HeldJob, outcome: JobOutcome) -> None: ...
+
+
+class JobRunner:
+    """Queue and run jobs; spawn workers lazily, at most one per core."""
+
+    def __init__(
+        self,
+        slot: Slot,
+        workdir: str,
+        events: RunnerEvents,
+        loop: asyncio.AbstractEventLoop,
+        max_workers: int | None = None,
+    ) -> None:
+        self.slot = slot
+        self.workdir = workdir
+        self.events = events
+        self._loop = loop
+        self.max_workers = max_workers or slot.total.cores
+        self.queue: dict[int, HeldJob] = {}
+        self.running: dict[int, HeldJob] = {}
+        self._idle_workers: list[WorkerProcess] = []
+        self._workers: set[WorkerProcess] = set()
+        self._serial = 0
+
+    @property
+    def idle(self) -> bool:
+        return not self.queue and not self.running
+
+    def held_ids(self) -> set[int]:
+        return set(self.queue) | set(self.running)
+
+    def add(self, job: HeldJob) -> None:
+        self.queue[job.job_id] = job
+
+    def dispatch(self) -> None:
+        """Start every queued job that fits what is free now (later ones may overtake)."""
+        for job in list(self.queue.values()):
+            if job.payload is None or not self.slot.can_start(job.resources):
+                continue
+            worker = self._take_worker()
+            if worker is None:
+                return
+            del self.queue[job.job_id]
+            self.slot.take(job.resources)
+            self.running[job.job_id] = job
+            job.worker = worker
+            worker.job_id = job.job_id
+            job.started = time.time()
+            self.events.job_started(job)
+            self._send(worker, job.job_id, job.payload)
+
+    def _send(self, worker: WorkerProcess, job_id: int, payload: bytes) -> None:
+        scratch = self._scratch(worker)
+        if len(payload) > BIG_PAYLOAD:
+            self._loop.run_in_executor(None, worker.run, job_id, payload, scratch)
+        else:
+            worker.run(job_id, payload, scratch)
+
+    def _scratch(self, worker: WorkerProcess) -> str:
+        return os.path.join(self.workdir, f"worker-{worker.pid}")
+
+    def _take_worker(self) -> WorkerProcess | None:
+        if self._idle_workers:
+            return self._idle_workers.pop()
+        if len(self._workers) >= self.max_workers:
+            return None
+        worker = WorkerProcess(self._from_thread, cwd=self.workdir)
+        self._workers.add(worker)
+        log.debug("started worker %s", worker.pid)
+        return worker
+
+    def _from_thread(self, worker: WorkerProcess, message: Message) -> None:
+        self._loop.call_soon_threadsafe(self._on_message, worker, message)
+
+    def _current(self, worker: WorkerProcess, job_id: int | None) -> HeldJob | None:
+        # Messages of a killed worker, or about a dropped job, may still be in the pipe.
+        job = self.running.get(job_id) if job_id is not None else None
+        return job if job is not None and job.worker is worker else None
+
+    def _on_message(self, worker: WorkerProcess, message: Message) -> None:
+        kind = message[0]
+        if kind == "log":
+            _, job_id, stream, when, text = message
+            job = self._current(worker, job_id)
+            if job is not None:
+                self.events.job_output(job, stream, when, text)
+        elif kind == "done":
+            _, job_id, outcome = message
+            job = self._current(worker, job_id)
+            worker.job_id = None
+            if worker in self._workers and not worker.killed:
+                self._idle_workers.append(worker)
+            if job is not None:
+                self._finish(job, outcome)
+        elif kind == "exited":
+            self._on_exit(worker, message[1])
+
+    def _on_exit(self, worker: WorkerProcess, returncode: int) -> None:
+        self._workers.discard(worker)
+        if worker in self._idle_workers:
+            self._idle_workers.remove(worker)
+        worker.close()
+        shutil.rmtree(self._scratch(worker), ignore_errors=True)
+        job = self._current(worker, worker.job_id)
+        if job is None:
+            if not worker.killed and returncode != 0:
+                log.warning("idle worker %s ended: %s", worker.pid, describe_exit(returncode))
+            self.dispatch()
+            return
+        exit_code = 128 - returncode if returncode < 0 else returncode
+        outcome = JobOutcome(
+            exit_code=exit_code,
+            error_class="user",
+            error=f"the job ended its worker process: {describe_exit(returncode)}",
+            result=None,
+            wall_time=max(0.0, time.time() - job.started),
+            cpu_time=0.0,
+            max_rss=None,
+        )
+        self._finish(job, outcome)
+
+    def _finish(self, job: HeldJob, outcome: JobOutcome) -> None:
+        del self.running[job.job_id]
+        self.slot.release(job.resources)
+        job.worker = None
+        self.events.job_ended(job, outcome)
+        self.dispatch()
+
+    def drop(self, job_id: int) -> bool:
+        """Forget a held job; kill its worker if it runs. True if the job was held."""
+        if self.queue.pop(job_id, None) is not None:
+            return True
+        job = self.running.pop(job_id, None)
+        if job is None:
+            return False
+        self.slot.release(job.resources)
+        if job.worker is not None:
+            self._kill(job.worker)
+        self.dispatch()
+        return True
+
+    def _kill(self, worker: WorkerProcess) -> None:
+        worker.kill()
+        self._workers.discard(worker)
+
+    def kill_running(self) -> list[HeldJob]:
+        """Kill every running job (shutdown); returns them."""
+        jobs = list(self.running.values())
+        self.running.clear()
+        for job in jobs:
+            self.slot.release(job.resources)
+            if job.worker is not None:
+                self._kill(job.worker)
+        return jobs
+
+    def close(self) -> None:
+        """Stop all workers; running jobs are killed."""
+        self.kill_running()
+        self.queue.clear()
+        for worker in list(self._workers):
+            worker.stop()
+            worker.close()
+        self._idle_workers.clear()
+
+    async def wait_closed(self, within: float = 5.0) -> None:
+        """Wait for stopped workers to exit, killing stragglers."""
+        workers = list(self._workers)
+        deadline = time.monotonic() + within
+        for worker in workers:
+            remaining = deadline - time.monotonic()
+            try:
+                await asyncio.wait_for(asyncio.to_thread(worker.process.wait), max(0.01, remaining))
+            except TimeoutError:
+                worker.kill()
+        self._workers.clear()

@@ -1,0 +1,88 @@
+"""Slot accounting and prefetch: how much of the slot is free, and how much work to ask for.
+
+Pure bookkeeping, no I/O, so the rules are easy to test.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .protocol.models import Resources
+
+SHORT_JOB = 0.05  # seconds; "well under" the 0.2 s at which a round trip stops mattering
+LONG_JOB = 0.2
+
+
+@dataclass
+class Shape:
+    """Cores, memory (bytes) and GPUs: of a slot, of what is free, or of what a job needs."""
+
+    cores: int
+    memory: int
+    gpus: int = 0
+
+    def fits(self, need: Resources) -> bool:
+        return need.cores <= self.cores and need.memory <= self.memory and need.gpus <= self.gpus
+
+
+class Slot:
+    """The batch slot the pilot runs on, and what running jobs use of it."""
+
+    def __init__(self, total: Shape) -> None:
+        self.total = total
+        self.free = Shape(total.cores, total.memory, total.gpus)
+
+    def fits_slot(self, need: Resources) -> bool:
+        return self.total.fits(need)
+
+    def can_start(self, need: Resources) -> bool:
+        return self.free.fits(need)
+
+    def take(self, need: Resources) -> None:
+        if not self.can_start(need):
+            raise ValueError(f"job needs {need} but only {self.free} is free")
+        self.free.cores -= need.cores
+        self.free.memory -= need.memory
+        self.free.gpus -= need.gpus
+
+    def release(self, need: Resources) -> None:
+        self.free.cores = min(self.total.cores, self.free.cores + need.cores)
+        self.free.memory = min(self.total.memory, self.free.memory + need.memory)
+        self.free.gpus = min(self.total.gpus, self.free.gpus + need.gpus)
+
+    @property
+    def busy(self) -> bool:
+        return self.free.cores < self.total.cores
+
+
+class Prefetch:
+    """How many jobs to hold beyond the free cores, adapted like TCP slow start.
+
+    While jobs finish in well under a round trip to the gateway, holding more keeps the
+    workers busy, so ``extra`` grows by one for each short job that ends (it doubles per
+    round). A long job sets it to zero: long jobs must never wait in a pilot that cannot
+    start them while another pilot could.
+
+    >>> p = Prefetch(cap=8)
+    >>> p.extra
+    1
+    >>> for _ in range(20): p.observe(0.001)
+    >>> p.extra
+    8
+    >>> p.observe(5.0); p.extra
+    0
+    """
+
+    def __init__(self, cap: int, initial: int = 1) -> None:
+        self.cap = max(0, cap)
+        self.extra = min(initial, self.cap)
+
+    def observe(self, wall_time: float) -> None:
+        if wall_time < SHORT_JOB:
+            self.extra = min(self.cap, max(self.extra, 1) + 1)
+        elif wall_time >= LONG_JOB:
+            self.extra = 0
+
+    def want(self, free_cores: int, queued: int) -> int:
+        """Jobs to ask for now, given free cores and jobs already waiting locally."""
+        return max(0, free_cores + self.extra - queued)

@@ -1,0 +1,340 @@
+"""The worker process: runs one job at a time, isolated from the pilot's own state.
+
+Started by :class:`farside_pilot.workers.WorkerProcess` as
+``python -m farside_pilot.worker IN_FD OUT_FD``. It reads ``("run", job_id, payload,
+scratch_dir)`` and ``("stop",)`` messages from ``IN_FD`` and writes to ``OUT_FD``:
+
+* ``("ready", pid)`` once, after start-up;
+* ``("log", job_id, stream, time, text)`` for each line the job prints;
+* ``("done", job_id, JobOutcome)`` when the job ended.
+
+Lines and results share one channel, so every line of a job reaches the pilot before its
+result. The worker is reused for many jobs; it caches unpickled functions by digest because a
+map sends the same function bytes thousands of times.
+
+This module imports only the standard library and ``protocol.payload`` (cloudpickle): what a
+job needs it imports itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import io
+import os
+import pickle
+import resource
+import select
+import shutil
+import sys
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any, Literal
+
+from .protocol.payload import PayloadError, decode_call, encode_exception, encode_value
+
+FUNCTION_CACHE_SIZE = 32
+Stream = Literal["stdout", "stderr", "system"]
+_SYNC_MARK = b"\x00farside-sync\x00"
+
+
+@dataclass
+class JobOutcome:
+    """What the worker measured and produced for one job (pickled to the pilot)."""
+
+    exit_code: int
+    error_class: str | None
+    error: str | None
+    result: bytes | None
+    wall_time: float
+    cpu_time: float
+    max_rss: int | None
+
+
+class _Channel:
+    """The worker's end of the message pipe; threads share it, so writes are locked."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._lock = threading.Lock()
+        self.job_id: int | None = None
+
+    def send(self, message: tuple[Any, ...]) -> None:
+        data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+        with self._lock:
+            self._conn.send_bytes(data)
+
+    def log(self, stream: str, text: str) -> None:
+        job_id = self.job_id
+        if job_id is not None:
+            self.send(("log", job_id, stream, time.time(), text))
+
+
+class LineWriter(io.TextIOBase):
+    """``sys.stdout`` / ``sys.stderr`` replacement that forwards whole lines to the pilot."""
+
+    def __init__(self, channel: _Channel, stream: str) -> None:
+        super().__init__()
+        self._channel = channel
+        self._stream = stream
+        self._partial = ""
+        self._lock = threading.Lock()
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False
+
+    def write(self, text: str) -> int:
+        with self._lock:
+            data = self._partial + text
+            *lines, self._partial = data.split("\n")
+        for line in lines:
+            self._channel.log(self._stream, line)
+        return len(text)
+
+    def end_job(self) -> None:
+        """Flush a partial last line; called when the job ends."""
+        with self._lock:
+            partial, self._partial = self._partial, ""
+        if partial:
+            self._channel.log(self._stream, partial)
+
+
+class _FdCapture:
+    """Captures output written straight to file descriptor 1 or 2 (C code, subprocesses).
+
+    Best effort: a thread drains a pipe dup2'ed onto the descriptor. :meth:`sync` writes a
+    marker through the pipe and waits until the thread has passed it, so output of a job is
+    forwarded before its result.
+    """
+
+    def __init__(self, channel: _Channel, fd: int, stream: str) -> None:
+        self._channel = channel
+        self._stream = stream
+        self._fd = fd
+        read_fd, write_fd = os.pipe()
+        os.dup2(write_fd, fd)
+        os.close(write_fd)
+        self._read_fd = read_fd
+        self._synced = threading.Event()
+        self._pending = b""
+        self._busy = False
+        threading.Thread(target=self._drain, name=f"capture-{stream}", daemon=True).start()
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self._read_fd, 65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            self._busy = True
+            data = self._pending + chunk
+            synced = False
+            if _SYNC_MARK in data:
+                data = data.replace(_SYNC_MARK, b"")
+                synced = True
+            *lines, self._pending = data.split(b"\n")
+            if synced and self._pending:
+                lines.append(self._pending)
+                self._pending = b""
+            for line in lines:
+                self._channel.log(self._stream, line.decode("utf-8", "replace"))
+            self._busy = False
+            if synced:
+                self._synced.set()
+
+    def sync(self, timeout: float = 1.0) -> None:
+        # A round trip through the drain thread costs more than a no-op job: skip it when
+        # nothing was written since the last one.
+        idle = not self._busy and not self._pending
+        if idle and not select.select([self._read_fd], [], [], 0)[0]:
+            return
+        self._synced.clear()
+        try:
+            os.write(self._fd, _SYNC_MARK)
+        except OSError:
+            return
+        self._synced.wait(timeout)
+
+
+def _c_fflush() -> Callable[[], object] | None:
+    try:
+        libc = ctypes.CDLL(None)
+        return lambda: libc.fflush(None)
+    except (OSError, AttributeError):
+        return None
+
+
+def _cpu_seconds() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def _reset_peak_rss() -> bool:
+    # Writing "5" resets VmHWM (Linux >= 4.0), so one reused worker measures each job alone.
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_rss(reset_worked: bool) -> int | None:
+    if reset_worked:
+        try:
+            with open("/proc/self/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1]) * 1024
+        except (OSError, ValueError, IndexError):
+            pass
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss * 1024 if sys.platform != "darwin" else rss
+
+
+def _empty(directory: str) -> None:
+    # The scratch directory is kept between jobs (creating one per job costs more than a
+    # no-op job); only what a job left behind is removed.
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+
+
+def _short(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:2000]
+
+
+class _Failure(Exception):
+    """The job could not be started: carries its error class and message."""
+
+    def __init__(self, error_class: str, message: str, cause: BaseException) -> None:
+        super().__init__(message)
+        self.error_class = error_class
+        self.cause = cause
+
+
+class Worker:
+    """Runs jobs sent over the channel; one instance per worker process."""
+
+    def __init__(self, conn_in: Connection, channel: _Channel, capture_fds: bool = True) -> None:
+        self._in = conn_in
+        self._channel = channel
+        self._functions: OrderedDict[str, Any] = OrderedDict()
+        self._stdout = LineWriter(channel, "stdout")
+        self._stderr = LineWriter(channel, "stderr")
+        self._captures: list[_FdCapture] = []
+        if capture_fds:
+            self._captures = [_FdCapture(channel, 1, "stdout"), _FdCapture(channel, 2, "stderr")]
+        sys.stdout = self._stdout
+        sys.stderr = self._stderr
+        self._home = os.getcwd()
+        self._fflush = _c_fflush()
+
+    def serve(self) -> None:
+        self._channel.send(("ready", os.getpid()))
+        while True:
+            try:
+                message = pickle.loads(self._in.recv_bytes())
+            except EOFError:
+                return
+            if message[0] == "stop":
+                return
+            _, job_id, payload, scratch = message
+            self._run(job_id, payload, scratch)
+
+    def _load_function(self, data: bytes, digest: str) -> Any:
+        fn = self._functions.get(digest)
+        if fn is not None:
+            self._functions.move_to_end(digest)
+            return fn
+        fn = pickle.loads(data)
+        self._functions[digest] = fn
+        if len(self._functions) > FUNCTION_CACHE_SIZE:
+            self._functions.popitem(last=False)
+        return fn
+
+    def _prepare(self, payload: bytes) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
+        try:
+            call = decode_call(payload)
+        except PayloadError as exc:
+            raise _Failure("system", f"cannot decode the job's payload: {exc}", exc) from exc
+        try:
+            fn = self._load_function(call.function, call.function_digest)
+            args, kwargs = pickle.loads(call.arguments)
+        except ModuleNotFoundError as exc:
+            raise _Failure(
+                "user",
+                f"module {exc.name!r} is not importable on the pilot: ship it with the job "
+                "or install it on the site",
+                exc,
+            ) from exc
+        except Exception as exc:
+            raise _Failure("user", f"cannot unpickle the call: {_short(exc)}", exc) from exc
+        return fn, tuple(args), dict(kwargs)
+
+    def _run(self, job_id: int, payload: bytes, scratch: str) -> None:
+        os.makedirs(scratch, exist_ok=True)
+        os.chdir(scratch)
+        self._channel.job_id = job_id
+        reset = _reset_peak_rss()
+        cpu0 = _cpu_seconds()
+        t0 = time.perf_counter()
+        exit_code, error_class, error = 0, None, None
+        try:
+            fn, args, kwargs = self._prepare(payload)
+            value = fn(*args, **kwargs)
+            result = encode_value(value)
+        except _Failure as failure:
+            exit_code, error_class, error = 1, failure.error_class, str(failure)
+            result = encode_exception(failure.cause)
+        except BaseException as exc:  # the job's own exception, whatever it is
+            exit_code, error_class, error = 1, "user", _short(exc)
+            result = encode_exception(exc)
+        wall = time.perf_counter() - t0
+        cpu = _cpu_seconds() - cpu0
+        peak = _peak_rss(reset)
+        self._end_output()
+        self._channel.job_id = None
+        outcome = JobOutcome(exit_code, error_class, error, result, wall, cpu, peak)
+        self._channel.send(("done", job_id, outcome))
+        os.chdir(self._home)
+        _empty(scratch)
+
+    def _end_output(self) -> None:
+        # Jobs may have swapped the streams; put ours back for the next job.
+        sys.stdout, sys.stderr = self._stdout, self._stderr
+        self._stdout.end_job()
+        self._stderr.end_job()
+        if self._captures:
+            if self._fflush is not None:
+                self._fflush()
+            for capture in self._captures:
+                capture.sync()
+
+
+def main(argv: list[str]) -> None:
+    in_fd, out_fd = int(argv[0]), int(argv[1])
+    conn_in = Connection(in_fd, writable=False)
+    channel = _Channel(Connection(out_fd, readable=False))
+    Worker(conn_in, channel).serve()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
