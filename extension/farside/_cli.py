@@ -1,0 +1,261 @@
+"""The ``farside`` command: look at and steer your jobs; start the local platform.
+
+``farside up``, ``farside gateway`` and ``farside pilot`` hand the rest of the command line
+to the gateway and pilot packages (imported only then). The other subcommands talk to the
+gateway configured as for :class:`farside.Gateway`. Errors print one line and exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+from farside_pilot.protocol import FarsideError, format_memory, format_walltime
+
+from ._gateway import Gateway
+
+__all__ = ["main"]
+
+DELEGATED = {
+    "up": ("farside_gateway.cli", "up_main", "start the local platform (gateway + local pilots)"),
+    "gateway": ("farside_gateway.cli", "gateway_main", "run or manage a gateway server"),
+    "pilot": ("farside_pilot.cli", "main", "run a pilot (normally started by a site)"),
+}
+
+
+def _delegate(command: str, argv: list[str]) -> int:
+    module_name, attr, _ = DELEGATED[command]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        extra = " (pip install 'farside[gateway]')" if command != "pilot" else ""
+        print(f"farside {command}: not available here: {exc}{extra}", file=sys.stderr)
+        return 1
+    entry: Callable[[list[str]], int | None] = getattr(module, attr)
+    return int(entry(argv) or 0)
+
+
+# ---------------------------------------------------------------- formatting
+
+
+def _when(value: datetime | None) -> str:
+    return value.astimezone().strftime("%Y-%m-%d %H:%M:%S") if value else "-"
+
+
+def _cut(value: object, width: int = 40) -> str:
+    text = "-" if value is None or value == "" else str(value).replace("\n", " ")
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """Align columns under a header.
+
+    >>> print(table(["id", "state"], [[1, "finished"], [12, "queued"]]))
+    id  state
+    1   finished
+    12  queued
+    """
+    cells = [[str(h) for h in header], *([_cut(c) for c in row] for row in rows)]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells
+    )
+
+
+# ---------------------------------------------------------------- commands
+
+
+def _jobs(gw: Gateway, args: argparse.Namespace) -> int:
+    jobs = gw.jobs(state=args.state, group=args.group, limit=args.limit)
+    rows = [
+        [j.id, j.name, j.state.value, j.site, j.attempts, _when(j.created), _when(j.ended), j.error]
+        for j in jobs
+    ]
+    header = ["id", "name", "state", "site", "attempts", "created", "ended", "error"]
+    print(table(header, rows) if rows else "no jobs")
+    return 0
+
+
+def _job(gw: Gateway, args: argparse.Namespace) -> int:
+    job = gw.job(args.job_id)
+    r = job.resources
+    fields: list[tuple[str, Any]] = [
+        ("id", job.id),
+        ("name", job.name),
+        ("group", job.group),
+        ("owner", job.owner),
+        ("state", job.state.value),
+        ("site", job.site),
+        ("pilot", job.pilot_id),
+        ("attempts", job.attempts),
+        (
+            "resources",
+            f"{r.cores} cores, {format_memory(r.memory)}, {r.gpus} GPUs, "
+            f"walltime {format_walltime(r.walltime)}",
+        ),
+        ("priority", job.priority),
+        ("after", ", ".join(map(str, job.after)) or None),
+        ("created", _when(job.created)),
+        ("started", _when(job.started)),
+        ("ended", _when(job.ended)),
+        ("exit code", job.exit_code),
+        ("error class", job.error_class.value if job.error_class else None),
+        ("error", job.error),
+    ]
+    for key, value in fields:
+        print(f"{key + ':':<13}{'-' if value is None else value}")
+    print("\nhistory:")
+    print(
+        table(
+            ["time", "state", "attempt", "reason"],
+            [[_when(h.time), h.state.value, h.attempt, h.reason] for h in job.history],
+        )
+    )
+    if job.attempt_list:
+        print("\nattempts:")
+        print(
+            table(
+                ["#", "state", "site", "pilot", "batch id", "started", "ended", "error"],
+                [
+                    [
+                        a.number,
+                        a.state.value,
+                        a.site,
+                        a.pilot_id,
+                        a.batch_id,
+                        _when(a.started),
+                        _when(a.ended),
+                        a.error,
+                    ]
+                    for a in job.attempt_list
+                ],
+            )
+        )
+    return 0
+
+
+def _logs(gw: Gateway, args: argparse.Namespace) -> int:
+    for line in gw.logs(args.job_id, follow=args.follow, since=args.since):
+        print(line, flush=args.follow)
+    return 0
+
+
+def _cancel(gw: Gateway, args: argparse.Namespace) -> int:
+    if not args.job_ids and not args.group:
+        raise FarsideError("name job ids or --group to cancel")
+    cancelled = gw.cancel(args.job_ids, group=args.group)
+    if cancelled:
+        print("cancelled: " + " ".join(map(str, cancelled)))
+    else:
+        print("nothing cancelled (the jobs had already ended)")
+    return 0
+
+
+def _whoami(gw: Gateway, args: argparse.Namespace) -> int:
+    me = gw.whoami()
+    print(f"{me.name} ({me.kind}) at {gw.url}")
+    return 0
+
+
+def _sites(gw: Gateway, args: argparse.Namespace) -> int:
+    rows = [
+        [
+            s.name,
+            s.kind,
+            s.status,
+            f"{s.slot.cores}c/{format_memory(s.slot.memory)}/{s.slot.gpus}g",
+            " ".join(f"{k}={v}" for k, v in s.pilots.items()),
+            s.min_warm,
+            s.max_pilots,
+        ]
+        for s in gw.sites()
+    ]
+    header = ["name", "kind", "status", "slot", "pilots", "min warm", "max"]
+    print(table(header, rows) if rows else "no sites")
+    return 0
+
+
+def _pilots(gw: Gateway, args: argparse.Namespace) -> int:
+    rows = [
+        [
+            p.id,
+            p.site,
+            p.state,
+            p.hostname,
+            p.cores,
+            format_memory(p.memory),
+            p.gpus,
+            p.running_jobs,
+            _when(p.last_seen),
+        ]
+        for p in gw.pilots()
+    ]
+    header = ["id", "site", "state", "host", "cores", "memory", "gpus", "running", "last seen"]
+    print(table(header, rows) if rows else "no pilots")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="farside", description="Run and follow farside jobs; start the local platform."
+    )
+    parser.add_argument("--url", help="gateway URL (default: $FARSIDE_GATEWAY_URL or client.json)")
+    parser.add_argument("--token", help="bearer token (default: $FARSIDE_TOKEN or client.json)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (_, _, help_text) in DELEGATED.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+
+    p = sub.add_parser("jobs", help="list your jobs, newest first")
+    p.add_argument("--state", help="only jobs in this state (queued, running, failed, ...)")
+    p.add_argument("--group", help="only jobs of this group (one map)")
+    p.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    p.set_defaults(func=_jobs)
+
+    p = sub.add_parser("job", help="show one job with its history and attempts")
+    p.add_argument("job_id", type=int)
+    p.set_defaults(func=_job)
+
+    p = sub.add_parser("logs", help="print a job's output")
+    p.add_argument("job_id", type=int)
+    p.add_argument("-f", "--follow", action="store_true", help="follow until the job ends")
+    p.add_argument("--since", type=int, default=0, help="start at this line number")
+    p.set_defaults(func=_logs)
+
+    p = sub.add_parser("cancel", help="cancel jobs (queued or running)")
+    p.add_argument("job_ids", type=int, nargs="*")
+    p.add_argument("--group", help="cancel every job of this group")
+    p.set_defaults(func=_cancel)
+
+    for name, func, help_text in (
+        ("whoami", _whoami, "show who the gateway thinks you are"),
+        ("sites", _sites, "list the sites and their pilots"),
+        ("pilots", _pilots, "list pilots"),
+    ):
+        sub.add_parser(name, help=help_text).set_defaults(func=func)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``farside`` console script."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list and args_list[0] in DELEGATED:
+        return _delegate(args_list[0], args_list[1:])
+    parser = build_parser()
+    args = parser.parse_args(args_list)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 1
+    try:
+        with Gateway(args.url, args.token, set_as_default=False) as gw:
+            return int(args.func(gw, args))
+    except FarsideError as exc:
+        print(f"farside {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0

@@ -1,0 +1,122 @@
+"""Where the client finds its gateway: explicit arguments, then the environment, then a file.
+
+Each of the address and the token is resolved on its own, first match wins:
+
+1. the argument given to :class:`farside.Gateway` (``url=``, ``token=``);
+2. the environment: ``FARSIDE_GATEWAY_URL`` and ``FARSIDE_TOKEN``;
+3. the local platform's file ``client.json`` in ``$FARSIDE_CONFIG_DIR`` (default: the
+   platform's user config directory, ``~/.config/farside`` on Linux), written by
+   ``farside up``::
+
+       {"url": "http://127.0.0.1:8765", "token_file": "/home/me/.config/farside/user.token"}
+
+   The token file holds the token on one line and should be readable only by its owner
+   (mode 0600). A relative ``token_file`` is taken relative to the config directory.
+
+>>> resolve_config(url="http://gw:8765/", token="t0k").url
+'http://gw:8765'
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import platformdirs
+
+from farside_pilot.protocol import ConfigurationError, env
+
+CLIENT_FILE = "client.json"
+
+__all__ = ["ClientConfig", "client_file", "config_dir", "resolve_config"]
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """A resolved gateway address and token, and where each came from (for messages)."""
+
+    url: str
+    token: str
+    url_source: str
+    token_source: str
+
+
+def config_dir() -> Path:
+    """The directory of ``client.json``: ``$FARSIDE_CONFIG_DIR`` or the user config dir."""
+    explicit = os.environ.get(env.CONFIG_DIR)
+    if explicit:
+        return Path(explicit).expanduser()
+    return Path(platformdirs.user_config_dir("farside"))
+
+
+def client_file() -> Path:
+    return config_dir() / CLIENT_FILE
+
+
+def _read_client_file(path: Path) -> dict[str, str]:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read {path}: {exc}") from exc
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise ConfigurationError(
+            f"{path} is not valid JSON ({exc}); run `farside up` again to rewrite it"
+        ) from exc
+    if not isinstance(data, dict):
+        raise ConfigurationError(f"{path} must hold a JSON object with 'url' and 'token_file'")
+    return {str(k): str(v) for k, v in data.items() if v is not None}
+
+
+def _read_token_file(path: Path) -> str:
+    try:
+        token = path.read_text().strip()
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot read the token file {path}: {exc}. Run `farside up` again, or set {env.TOKEN}."
+        ) from exc
+    if not token:
+        raise ConfigurationError(f"the token file {path} is empty; run `farside up` again")
+    return token
+
+
+def resolve_config(url: str | None = None, token: str | None = None) -> ClientConfig:
+    """Resolve the gateway address and token (explicit > environment > ``client.json``).
+
+    Raises :class:`~farside.ConfigurationError` saying what to do when either is missing.
+    """
+    url_source = "the url= argument"
+    token_source = "the token= argument"
+    if not url and os.environ.get(env.GATEWAY_URL):
+        url, url_source = os.environ[env.GATEWAY_URL], f"${env.GATEWAY_URL}"
+    if not token and os.environ.get(env.TOKEN):
+        token, token_source = os.environ[env.TOKEN], f"${env.TOKEN}"
+    if not url or not token:
+        path = client_file()
+        data = _read_client_file(path)
+        if not url and data.get("url"):
+            url, url_source = data["url"], str(path)
+        if not token:
+            if data.get("token"):
+                token, token_source = data["token"], str(path)
+            elif data.get("token_file"):
+                token_path = Path(data["token_file"]).expanduser()
+                if not token_path.is_absolute():
+                    token_path = path.parent / token_path
+                token, token_source = _read_token_file(token_path), str(token_path)
+    if not url:
+        raise ConfigurationError(
+            "no farside gateway is configured. Run `farside up` to start a local one, or set "
+            f"{env.GATEWAY_URL} and {env.TOKEN} (looked for {client_file()})."
+        )
+    if not token:
+        raise ConfigurationError(
+            f"no token for the farside gateway at {url}. Set {env.TOKEN}, pass token=, or run "
+            f"`farside up` to write {client_file()}."
+        )
+    return ClientConfig(url.rstrip("/"), token.strip(), url_source, token_source)

@@ -1,0 +1,308 @@
+"""The :class:`Gateway`: a connection to one farside gateway, and the default one.
+
+The most recently created ``Gateway`` becomes the *default* (as a ``distributed.Client``
+does), which ``@farside.task`` functions use unless given ``gateway=``. If none exists when
+a task is first submitted, one is created from the configuration (see :mod:`._config`).
+Closing the default clears it.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
+
+import httpx
+
+from farside_pilot.protocol import FarsideError, TaskError
+from farside_pilot.protocol.models import (
+    CancelRequest,
+    CancelResponse,
+    JobDetail,
+    JobEvent,
+    JobInfo,
+    JobList,
+    JobSpec,
+    JobState,
+    PilotInfo,
+    SiteInfo,
+    SubmitRequest,
+    SubmitResponse,
+    WhoAmI,
+)
+
+from ._config import resolve_config
+from ._events import EventListener
+from ._futures import FarsideFuture
+from ._http import Api, is_retryable
+from ._logs import follow_logs, read_logs
+from ._outcome import Outcome, outcome_of
+
+if TYPE_CHECKING:
+    from ._futures import MapResult
+
+__all__ = ["Gateway", "get_gateway"]
+
+T = TypeVar("T")
+
+SUBMIT_CHUNK = 1000
+# terminal events for jobs not (yet) tracked here: our own submissions racing their
+# POST /jobs answer, or jobs of the same user submitted elsewhere
+MAX_UNCLAIMED_EVENTS = 50_000
+RESULT_FETCH_GRACE = 120.0
+
+_default: Gateway | None = None
+_default_lock = threading.Lock()
+
+
+def get_gateway() -> Gateway:
+    """The default gateway: the newest open one, else a new one from the configuration."""
+    global _default
+    with _default_lock:
+        if _default is None or _default.closed:
+            _default = Gateway(set_as_default=False)
+        return _default
+
+
+class Gateway:
+    """A connection to a farside gateway.
+
+    ``url`` and ``token`` come from the arguments, else ``FARSIDE_GATEWAY_URL`` and
+    ``FARSIDE_TOKEN``, else the local platform's ``client.json`` written by ``farside up``.
+    The gateway is asked ``whoami`` at once, so a wrong address or token fails here.
+
+    >>> gw = farside.Gateway()               # doctest: +SKIP
+    >>> gw.whoami().name                     # doctest: +SKIP
+    'alice'
+    >>> [j.state for j in gw.jobs(limit=3)]  # doctest: +SKIP
+    [<JobState.FINISHED: 'finished'>, ...]
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        token: str | None = None,
+        *,
+        set_as_default: bool = True,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        global _default
+        self.config = resolve_config(url, token)
+        self._api = Api(self.config, transport)
+        try:
+            self.user = self._api.get("/whoami", WhoAmI)
+        except BaseException:
+            self._api.close()
+            raise
+        self._lock = threading.Lock()
+        self._pending: dict[int, FarsideFuture[Any]] = {}
+        self._unclaimed: OrderedDict[int, JobEvent] = OrderedDict()
+        self._listener = EventListener(self._api, self._on_events)
+        self._fetcher: concurrent.futures.ThreadPoolExecutor | None = None
+        self.closed = False
+        if set_as_default:
+            with _default_lock:
+                _default = self
+
+    @property
+    def url(self) -> str:
+        return self.config.url
+
+    def __repr__(self) -> str:
+        return f"<farside.Gateway {self.url} user={self.user.name!r}>"
+
+    def __enter__(self) -> Gateway:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the event stream and close connections; futures still waiting fail."""
+        global _default
+        if self.closed:
+            return
+        self.closed = True
+        self._listener.close()
+        if self._fetcher is not None:
+            self._fetcher.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            waiting = list(self._pending.values())
+            self._pending.clear()
+        for future in waiting:
+            future._settle(
+                Outcome(
+                    error=FarsideError(
+                        f"the Gateway was closed before job {future.job_id} ended; its result "
+                        f"stays on the gateway (farside job {future.job_id})"
+                    )
+                )
+            )
+        self._api.close()
+        with _default_lock:
+            if _default is self:
+                _default = None
+
+    # -------------------------------------------------------------- submission
+
+    def submit_jobs(
+        self, specs: list[JobSpec], chunksize: int = SUBMIT_CHUNK
+    ) -> list[FarsideFuture[Any]]:
+        """Submit job specs in bulk requests of ``chunksize``; one future per job, in order.
+
+        If a later request fails, the jobs already submitted by this call are cancelled.
+        """
+        if self.closed:
+            raise FarsideError("this Gateway is closed; create a new farside.Gateway()")
+        self._listener.start()
+        futures: list[FarsideFuture[Any]] = []
+        try:
+            for start in range(0, len(specs), max(1, chunksize)):
+                chunk = specs[start : start + max(1, chunksize)]
+                response = self._api.post("/jobs", SubmitRequest(jobs=chunk), SubmitResponse)
+                futures.extend(self._track(response.job_ids))
+        except BaseException:
+            if futures:
+                with contextlib.suppress(FarsideError):
+                    self.cancel(futures)
+            raise
+        return futures
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> FarsideFuture[T]:
+        """Run ``fn(*args, **kwargs)`` remotely with default resources (see :func:`task`)."""
+        from ._task import Task
+
+        return Task(fn, gateway=self).submit(*args, **kwargs)
+
+    def map(self, fn: Callable[..., T], /, *iterables: Iterable[Any]) -> MapResult[T]:
+        """Run ``fn`` on each element (zipped across ``iterables``), results in order."""
+        from ._task import Task
+
+        return Task(fn, gateway=self).map(*iterables)
+
+    def _track(self, job_ids: list[int]) -> list[FarsideFuture[Any]]:
+        futures: list[FarsideFuture[Any]] = [FarsideFuture(self, i) for i in job_ids]
+        ready: list[tuple[FarsideFuture[Any], JobEvent]] = []
+        with self._lock:
+            for future in futures:
+                event = self._unclaimed.pop(future.job_id, None)
+                if event is None:
+                    self._pending[future.job_id] = future
+                else:
+                    ready.append((future, event))
+        for future, event in ready:
+            self._resolve(future, event)
+        return futures
+
+    # ------------------------------------------------------------ resolution
+
+    def _on_events(self, events: list[JobEvent]) -> None:
+        for event in events:
+            if not event.state.terminal:
+                continue
+            with self._lock:
+                future = self._pending.pop(event.job_id, None)
+                if future is None:
+                    self._unclaimed[event.job_id] = event
+                    while len(self._unclaimed) > MAX_UNCLAIMED_EVENTS:
+                        self._unclaimed.popitem(last=False)
+                    continue
+            try:
+                self._resolve(future, event)
+            except Exception as exc:
+                future._settle(Outcome(error=exc))
+
+    def _resolve(self, future: FarsideFuture[Any], event: JobEvent) -> None:
+        fetch = (
+            event.result is None
+            and event.result_size is not None
+            and event.state is not JobState.CANCELLED
+        )
+        if not fetch:
+            future._settle(outcome_of(event, event.result))
+            return
+        with self._lock:
+            if self._fetcher is None:
+                self._fetcher = concurrent.futures.ThreadPoolExecutor(
+                    4, thread_name_prefix="farside-results"
+                )
+            fetcher = self._fetcher
+        fetcher.submit(self._fetch_and_settle, future, event)
+
+    def _fetch_and_settle(self, future: FarsideFuture[Any], event: JobEvent) -> None:
+        deadline, backoff = time.monotonic() + RESULT_FETCH_GRACE, 0.2
+        while True:
+            try:
+                data = self._api.get_bytes(f"/jobs/{event.job_id}/result")
+            except Exception as exc:
+                if not self.closed and is_retryable(exc) and time.monotonic() < deadline:
+                    time.sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
+                    continue
+                message = f"cannot fetch the result of job {event.job_id}: {exc}"
+                future._settle(Outcome(error=TaskError(message, event.job_id)))
+                return
+            future._settle(outcome_of(event, data))
+            return
+
+    # -------------------------------------------------------------- queries
+
+    def whoami(self) -> WhoAmI:
+        """Who the gateway thinks this token belongs to."""
+        return self._api.get("/whoami", WhoAmI)
+
+    def jobs(
+        self,
+        state: JobState | str | None = None,
+        group: str | None = None,
+        limit: int | None = None,
+    ) -> list[JobInfo]:
+        """Your jobs, newest first, optionally of one ``state`` or ``group``."""
+        params = {"state": str(state) if state else None, "group": group, "limit": limit}
+        return self._api.get("/jobs", JobList, params=params).jobs
+
+    def job(self, job_id: int) -> JobDetail:
+        """One job with its state history and attempts."""
+        return self._api.get(f"/jobs/{int(job_id)}", JobDetail)
+
+    def sites(self) -> list[SiteInfo]:
+        return [SiteInfo.model_validate(s) for s in self._api.request("GET", "/sites").json()]
+
+    def pilots(self) -> list[PilotInfo]:
+        return [PilotInfo.model_validate(p) for p in self._api.request("GET", "/pilots").json()]
+
+    def cancel(
+        self,
+        jobs: Iterable[int | FarsideFuture[Any]] | int | FarsideFuture[Any] = (),
+        *,
+        group: str | None = None,
+    ) -> list[int]:
+        """Cancel jobs (ids or futures) and/or a whole ``group``; returns the cancelled ids."""
+        items = [jobs] if isinstance(jobs, int | FarsideFuture) else list(jobs)
+        ids = [i.job_id if isinstance(i, FarsideFuture) else int(i) for i in items]
+        if not ids and group is None:
+            return []
+        request = CancelRequest(job_ids=ids, group=group)
+        return self._api.post("/jobs/cancel", request, CancelResponse).cancelled
+
+    @overload
+    def logs(self, job_id: int, follow: Literal[False] = False, since: int = 0) -> list[str]: ...
+    @overload
+    def logs(self, job_id: int, follow: Literal[True], since: int = 0) -> Iterator[str]: ...
+    @overload
+    def logs(self, job_id: int, follow: bool, since: int = 0) -> list[str] | Iterator[str]: ...
+
+    def logs(self, job_id: int, follow: bool = False, since: int = 0) -> list[str] | Iterator[str]:
+        """The lines a job printed. ``follow=True`` yields them live until the job ends.
+
+        >>> for line in gw.logs(fut.job_id, follow=True):  # doctest: +SKIP
+        ...     print(line)
+        squaring 3
+        """
+        if follow:
+            return follow_logs(self._api, int(job_id), since)
+        return read_logs(self._api, int(job_id), since)

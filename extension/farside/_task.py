@@ -1,0 +1,228 @@
+"""``@farside.task``: a function that runs where the gateway sends it.
+
+The function is pickled once per task (cloudpickle) and each call adds only its arguments.
+Functions and closures defined in a notebook (``__main__``) travel by value. So do
+functions from modules that exist only on your side — a ``helpers.py`` next to the
+notebook, a package you have not installed: any module that is neither in the standard
+library nor an installed distribution is registered with
+``cloudpickle.register_pickle_by_value`` and ships with the job. Modules of installed
+packages (numpy, awkward, ...) are imported by name on the worker, so they must be
+installed there; if one is missing, the job fails with the pilot's clear
+``ModuleNotFoundError``.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import sys
+import sysconfig
+import types
+import uuid
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, Generic, ParamSpec, TypeVar, overload
+
+import cloudpickle
+
+from farside_pilot.protocol.models import JobSpec, Resources
+from farside_pilot.protocol.payload import dump_function, encode_call
+
+from ._futures import FarsideFuture, MapResult
+from ._gateway import SUBMIT_CHUNK, Gateway, get_gateway
+
+__all__ = ["Task", "task"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@functools.cache
+def _installed_roots() -> tuple[Path, ...]:
+    paths = sysconfig.get_paths()
+    keys = ("stdlib", "platstdlib", "purelib", "platlib")
+    return tuple(Path(paths[k]).resolve() for k in keys if k in paths)
+
+
+def ships_by_value(module: types.ModuleType) -> bool:
+    """Whether ``module`` exists only on this side (not stdlib, not an installed package).
+
+    >>> import json, farside
+    >>> ships_by_value(json), ships_by_value(farside)
+    (False, False)
+    """
+    name = module.__name__
+    top = name.partition(".")[0]
+    if name == "__main__" or top in sys.stdlib_module_names or top in sys.builtin_module_names:
+        return False
+    file = getattr(module, "__file__", None)
+    if not file:
+        return False
+    path = Path(file).resolve()
+    if any(path.is_relative_to(root) for root in _installed_roots()):
+        return False
+    return top not in importlib.metadata.packages_distributions()
+
+
+def _register_by_value(fn: Callable[..., Any]) -> None:
+    module = sys.modules.get(getattr(fn, "__module__", None) or "")
+    if module is None or not ships_by_value(module):
+        return
+    top = sys.modules.get(module.__name__.partition(".")[0], module)
+    cloudpickle.register_pickle_by_value(top)
+
+
+class Task(Generic[P, R]):
+    """A function with the resources it needs; call ``.submit`` or ``.map`` to run it remotely.
+
+    Calling the task itself runs the plain function here.
+
+    >>> @task(cores=1, memory="1 GiB", walltime="10m")
+    ... def square(x):
+    ...     return x * x
+    >>> square(3)
+    9
+    >>> square.resources.memory
+    1073741824
+    >>> square.submit(3).result()       # doctest: +SKIP
+    9
+    """
+
+    def __init__(
+        self,
+        fn: Callable[P, R],
+        *,
+        cores: int = 1,
+        memory: int | str = "1 GiB",
+        walltime: int | str = "1h",
+        gpus: int = 0,
+        max_attempts: int = 1,
+        priority: int = 0,
+        name: str | None = None,
+        sites: Iterable[str] | None = None,
+        gateway: Gateway | None = None,
+    ) -> None:
+        functools.update_wrapper(self, fn)
+        self.fn = fn
+        self.resources = Resources(cores=cores, memory=memory, walltime=walltime, gpus=gpus)
+        self.max_attempts = max_attempts
+        self.priority = priority
+        self.name = (name or getattr(fn, "__qualname__", None) or repr(fn))[:200]
+        self.sites = list(sites or [])
+        self._gateway = gateway
+        self._function_bytes: bytes | None = None
+        # fail at decoration, not at submission, when an option is impossible
+        self._spec(b"", None)
+
+    def __repr__(self) -> str:
+        r = self.resources
+        return f"<farside.Task {self.name} cores={r.cores} memory={r.memory} walltime={r.walltime}>"
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self.fn(*args, **kwargs)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # a task referenced from another task's function travels without its connection
+        return {**self.__dict__, "_gateway": None, "_function_bytes": None}
+
+    def options(self, **changes: Any) -> Task[P, R]:
+        """A copy with some options changed, e.g. ``square.options(memory="4 GiB")``."""
+        current: dict[str, Any] = {
+            **self.resources.model_dump(),
+            "max_attempts": self.max_attempts,
+            "priority": self.priority,
+            "name": self.name,
+            "sites": self.sites,
+            "gateway": self._gateway,
+        }
+        return Task(self.fn, **{**current, **changes})
+
+    @property
+    def gateway(self) -> Gateway:
+        """The gateway given to the task, else the default one (created on first use)."""
+        if self._gateway is not None:
+            return self._gateway
+        return get_gateway()
+
+    @property
+    def function_bytes(self) -> bytes:
+        """The pickled function, made once per task."""
+        if self._function_bytes is None:
+            _register_by_value(self.fn)
+            self._function_bytes = dump_function(self.fn)
+        return self._function_bytes
+
+    def _spec(self, payload: bytes, group: str | None) -> JobSpec:
+        return JobSpec(
+            payload=payload,
+            name=self.name,
+            group=group,
+            resources=self.resources,
+            max_attempts=self.max_attempts,
+            priority=self.priority,
+            sites=self.sites,
+        )
+
+    def submit(self, *args: P.args, **kwargs: P.kwargs) -> FarsideFuture[R]:
+        """Run one call remotely; returns its future."""
+        payload = encode_call(self.function_bytes, args, kwargs)
+        (future,) = self.gateway.submit_jobs([self._spec(payload, None)])
+        return future
+
+    def map(
+        self, *iterables: Iterable[Any], chunksize: int = SUBMIT_CHUNK, group: str | None = None
+    ) -> MapResult[R]:
+        """Run the function on each element (zipped across ``iterables``), in bulk.
+
+        All calls are submitted now, ``chunksize`` (at most 1,000 advised) per request, and
+        share one ``group``. Iterating the result yields results in input order.
+        """
+        gateway = self.gateway
+        group = group or f"{self.name[:180]}-{uuid.uuid4().hex[:8]}"
+        fn_bytes = self.function_bytes
+        specs = [
+            self._spec(encode_call(fn_bytes, args, {}), group)
+            for args in zip(*iterables, strict=False)
+        ]
+        futures = gateway.submit_jobs(specs, chunksize) if specs else []
+        return MapResult(gateway, futures, group)
+
+
+@overload
+def task(fn: Callable[P, R], /) -> Task[P, R]: ...
+@overload
+def task(
+    *,
+    cores: int = 1,
+    memory: int | str = "1 GiB",
+    walltime: int | str = "1h",
+    gpus: int = 0,
+    max_attempts: int = 1,
+    priority: int = 0,
+    name: str | None = None,
+    sites: Iterable[str] | None = None,
+    gateway: Gateway | None = None,
+) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+
+
+def task(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
+    """Make a function submittable: ``@farside.task`` or ``@farside.task(cores=4, ...)``.
+
+    Options: ``cores``, ``memory`` ("2 GiB"), ``walltime`` ("10m"), ``gpus``,
+    ``max_attempts`` (attempts a raising function may use), ``priority`` (among your own
+    jobs), ``name``, ``sites`` (allowed sites; empty: any) and ``gateway`` (default: the
+    default gateway).
+
+    >>> @task
+    ... def hello(who):
+    ...     return f"hello {who}"
+    >>> hello("world")
+    'hello world'
+    """
+    if fn is not None:
+        return Task(fn, **options)
+
+    def decorate(f: Callable[P, R]) -> Task[P, R]:
+        return Task(f, **options)
+
+    return decorate
