@@ -199,33 +199,47 @@ def _pilots(gw: Gateway, args: argparse.Namespace) -> int:
     return 0
 
 
+_CONNECTION_HELP = {
+    "--url": "gateway URL (default: $FARSIDE_GATEWAY_URL, then client.json)",
+    "--token": "bearer token (default: $FARSIDE_TOKEN, then client.json)",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="farside", description="Run and follow farside jobs; start the local platform."
     )
-    parser.add_argument("--url", help="gateway URL (default: $FARSIDE_GATEWAY_URL or client.json)")
-    parser.add_argument("--token", help="bearer token (default: $FARSIDE_TOKEN or client.json)")
+    # accepted before and after the subcommand; SUPPRESS keeps a subparser from resetting them
+    common = argparse.ArgumentParser(add_help=False)
+    for flag, default in (("--url", argparse.SUPPRESS), ("--token", argparse.SUPPRESS)):
+        common.add_argument(flag, default=default, help=_CONNECTION_HELP[flag])
+    for flag in ("--url", "--token"):
+        parser.add_argument(flag, help=_CONNECTION_HELP[flag])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help_text, parents=[common])
+
     for name, (_, _, help_text) in DELEGATED.items():
         sub.add_parser(name, help=help_text, add_help=False)
 
-    p = sub.add_parser("jobs", help="list your jobs, newest first")
+    p = add("jobs", "list your jobs, newest first")
     p.add_argument("--state", help="only jobs in this state (queued, running, failed, ...)")
     p.add_argument("--group", help="only jobs of this group (one map)")
     p.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
     p.set_defaults(func=_jobs)
 
-    p = sub.add_parser("job", help="show one job with its history and attempts")
+    p = add("job", "show one job with its history and attempts")
     p.add_argument("job_id", type=int)
     p.set_defaults(func=_job)
 
-    p = sub.add_parser("logs", help="print a job's output")
+    p = add("logs", "print a job's output")
     p.add_argument("job_id", type=int)
     p.add_argument("-f", "--follow", action="store_true", help="follow until the job ends")
     p.add_argument("--since", type=int, default=0, help="start at this line number")
     p.set_defaults(func=_logs)
 
-    p = sub.add_parser("cancel", help="cancel jobs (queued or running)")
+    p = add("cancel", "cancel jobs (queued or running)")
     p.add_argument("job_ids", type=int, nargs="*")
     p.add_argument("--group", help="cancel every job of this group")
     p.set_defaults(func=_cancel)
@@ -235,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("sites", _sites, "list the sites and their pilots"),
         ("pilots", _pilots, "list pilots"),
     ):
-        sub.add_parser(name, help=help_text).set_defaults(func=func)
+        add(name, help_text).set_defaults(func=func)
     return parser
 
 
