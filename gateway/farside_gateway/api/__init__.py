@@ -1,0 +1,1 @@
+"""HTTP handlers: parse, call the pool, serialise. No SQL here."""

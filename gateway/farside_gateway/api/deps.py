@@ -1,0 +1,54 @@
+"""Who is calling: bearer-token dependencies for user and pilot endpoints."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from farside_pilot.protocol import Forbidden, Unauthorized
+
+from ..auth.tokens import Principal, lookup_token
+from ..runtime import Runtime
+
+
+def runtime(request: Request) -> Runtime:
+    rt: Runtime = request.app.state.runtime
+    return rt
+
+
+async def principal(request: Request) -> Principal:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized(
+            "this endpoint needs a bearer token (Authorization: Bearer <token>); the local "
+            "platform writes yours to the farside config directory"
+        )
+    token = token.strip()
+    rt = runtime(request)
+    now = rt.now()
+    cached, who = rt.tokens.get(token, now)
+    if not cached:
+        who = await rt.db.read(lookup_token, token, now)
+        rt.tokens.put(token, who, now)
+    if who is None:
+        raise Unauthorized("unknown or expired token; get a new one (e.g. restart `farside up`)")
+    return who
+
+
+async def user(who: Annotated[Principal, Depends(principal)]) -> Principal:
+    if who.kind != "user":
+        raise Forbidden("this endpoint is for users; pilot and site tokens cannot use it")
+    return who
+
+
+def pilot_of(who: Principal, pilot_id: int) -> Principal:
+    if who.kind != "pilot" or who.pilot_id != pilot_id:
+        raise Forbidden(f"this token may not act for pilot {pilot_id}")
+    return who
+
+
+RuntimeDep = Annotated[Runtime, Depends(runtime)]
+PrincipalDep = Annotated[Principal, Depends(principal)]
+UserDep = Annotated[Principal, Depends(user)]

@@ -1,0 +1,111 @@
+"""User endpoints for jobs: submit, list, inspect, cancel, results and log pages."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+
+from farside_pilot.protocol.models import (
+    CancelRequest,
+    CancelResponse,
+    JobDetail,
+    JobList,
+    JobState,
+    LogPage,
+    SubmitRequest,
+    SubmitResponse,
+)
+
+from ..broker.match import check_runnable
+from ..pool import queries
+from ..pool.submit import NewJob, cancel_jobs, submit_jobs
+from .deps import RuntimeDep, UserDep
+
+router = APIRouter(tags=["jobs"])
+JSON = "application/json"
+
+
+def json_response(model: object, status: int = 200) -> Response:
+    # pydantic serialises straight to bytes; skipping FastAPI's re-validation is measurably
+    # faster on the hot paths (bulk submit, acquire, report)
+    return Response(model.model_dump_json(), status_code=status, media_type=JSON)  # type: ignore[attr-defined]
+
+
+@router.post("/jobs", status_code=201, response_model=SubmitResponse)
+async def submit(body: SubmitRequest, who: UserDep, rt: RuntimeDep) -> Response:
+    """Submit up to 10,000 jobs at once; they are stored before this returns."""
+    check_runnable(rt.config.sites, body.jobs)
+    placed: list[NewJob] = []
+    blob_keys: list[str] = []
+    try:
+        for spec in body.jobs:
+            size = len(spec.payload)
+            if size > rt.config.inline_limit:
+                key = rt.blobs.new_key("payloads")
+                await rt.blobs.put(key, spec.payload)
+                blob_keys.append(key)
+                placed.append(NewJob(spec, None, key, size))
+            else:
+                placed.append(NewJob(spec, spec.payload, None, size))
+        ids = await rt.write_and_publish(submit_jobs, who.name, placed)
+    except BaseException:
+        for key in blob_keys:  # nothing half-written: no orphan blobs either
+            await rt.blobs.delete(key)
+        raise
+    return json_response(SubmitResponse(job_ids=ids), 201)
+
+
+@router.get("/jobs", response_model=JobList)
+async def list_jobs(
+    who: UserDep,
+    rt: RuntimeDep,
+    state: JobState | None = None,
+    group: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+    before_id: int | None = None,
+) -> Response:
+    """Your jobs, newest first (admins: everyone's)."""
+    jobs = await rt.db.read(
+        queries.list_jobs, who.owner_filter, state.value if state else None, group, limit,
+        before_id,
+    )  # fmt: skip
+    return json_response(JobList(jobs=jobs))
+
+
+@router.get("/jobs/{job_id}", response_model=JobDetail)
+async def job_detail(job_id: int, who: UserDep, rt: RuntimeDep) -> Response:
+    """One job with its state history and attempts."""
+    return json_response(await rt.db.read(queries.job_detail, job_id, who.owner_filter))
+
+
+@router.post("/jobs/cancel", response_model=CancelResponse)
+async def cancel(body: CancelRequest, who: UserDep, rt: RuntimeDep) -> Response:
+    """Cancel queued or running jobs (by ids and/or group); final jobs are left alone."""
+    ids = await rt.write_and_publish(cancel_jobs, who.owner_filter, body.job_ids, body.group)
+    return json_response(CancelResponse(cancelled=ids))
+
+
+@router.get(
+    "/jobs/{job_id}/result",
+    response_class=Response,
+    responses={200: {"content": {"application/octet-stream": {}}}},
+)
+async def result(job_id: int, who: UserDep, rt: RuntimeDep) -> Response:
+    """The pickled outcome of a finished or failed job (see farside_pilot.protocol.payload)."""
+    inline, blob = await rt.db.read(queries.job_result, job_id, who.owner_filter)
+    data = inline if inline is not None else await rt.blobs.get(blob or "")
+    return Response(data, media_type="application/octet-stream")
+
+
+@router.get("/jobs/{job_id}/logs", response_model=LogPage)
+async def logs(
+    job_id: int,
+    who: UserDep,
+    rt: RuntimeDep,
+    since: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
+) -> Response:
+    """Log lines after sequence number ``since``; ``ended`` once the job is final."""
+    page = await rt.db.read(queries.logs_since, job_id, who.owner_filter, since, limit)
+    return json_response(page)

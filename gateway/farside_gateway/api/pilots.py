@@ -1,0 +1,208 @@
+"""Pilot endpoints: register, acquire (long-poll), heartbeat (long-poll), report, exit."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+
+from farside_pilot.protocol import Conflict, InvalidRequest
+from farside_pilot.protocol.models import (
+    AcquireRequest,
+    AcquireResponse,
+    Assignment,
+    HeartbeatRequest,
+    HeartbeatResponse,
+    PilotExit,
+    PilotRegistered,
+    PilotRegistration,
+    ReportRequest,
+    ReportResponse,
+    Resources,
+)
+
+from ..notify import wait_for_signal
+from ..pool import pilots as pilot_records
+from ..pool import queries
+from ..pool.leases import (
+    PilotSlot,
+    PreparedUpdate,
+    acquire,
+    heartbeat,
+    held_jobs,
+    release_pilot,
+    report,
+)
+from ..runtime import Runtime
+from .deps import PrincipalDep, RuntimeDep, pilot_of
+from .jobs import json_response
+
+router = APIRouter(prefix="/pilots", tags=["pilots"])
+LIVE = ("running", "retiring")
+
+
+@router.post("", status_code=201, response_model=PilotRegistered)
+async def register(body: PilotRegistration, who: PrincipalDep, rt: RuntimeDep) -> Response:
+    """Register a pilot's slot (site or one-pilot token); returns the pilot's own token."""
+    if rt.config.site(body.site) is None:
+        raise InvalidRequest(f"unknown site {body.site!r}")
+    pilot_id, token = await rt.db.write(pilot_records.register, who, body, rt.now())
+    if who.pilot_id is not None:
+        rt.tokens.forget_pilot(who.pilot_id)
+    registered = PilotRegistered(
+        pilot_id=pilot_id,
+        token=token,
+        heartbeat_interval=rt.config.heartbeat_interval,
+        lease_timeout=rt.config.heartbeat_timeout,
+        max_poll=rt.config.max_poll,
+    )
+    return json_response(registered, 201)
+
+
+async def _slot(rt: Runtime, pilot_id: int) -> tuple[PilotSlot, str]:
+    row = await rt.db.read(pilot_records.get_pilot, pilot_id)
+    if row.state not in LIVE:
+        raise Conflict(f"pilot {pilot_id} is {row.state}; it must exit", {"state": row.state})
+    return PilotSlot(pilot_id, row.site, row.batch_id), row.state
+
+
+@router.post("/{pilot_id}/acquire", response_model=AcquireResponse)
+async def acquire_jobs(
+    pilot_id: int, body: AcquireRequest, who: PrincipalDep, rt: RuntimeDep
+) -> Response:
+    """Claim jobs that fit the slot; waits up to ``wait`` seconds for work to appear."""
+    pilot_of(who, pilot_id)
+    slot, state = await _slot(rt, pilot_id)
+    site = rt.config.site(slot.site)
+    taking = site is not None and site.status == "online" and state == "running"
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + min(body.wait, rt.config.max_poll)
+    rows = []
+    while True:
+        waiter = rt.notifier.work.waiter(rt.notifier.WORK)
+        if taking:
+            rows = await rt.write_and_publish(
+                acquire, slot, body, rt.lease_policy, skip_locked=not rt.db.is_sqlite
+            )
+        remaining = deadline - loop.time()
+        if rows or remaining <= 0 or rt.stopping.is_set():
+            break
+        await wait_for_signal(waiter, remaining)
+    retire = state == "retiring"
+    if not rows and site is not None and not retire and body.idle_seconds >= site.idle_timeout:
+        min_warm = site.min_warm if site.status == "online" else 0
+        retire = await rt.db.write(pilot_records.decide_retire, pilot_id, slot.site, min_warm)
+    assignments = [
+        Assignment(
+            job_id=r.id,
+            attempt=r.attempt + 1,
+            kind=r.kind,
+            resources=Resources(cores=r.cores, memory=r.memory, walltime=r.walltime, gpus=r.gpus),
+            payload=r.payload,
+            payload_size=r.payload_size,
+        )
+        for r in rows
+    ]
+    return json_response(AcquireResponse(jobs=assignments, retire=retire))
+
+
+@router.post("/{pilot_id}/heartbeat", response_model=HeartbeatResponse)
+async def pilot_heartbeat(
+    pilot_id: int, body: HeartbeatRequest, who: PrincipalDep, rt: RuntimeDep
+) -> Response:
+    """Renew the pilot's leases; answers early when a held job must be dropped."""
+    pilot_of(who, pilot_id)
+    row = await rt.db.read(pilot_records.get_pilot, pilot_id)
+    if row.state not in LIVE:
+        return json_response(HeartbeatResponse(drop=body.held, retire=True))
+    waiter = rt.notifier.pilots.waiter(pilot_id)
+    drop = await rt.db.write(heartbeat, pilot_id, body.held, rt.lease_policy, rt.now())
+    wait = min(body.wait, rt.config.max_poll, rt.config.heartbeat_interval)
+    # holding the answer paces the heartbeats and makes them the channel for cancellations
+    woken = not drop and wait > 0 and not rt.stopping.is_set()
+    if woken and await wait_for_signal(waiter, wait) and body.held:
+        drop = await rt.db.write(heartbeat, pilot_id, body.held, rt.lease_policy, rt.now())
+    return json_response(HeartbeatResponse(drop=drop, retire=row.state == "retiring"))
+
+
+def _result_key(job_id: int, attempt: int) -> str:
+    return f"results/{job_id}-{attempt}"
+
+
+@router.post("/{pilot_id}/report", response_model=ReportResponse)
+async def pilot_report(
+    pilot_id: int, body: ReportRequest, who: PrincipalDep, rt: RuntimeDep
+) -> Response:
+    """Apply job updates and log lines atomically; 409 names jobs the pilot does not hold."""
+    pilot_of(who, pilot_id)
+    prepared: list[PreparedUpdate] = []
+    for upd in body.updates:
+        if upd.result_uploaded:
+            key = _result_key(upd.job_id, upd.attempt)
+            if not await asyncio.to_thread(rt.blobs.exists_sync, key):
+                raise InvalidRequest(
+                    f"job {upd.job_id}: result_uploaded is set but nothing was PUT to "
+                    f"/pilots/{pilot_id}/jobs/{upd.job_id}/result?attempt={upd.attempt}"
+                )
+            prepared.append(PreparedUpdate(upd, None, key, await rt.blobs.size(key)))
+        elif upd.result is not None and len(upd.result) > rt.config.inline_limit:
+            key = _result_key(upd.job_id, upd.attempt)
+            await rt.blobs.put(key, upd.result)
+            prepared.append(PreparedUpdate(upd, None, key, len(upd.result)))
+        elif upd.result is not None:
+            prepared.append(PreparedUpdate(upd, upd.result, None, len(upd.result)))
+        else:
+            prepared.append(PreparedUpdate(upd))
+    applied = await rt.write_and_publish(report, pilot_id, prepared, body.logs, rt.lease_policy)
+    return json_response(ReportResponse(applied=applied))
+
+
+async def _require_held(rt: Runtime, pilot_id: int, job_id: int) -> None:
+    held = await rt.db.read(held_jobs, pilot_id, {job_id})
+    if job_id not in held:
+        raise Conflict(f"pilot {pilot_id} does not hold job {job_id}", {"job_ids": [job_id]})
+
+
+@router.put("/{pilot_id}/jobs/{job_id}/result", status_code=204)
+async def upload_result(
+    pilot_id: int,
+    job_id: int,
+    attempt: Annotated[int, Query(ge=1)],
+    request: Request,
+    who: PrincipalDep,
+    rt: RuntimeDep,
+) -> Response:
+    """Upload a large outcome (raw body) before reporting the job with result_uploaded."""
+    pilot_of(who, pilot_id)
+    await _require_held(rt, pilot_id, job_id)
+    await rt.blobs.put(_result_key(job_id, attempt), await request.body())
+    return Response(status_code=204)
+
+
+@router.get(
+    "/{pilot_id}/jobs/{job_id}/payload",
+    response_class=Response,
+    responses={200: {"content": {"application/octet-stream": {}}}},
+)
+async def download_payload(
+    pilot_id: int, job_id: int, who: PrincipalDep, rt: RuntimeDep
+) -> Response:
+    """The payload of a held job that was too large to ride along with the assignment."""
+    pilot_of(who, pilot_id)
+    await _require_held(rt, pilot_id, job_id)
+    inline, blob = await rt.db.read(queries.job_payload, job_id)
+    data = inline if inline is not None else await rt.blobs.get(blob or "")
+    return Response(data, media_type="application/octet-stream")
+
+
+@router.post("/{pilot_id}/exit", status_code=204)
+async def pilot_exit(pilot_id: int, body: PilotExit, who: PrincipalDep, rt: RuntimeDep) -> Response:
+    """The pilot leaves; whatever it still held is retried elsewhere at once."""
+    pilot_of(who, pilot_id)
+    await rt.write_and_publish(
+        release_pilot, pilot_id, "exited", f"pilot {pilot_id} exited: {body.reason}",
+        rt.lease_policy,
+    )  # fmt: skip
+    rt.tokens.forget_pilot(pilot_id)
+    return Response(status_code=204)

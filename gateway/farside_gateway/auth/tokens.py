@@ -1,0 +1,129 @@
+"""Bearer tokens: users, sites (may register pilots) and pilots (may act for one pilot).
+
+Only a token's SHA-256 is stored, so a copy of the database grants nothing. The prefix
+(``fsu_``, ``fss_``, ``fsp_``) tells a reader which kind a token is without a lookup.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+from sqlalchemy import Connection, delete, insert, select
+
+from ..db.schema import tokens
+
+TokenKind = Literal["user", "site", "pilot"]
+_PREFIX: dict[str, str] = {"user": "fsu_", "site": "fss_", "pilot": "fsp_"}
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling. ``name`` is the user, or the site of a site or pilot token."""
+
+    kind: TokenKind
+    name: str
+    admin: bool = False
+    pilot_id: int | None = None
+
+    @property
+    def owner_filter(self) -> str | None:
+        """The owner a query must be limited to; None for admins (they see every job)."""
+        return None if self.admin else self.name
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token(kind: TokenKind) -> str:
+    return _PREFIX[kind] + secrets.token_urlsafe(32)
+
+
+def store_token(
+    conn: Connection,
+    token: str,
+    kind: TokenKind,
+    subject: str,
+    *,
+    admin: bool = False,
+    pilot_id: int | None = None,
+    ttl: float | None = None,
+    description: str | None = None,
+) -> None:
+    """Record a token (idempotent: an existing identical token is replaced)."""
+    digest = hash_token(token)
+    now = time.time()
+    conn.execute(delete(tokens).where(tokens.c.token_hash == digest))
+    conn.execute(
+        insert(tokens).values(
+            token_hash=digest,
+            kind=kind,
+            subject=subject,
+            admin=admin,
+            pilot_id=pilot_id,
+            created_at=now,
+            expires_at=now + ttl if ttl else None,
+            description=description,
+        )
+    )
+
+
+def issue_token(
+    conn: Connection,
+    kind: TokenKind,
+    subject: str,
+    *,
+    admin: bool = False,
+    pilot_id: int | None = None,
+    ttl: float | None = None,
+    description: str | None = None,
+) -> str:
+    token = new_token(kind)
+    store_token(
+        conn, token, kind, subject, admin=admin, pilot_id=pilot_id, ttl=ttl,
+        description=description,
+    )  # fmt: skip
+    return token
+
+
+def lookup_token(conn: Connection, token: str, now: float) -> Principal | None:
+    row = conn.execute(select(tokens).where(tokens.c.token_hash == hash_token(token))).first()
+    if row is None or (row.expires_at is not None and row.expires_at < now):
+        return None
+    return Principal(kind=row.kind, name=row.subject, admin=row.admin, pilot_id=row.pilot_id)
+
+
+def revoke_pilot_tokens(conn: Connection, pilot_id: int) -> None:
+    conn.execute(delete(tokens).where(tokens.c.pilot_id == pilot_id))
+
+
+class TokenCache:
+    """Remembers recent lookups for a few seconds, so a request costs no extra query.
+
+    Revocations made by this gateway take effect at once (``forget``); those made by
+    another replica within ``ttl`` seconds.
+    """
+
+    def __init__(self, ttl: float = 10.0) -> None:
+        self.ttl = ttl
+        self._entries: dict[str, tuple[float, Principal | None]] = {}
+
+    def get(self, token: str, now: float) -> tuple[bool, Principal | None]:
+        entry = self._entries.get(token)
+        if entry is None or entry[0] < now:
+            return False, None
+        return True, entry[1]
+
+    def put(self, token: str, principal: Principal | None, now: float) -> None:
+        if len(self._entries) > 10_000:
+            self._entries.clear()
+        self._entries[token] = (now + self.ttl, principal)
+
+    def forget_pilot(self, pilot_id: int) -> None:
+        for key, (_, principal) in list(self._entries.items()):
+            if principal is not None and principal.pilot_id == pilot_id:
+                del self._entries[key]

@@ -1,0 +1,196 @@
+"""``farside gateway`` and ``farside up``: the gateway's command line.
+
+``farside up`` is the local platform on embedded defaults: SQLite in the user's data
+directory, a ``local`` site of subprocess pilots, tokens and ``client.json`` in the user's
+config directory. ``farside gateway`` runs a gateway from an operator's configuration file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import threading
+from pathlib import Path
+
+from farside_pilot.protocol import ConfigurationError, FarsideError
+
+from .config import GatewayConfig, load_config
+from .local_platform import TokenFiles, config_dir, state_dir
+from .runtime import Runtime
+
+log = logging.getLogger("farside_gateway")
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="gateway configuration file (TOML)")
+    parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port to listen on; 0 picks a free one")
+    parser.add_argument("--state-dir", type=Path, help="database, blobs and pilot logs")
+    parser.add_argument("--database-url", help="SQLAlchemy URL (default: SQLite in state dir)")
+    parser.add_argument("--log-level", default="INFO", help="gateway log level (default INFO)")
+
+
+def _load(args: argparse.Namespace, **defaults: object) -> GatewayConfig:
+    overrides = {
+        "host": args.host,
+        "port": args.port,
+        "state_dir": args.state_dir,
+        "database_url": args.database_url,
+    }
+    for key, value in defaults.items():
+        if overrides.get(key) is None:
+            overrides[key] = value
+    return load_config(args.config, **overrides)
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+def _run(config: GatewayConfig, tokens: TokenFiles | None, banner: bool, example: bool,
+         once: bool, stop_pilots: bool) -> int:  # fmt: skip
+    from .server import serve
+
+    def ready(runtime: Runtime) -> None:
+        if tokens is not None:
+            client_json = tokens.write_client_config(runtime.public_url)
+            if banner:
+                _print_banner(runtime, tokens, client_json)
+        if example or once:
+            threading.Thread(
+                target=_example_then, args=(runtime, example, once), daemon=True
+            ).start()
+
+    hooks = [tokens.register] if tokens is not None else []
+    return serve(config, stop_pilots_on_exit=stop_pilots, on_ready=ready, bootstrap=hooks)
+
+
+def _example_then(runtime: Runtime, example: bool, once: bool) -> None:
+    import os
+    import signal
+
+    status = 0
+    if example:
+        from .example import run_example
+
+        try:
+            run_example()
+        except Exception as exc:
+            print(f"the example failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+            status = 1
+    if once:
+        runtime.exit_status = status
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _print_banner(runtime: Runtime, tokens: TokenFiles, client_json: Path) -> None:
+    sites = ", ".join(
+        f"{s.name} ({s.plugin}, {s.min_warm}-{s.max_pilots} pilots)" for s in runtime.config.sites
+    )
+    print(
+        f"""
+farside is up at {runtime.public_url}
+  state:   {runtime.config.state_dir} (database {runtime.db.engine.url.render_as_string()})
+  sites:   {sites}
+  client:  {client_json}
+
+Connect from Python in this account (no arguments needed):
+    import farside
+    gw = farside.Gateway()
+
+From elsewhere:
+    export FARSIDE_GATEWAY_URL={runtime.public_url}
+    export FARSIDE_TOKEN=$(cat {tokens.user_token_path})
+
+Ctrl-C stops the gateway and its pilots.
+""",
+        flush=True,
+    )
+
+
+def up_main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="farside up",
+        description="Run the local platform: gateway + local site of subprocess pilots.",
+    )
+    _common(parser)
+    parser.add_argument(
+        "--example", action="store_true", help="run a small example end to end once it is up"
+    )
+    parser.add_argument(
+        "--once", action="store_true", help="stop after start-up (and the example, if asked)"
+    )
+    args = parser.parse_args(argv)
+    _setup_logging(args.log_level)
+    try:
+        config = _load(args, state_dir=state_dir())
+        tokens = TokenFiles(config_dir())
+        return _run(config, tokens, True, args.example, args.once, stop_pilots=True)
+    except FarsideError as exc:
+        print(f"farside up: {exc}", file=sys.stderr)
+        return 1
+
+
+def gateway_main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "token":
+        return _token_main(argv[1:])
+    parser = argparse.ArgumentParser(
+        prog="farside gateway",
+        description="Run a workload gateway. Subcommand: `farside gateway token --help`.",
+    )
+    _common(parser)
+    parser.add_argument(
+        "--token-dir",
+        type=Path,
+        help="write a user token, a pilot token and client.json here (like `farside up`)",
+    )
+    parser.add_argument(
+        "--keep-pilots",
+        action="store_true",
+        help="leave pilots running when the gateway stops (they reconnect when it is back)",
+    )
+    args = parser.parse_args(argv)
+    _setup_logging(args.log_level)
+    try:
+        config = _load(args)
+        tokens = TokenFiles(args.token_dir) if args.token_dir else None
+        return _run(config, tokens, False, False, False, stop_pilots=not args.keep_pilots)
+    except FarsideError as exc:
+        print(f"farside gateway: {exc}", file=sys.stderr)
+        return 1
+
+
+def _token_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="farside gateway token", description="Create a token and print it."
+    )
+    _common(parser)
+    who = parser.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user", help="a user token for this user name")
+    who.add_argument("--site", help="a site token: may register pilots for this site")
+    parser.add_argument("--admin", action="store_true", help="the user may see every job")
+    parser.add_argument("--ttl", type=float, help="seconds until the token expires")
+    args = parser.parse_args(argv)
+    from .auth.tokens import issue_token
+    from .db import Database
+
+    try:
+        config = _load(args)
+    except ConfigurationError as exc:
+        print(f"farside gateway token: {exc}", file=sys.stderr)
+        return 1
+    db = Database(config.resolved_database_url)
+    try:
+        db.migrate()
+        if args.user:
+            token = db.run_sync(issue_token, "user", args.user, admin=args.admin, ttl=args.ttl)
+        else:
+            token = db.run_sync(issue_token, "site", args.site, ttl=args.ttl)
+    finally:
+        db.close()
+    print(token)
+    return 0

@@ -1,0 +1,192 @@
+"""The database schema (SQLAlchemy Core). Alembic migrations in ``migrations/`` build it.
+
+Times are UNIX seconds as floats: cheap to compare in SQL and the same in SQLite and
+PostgreSQL. ``events`` is both the per-job state history and the source of the clients'
+event stream: its ids are the stream's sequence numbers, so a client that reconnects with
+``Last-Event-ID`` gets exactly what it missed.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeAlias
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Row,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# A big integer that is still an autoincrementing rowid on SQLite.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("owner", String(200), nullable=False),
+    Column("name", String(200)),
+    Column("group_name", String(200)),
+    Column("kind", String(20), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("priority", Integer, nullable=False, default=0),
+    Column("cores", Integer, nullable=False),
+    Column("memory", BigInteger, nullable=False),
+    Column("walltime", Integer, nullable=False),
+    Column("gpus", Integer, nullable=False),
+    # ",a,b," so that a site filter is a LIKE in SQL; NULL means any site
+    Column("sites", String(2000)),
+    Column("max_attempts", Integer, nullable=False),
+    Column("user_failures", Integer, nullable=False, default=0),
+    Column("system_failures", Integer, nullable=False, default=0),
+    Column("attempt", Integer, nullable=False, default=0),
+    Column("parents_left", Integer, nullable=False, default=0),
+    Column("pilot_id", Id),
+    Column("site", String(64)),
+    Column("lease_expires", Float),
+    Column("payload", LargeBinary),
+    Column("payload_blob", String(200)),
+    Column("payload_size", BigInteger, nullable=False),
+    Column("result", LargeBinary),
+    Column("result_blob", String(200)),
+    Column("result_size", BigInteger),
+    Column("exit_code", Integer),
+    Column("error_class", String(16)),
+    Column("error", Text),
+    Column("wall_time", Float),
+    Column("cpu_time", Float),
+    Column("max_rss", BigInteger),
+    Column("created_at", Float, nullable=False),
+    Column("queued_at", Float),
+    Column("started_at", Float),
+    Column("ended_at", Float),
+    sqlite_autoincrement=True,
+)
+# The broker's scan: queued jobs, best first.
+Index("ix_jobs_queue", jobs.c.state, jobs.c.priority.desc(), jobs.c.id)
+Index("ix_jobs_owner", jobs.c.owner, jobs.c.id)
+Index("ix_jobs_owner_group", jobs.c.owner, jobs.c.group_name)
+Index("ix_jobs_pilot", jobs.c.pilot_id, jobs.c.state)
+Index("ix_jobs_lease", jobs.c.state, jobs.c.lease_expires)
+
+job_deps = Table(
+    "job_deps",
+    metadata,
+    Column("child_id", Id, ForeignKey("jobs.id"), primary_key=True),
+    Column("parent_id", Id, ForeignKey("jobs.id"), primary_key=True),
+)
+Index("ix_job_deps_parent", job_deps.c.parent_id)
+
+attempts = Table(
+    "attempts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("job_id", Id, ForeignKey("jobs.id"), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("pilot_id", Id),
+    Column("site", String(64)),
+    Column("batch_id", String(200)),
+    Column("state", String(16), nullable=False),
+    Column("assigned_at", Float, nullable=False),
+    Column("started_at", Float),
+    Column("ended_at", Float),
+    Column("error_class", String(16)),
+    Column("error", Text),
+    Column("exit_code", Integer),
+    Column("wall_time", Float),
+    Column("cpu_time", Float),
+    Column("max_rss", BigInteger),
+    UniqueConstraint("job_id", "number"),
+    sqlite_autoincrement=True,
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("job_id", Id, nullable=False),
+    Column("owner", String(200), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("time", Float, nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("error_class", String(16)),
+    Column("reason", Text),
+    sqlite_autoincrement=True,
+)
+Index("ix_events_owner", events.c.owner, events.c.id)
+Index("ix_events_job", events.c.job_id, events.c.id)
+
+log_lines = Table(
+    "log_lines",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("job_id", Id, nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("stream", String(8), nullable=False),
+    Column("time", Float, nullable=False),
+    Column("text", Text, nullable=False),
+    sqlite_autoincrement=True,
+)
+Index("ix_log_lines_job", log_lines.c.job_id, log_lines.c.id)
+
+pilots = Table(
+    "pilots",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("site", String(64), nullable=False),
+    # submitted -> running -> retiring -> exited | lost | failed
+    Column("state", String(16), nullable=False),
+    Column("hostname", String(255)),
+    Column("pid", Integer),
+    Column("batch_id", String(200)),
+    Column("cores", Integer),
+    Column("memory", BigInteger),
+    Column("gpus", Integer),
+    Column("walltime_end", Float),
+    Column("submitted_at", Float),
+    Column("registered_at", Float),
+    Column("last_seen", Float),
+    Column("ended_at", Float),
+    Column("reason", Text),
+    sqlite_autoincrement=True,
+)
+Index("ix_pilots_site_state", pilots.c.site, pilots.c.state)
+
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    # user | site | pilot
+    Column("kind", String(8), nullable=False),
+    # user name, or site name for site and pilot tokens
+    Column("subject", String(200), nullable=False),
+    Column("admin", Boolean, nullable=False, default=False),
+    Column("pilot_id", Id),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float),
+    Column("description", String(200)),
+    sqlite_autoincrement=True,
+)
+
+#: A result row of any shape (SQLAlchemy 2.1's Row is variadic).
+AnyRow: TypeAlias = "Row[*tuple[Any, ...]]"

@@ -1,0 +1,97 @@
+"""The job state machine and the record of what a transaction changed.
+
+Every state change goes through :meth:`Changes.transition`, which checks it against
+:data:`TRANSITIONS` and appends a row to ``events`` (the state history and the clients'
+event stream). After the transaction commits, the gateway wakes whoever waits on what
+changed: pilots long-polling for work, clients' event streams, log followers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, insert
+
+from farside_pilot.protocol import JobState
+
+from ..db.schema import events
+
+S = JobState
+
+#: Allowed moves. Final states are final: nothing leaves them.
+TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    S.PENDING: frozenset({S.QUEUED, S.FAILED, S.CANCELLED}),
+    S.QUEUED: frozenset({S.ASSIGNED, S.FAILED, S.CANCELLED}),
+    # assigned/running -> queued: the attempt failed and the job is retried
+    S.ASSIGNED: frozenset({S.RUNNING, S.QUEUED, S.FINISHED, S.FAILED, S.CANCELLED}),
+    S.RUNNING: frozenset({S.QUEUED, S.FINISHED, S.FAILED, S.CANCELLED}),
+    S.FINISHED: frozenset(),
+    S.FAILED: frozenset(),
+    S.CANCELLED: frozenset(),
+}
+
+
+class IllegalTransition(RuntimeError):
+    """A bug: code tried a move the state machine forbids."""
+
+
+def check_transition(old: str, new: str) -> None:
+    if JobState(new) not in TRANSITIONS[JobState(old)]:
+        raise IllegalTransition(f"job state {old} -> {new} is not allowed")
+
+
+@dataclass
+class Changes:
+    """Collects event rows and wake-ups during one transaction."""
+
+    now: float
+    event_rows: list[dict[str, Any]] = field(default_factory=list)
+    owners: set[str] = field(default_factory=set)
+    queued: bool = False
+    log_jobs: set[int] = field(default_factory=set)
+    ended_jobs: set[int] = field(default_factory=set)
+    pilots: set[int] = field(default_factory=set)
+
+    def transition(
+        self,
+        job_id: int,
+        owner: str,
+        old: str | None,
+        new: JobState,
+        attempt: int,
+        *,
+        error_class: str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        if old is not None:
+            check_transition(old, new)
+        self.event_rows.append(
+            {
+                "job_id": job_id,
+                "owner": owner,
+                "state": new.value,
+                "time": self.now,
+                "attempt": attempt,
+                "error_class": error_class,
+                "reason": reason,
+            }
+        )
+        self.owners.add(owner)
+        if new is JobState.QUEUED:
+            self.queued = True
+        if new.terminal:
+            self.ended_jobs.add(job_id)
+
+    def flush(self, conn: Connection) -> None:
+        if self.event_rows:
+            conn.execute(insert(events), self.event_rows)
+            self.event_rows = []
+
+    def merge(self, other: Changes) -> None:
+        self.event_rows.extend(other.event_rows)
+        self.owners |= other.owners
+        self.queued |= other.queued
+        self.log_jobs |= other.log_jobs
+        self.ended_jobs |= other.ended_jobs
+        self.pilots |= other.pilots

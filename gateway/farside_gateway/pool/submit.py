@@ -1,0 +1,236 @@
+"""Submitting and cancelling jobs, and the dependency bookkeeping both need."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, Connection, and_, bindparam, insert, or_, select, update
+
+from farside_pilot.protocol import ErrorClass, InvalidRequest, JobState, NotFound
+from farside_pilot.protocol.models import ACTIVE_STATES, TERMINAL_STATES, JobSpec
+
+from ..db.schema import attempts, job_deps, jobs
+from .changes import Changes
+
+S = JobState
+_FAILED_PARENT = {S.FAILED.value, S.CANCELLED.value}
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """A validated spec whose payload is already placed (inline bytes or a blob key)."""
+
+    spec: JobSpec
+    payload: bytes | None
+    payload_blob: str | None
+    payload_size: int
+
+
+def _sites_column(sites: list[str]) -> str | None:
+    return "," + ",".join(sorted(set(sites))) + "," if sites else None
+
+
+def submit_jobs(
+    conn: Connection, owner: str, new_jobs: list[NewJob], changes: Changes
+) -> list[int]:
+    """Insert jobs; a job with unfinished parents waits in ``pending``."""
+    parent_ids = {p for job in new_jobs for p in job.spec.after}
+    parent_state: dict[int, str] = {}
+    if parent_ids:
+        found = conn.execute(
+            select(jobs.c.id, jobs.c.state).where(jobs.c.id.in_(parent_ids), jobs.c.owner == owner)
+        ).all()
+        parent_state = {row.id: row.state for row in found}
+        missing = sorted(parent_ids - parent_state.keys())
+        if missing:
+            raise InvalidRequest(
+                f"dependency job(s) {missing[:20]} not found among your jobs; "
+                "`after` may only name jobs you submitted",
+                {"job_ids": missing},
+            )
+    rows: list[dict[str, Any]] = []
+    initial: list[tuple[JobState, str | None]] = []
+    for job in new_jobs:
+        spec = job.spec
+        parents = set(spec.after)
+        dead = sorted(p for p in parents if parent_state[p] in _FAILED_PARENT)
+        left = sum(1 for p in parents if parent_state[p] != S.FINISHED.value)
+        if dead:
+            state, reason = S.FAILED, f"dependency job {dead[0]} {parent_state[dead[0]]}"
+        elif left:
+            state, reason = S.PENDING, None
+        else:
+            state, reason = S.QUEUED, None
+        initial.append((state, reason))
+        res = spec.resources
+        rows.append(
+            {
+                "owner": owner,
+                "name": spec.name,
+                "group_name": spec.group,
+                "kind": spec.kind,
+                "state": state.value,
+                "priority": spec.priority,
+                "cores": res.cores,
+                "memory": res.memory,
+                "walltime": res.walltime,
+                "gpus": res.gpus,
+                "sites": _sites_column(spec.sites),
+                "max_attempts": spec.max_attempts,
+                "user_failures": 0,
+                "system_failures": 0,
+                "attempt": 0,
+                "parents_left": left,
+                "payload": job.payload,
+                "payload_blob": job.payload_blob,
+                "payload_size": job.payload_size,
+                "created_at": changes.now,
+                "queued_at": changes.now if state is S.QUEUED else None,
+                "ended_at": changes.now if state is S.FAILED else None,
+                "error_class": ErrorClass.DEPENDENCY.value if reason else None,
+                "error": reason,
+            }
+        )
+    result = conn.execute(insert(jobs).returning(jobs.c.id, sort_by_parameter_order=True), rows)
+    ids = [row.id for row in result]
+    dep_rows = [
+        {"child_id": job_id, "parent_id": parent}
+        for job_id, job in zip(ids, new_jobs, strict=True)
+        for parent in set(job.spec.after)
+    ]
+    if dep_rows:
+        conn.execute(insert(job_deps), dep_rows)
+    for job_id, (state, reason) in zip(ids, initial, strict=True):
+        error_class = ErrorClass.DEPENDENCY.value if reason else None
+        changes.transition(job_id, owner, None, state, 0, error_class=error_class, reason=reason)
+    changes.flush(conn)
+    return ids
+
+
+def release_children(conn: Connection, finished_ids: list[int], changes: Changes) -> None:
+    """Parents finished: children whose parents have all finished become queued."""
+    if not finished_ids:
+        return
+    links = conn.execute(
+        select(job_deps.c.child_id).where(job_deps.c.parent_id.in_(finished_ids))
+    ).all()
+    if not links:
+        return
+    counts = Counter(row.child_id for row in links)
+    conn.execute(
+        update(jobs)
+        .where(jobs.c.id == bindparam("_id"), jobs.c.state == S.PENDING.value)
+        .values(parents_left=jobs.c.parents_left - bindparam("_n")),
+        [{"_id": child, "_n": n} for child, n in counts.items()],
+    )
+    ready = conn.execute(
+        select(jobs.c.id, jobs.c.owner).where(
+            jobs.c.id.in_(list(counts)),
+            jobs.c.state == S.PENDING.value,
+            jobs.c.parents_left <= 0,
+        )
+    ).all()
+    if ready:
+        conn.execute(
+            update(jobs)
+            .where(jobs.c.id.in_([r.id for r in ready]))
+            .values(state=S.QUEUED.value, queued_at=changes.now)
+        )
+        for row in ready:
+            changes.transition(row.id, row.owner, S.PENDING, S.QUEUED, 0)
+
+
+def fail_children(conn: Connection, dead_ids: list[int], changes: Changes) -> None:
+    """Parents failed or were cancelled: their waiting descendants fail, saying which parent."""
+    frontier = list(dead_ids)
+    while frontier:
+        links = conn.execute(
+            select(job_deps.c.child_id, job_deps.c.parent_id, jobs.c.owner)
+            .join(jobs, jobs.c.id == job_deps.c.child_id)
+            .where(job_deps.c.parent_id.in_(frontier), jobs.c.state == S.PENDING.value)
+        ).all()
+        failed: dict[int, tuple[str, int]] = {}
+        for row in links:
+            failed.setdefault(row.child_id, (row.owner, row.parent_id))
+        for child, (owner, parent) in failed.items():
+            reason = f"dependency job {parent} did not finish"
+            conn.execute(
+                update(jobs)
+                .where(jobs.c.id == child)
+                .values(
+                    state=S.FAILED.value,
+                    ended_at=changes.now,
+                    error_class=ErrorClass.DEPENDENCY.value,
+                    error=reason,
+                )
+            )
+            changes.transition(
+                child, owner, S.PENDING, S.FAILED, 0,
+                error_class=ErrorClass.DEPENDENCY.value, reason=reason,
+            )  # fmt: skip
+        frontier = list(failed)
+
+
+def cancel_jobs(
+    conn: Connection,
+    owner: str | None,
+    job_ids: list[int],
+    group: str | None,
+    changes: Changes,
+) -> list[int]:
+    """Cancel jobs of ``owner`` (None: an admin, any owner). Final jobs are left as they are."""
+    if not job_ids and group is None:
+        raise InvalidRequest("name the jobs to cancel: give job_ids or a group")
+    conditions: list[ColumnElement[bool]] = []
+    if job_ids:
+        conditions.append(jobs.c.id.in_(job_ids))
+    if group is not None:
+        conditions.append(jobs.c.group_name == group)
+    query = select(jobs.c.id, jobs.c.owner, jobs.c.state, jobs.c.attempt, jobs.c.pilot_id).where(
+        or_(*conditions)
+    )
+    if owner is not None:
+        query = query.where(jobs.c.owner == owner)
+    rows = conn.execute(query).all()
+    missing = sorted(set(job_ids) - {row.id for row in rows})
+    if missing:
+        raise NotFound(f"job(s) {missing[:20]} not found", {"job_ids": missing})
+    live = [row for row in rows if S(row.state) not in TERMINAL_STATES]
+    if not live:
+        return []
+    ids = [row.id for row in live]
+    conn.execute(
+        update(jobs)
+        .where(jobs.c.id.in_(ids))
+        .values(
+            state=S.CANCELLED.value,
+            ended_at=changes.now,
+            lease_expires=None,
+            error_class=ErrorClass.CANCELLED.value,
+            error="cancelled by the user",
+        )
+    )
+    active = [row for row in live if S(row.state) in ACTIVE_STATES]
+    if active:
+        conn.execute(
+            update(attempts)
+            .where(
+                and_(
+                    attempts.c.job_id == bindparam("_id"),
+                    attempts.c.number == bindparam("_n"),
+                )
+            )
+            .values(state=S.CANCELLED.value, ended_at=changes.now),
+            [{"_id": row.id, "_n": row.attempt} for row in active],
+        )
+        changes.pilots.update(row.pilot_id for row in active if row.pilot_id is not None)
+    for row in live:
+        changes.transition(
+            row.id, row.owner, row.state, S.CANCELLED, row.attempt,
+            error_class=ErrorClass.CANCELLED.value, reason="cancelled by the user",
+        )  # fmt: skip
+    fail_children(conn, ids, changes)
+    changes.flush(conn)
+    return ids

@@ -1,0 +1,129 @@
+"""The gateway's services in one object: database, blobs, notifier, sites, background loops.
+
+The ASGI app holds one :class:`Runtime`; handlers reach it through ``request.app.state``.
+Nothing here keeps state a restart would lose: the database is the truth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+from sqlalchemy import Connection
+
+from .auth.tokens import TokenCache
+from .blobs import BlobStore
+from .config import GatewayConfig
+from .db import Database
+from .notify import Notifier
+from .pool.changes import Changes
+from .pool.leases import LeasePolicy, grant_grace, reap
+from .provision import Provisioner
+from .sites.base import Site, load_site
+
+log = logging.getLogger(__name__)
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class Runtime:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        public_url: str,
+        bootstrap: Sequence[Callable[[Connection], None]] = (),
+    ) -> None:
+        self.config = config
+        self.bootstrap = list(bootstrap)
+        self.exit_status = 0
+        self.public_url = public_url
+        config.state_dir.mkdir(parents=True, exist_ok=True)
+        self.db = Database(config.resolved_database_url)
+        self.blobs = BlobStore(config.resolved_blob_url)
+        self.notifier = Notifier()
+        self.tokens = TokenCache()
+        self.lease_policy = LeasePolicy(
+            lease_timeout=config.heartbeat_timeout,
+            max_system_attempts=config.max_system_attempts,
+        )
+        self.sites: dict[str, Site] = {
+            s.name: load_site(s, public_url, config.state_dir) for s in config.sites
+        }
+        self.stopping = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.provisioner = Provisioner(self)
+
+    @staticmethod
+    def now() -> float:
+        return time.time()
+
+    async def write_and_publish(
+        self,
+        fn: Callable[Concatenate[Connection, P], T],
+        *args: Any,
+        **kwargs: Any,
+    ) -> T:
+        """Run ``fn(conn, *args, changes)`` in a write transaction, then wake the waiters."""
+        changes = Changes(self.now())
+
+        def call(conn: Connection) -> T:
+            return fn(conn, *args, changes, **kwargs)  # type: ignore[arg-type]
+
+        result = await self.db.write(call)
+        self.notifier.publish(changes)
+        return result
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.db.migrate)
+        for hook in self.bootstrap:
+            await self.db.write(hook)
+        # time the gateway was down must not count against pilots: give every live pilot
+        # and lease a full timeout from now to reconnect
+        await self.db.write(grant_grace, self.now(), self.config.heartbeat_timeout)
+        for site in self.sites.values():
+            await site.start()
+        self._tasks = [
+            asyncio.create_task(self._loop("reaper", self._reap, self.config.reaper_interval)),
+            asyncio.create_task(
+                self._loop("provisioner", self.provisioner.run_once, self.config.provision_interval)
+            ),
+        ]
+
+    async def _reap(self) -> None:
+        await self.write_and_publish(reap, self.lease_policy, self.config.heartbeat_timeout)
+
+    async def _loop(self, name: str, step: Callable[[], Any], interval: float) -> None:
+        while not self.stopping.is_set():
+            try:
+                await step()
+            except Exception:
+                log.exception("%s pass failed; retrying in %.1fs", name, interval)
+            # new queued work wakes the provisioner early, so a cold site starts pilots at once
+            waiter = self.notifier.work.waiter(self.notifier.WORK)
+            try:
+                async with asyncio.timeout(interval):
+                    if name == "provisioner":
+                        await waiter.wait()
+                    else:
+                        await self.stopping.wait()
+            except TimeoutError:
+                pass
+
+    async def stop_pilots(self) -> None:
+        """Stop the pilots this gateway started (``farside up`` on Ctrl-C)."""
+        for site in self.sites.values():
+            try:
+                await site.stop()
+            except Exception:
+                log.exception("stopping site %s failed", site.name)
+
+    async def stop(self) -> None:
+        self.stopping.set()
+        self.notifier.wake_everyone()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.to_thread(self.db.close)
