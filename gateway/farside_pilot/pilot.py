@@ -197,8 +197,10 @@ class Pilot:
             if remaining <= 0:
                 break
             self._room.clear()
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._room.wait(), remaining)
+                async with asyncio.timeout(remaining):
+                    await self._room.wait()
         for job in self.runner.kill_running():
             self._report_end(job, _killed_outcome(job))
         if not self._fatal:

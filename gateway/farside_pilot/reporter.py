@@ -75,7 +75,8 @@ class Reporter:
     async def settle(self, within: float | None = None) -> bool:
         """Wait until everything queued so far is sent; False on timeout."""
         try:
-            await asyncio.wait_for(self._settled.wait(), within)
+            async with asyncio.timeout(within):
+                await self._settled.wait()
         except TimeoutError:
             return False
         return True

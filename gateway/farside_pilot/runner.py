@@ -8,6 +8,7 @@ one thread only. What happens to jobs is told to the pilot through a :class:`Run
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import shutil
@@ -129,7 +130,9 @@ class JobRunner:
         return worker
 
     def _from_thread(self, worker: WorkerProcess, message: Message) -> None:
-        self._loop.call_soon_threadsafe(self._on_message, worker, message)
+        # A killed worker's reader may outlive the pilot's loop; its news no longer matters.
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(self._on_message, worker, message)
 
     def _current(self, worker: WorkerProcess, job_id: int | None) -> HeldJob | None:
         # Messages of a killed worker, or about a dropped job, may still be in the pipe.
@@ -228,7 +231,8 @@ class JobRunner:
         for worker in workers:
             remaining = deadline - time.monotonic()
             try:
-                await asyncio.wait_for(asyncio.to_thread(worker.process.wait), max(0.01, remaining))
+                async with asyncio.timeout(max(0.01, remaining)):
+                    await asyncio.to_thread(worker.process.wait)
             except TimeoutError:
                 worker.kill()
         self._workers.clear()

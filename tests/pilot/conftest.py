@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import queue
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from farside_pilot.protocol.payload import dump_function, encode_call
+from farside_pilot.worker import JobOutcome
+from farside_pilot.workers import Message, WorkerProcess
+
+
+class WorkerHarness:
+    """A real worker process whose messages land in a queue."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.messages: queue.Queue[Message] = queue.Queue()
+        self.workdir = workdir
+        self.process = WorkerProcess(lambda _w, m: self.messages.put(m), cwd=str(workdir))
+        assert self.next()[0] == "ready"
+        self._job = 0
+
+    def next(self, timeout: float = 20.0) -> Message:
+        return self.messages.get(timeout=timeout)
+
+    def send(self, fn: Any, *args: Any, **kwargs: Any) -> int:
+        self._job += 1
+        payload = encode_call(dump_function(fn), args, kwargs)
+        self.process.run(self._job, payload, str(self.workdir / "scratch"))
+        return self._job
+
+    def collect(self, job_id: int) -> tuple[list[Message], JobOutcome]:
+        """Messages up to the job's result, and the result."""
+        logs: list[Message] = []
+        while True:
+            message = self.next()
+            if message[0] == "done":
+                assert message[1] == job_id
+                return logs, message[2]
+            assert message[0] == "log", message
+            assert message[1] == job_id
+            logs.append(message)
+
+    def run(self, fn: Any, *args: Any, **kwargs: Any) -> tuple[list[Message], JobOutcome]:
+        return self.collect(self.send(fn, *args, **kwargs))
+
+
+@pytest.fixture
+def worker(tmp_path: Path) -> Iterator[WorkerHarness]:
+    harness = WorkerHarness(tmp_path)
+    yield harness
+    harness.process.kill()
+    harness.process.join(10)

@@ -1,0 +1,214 @@
+"""A small in-memory stand-in for the gateway's pilot API, served through httpx.MockTransport.
+
+Only what the pilot's loops need: it hands out queued jobs, holds long polls, records
+reports, and can be told to misbehave (5xx, 401, 409, drops, retire).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import httpx
+
+from farside_pilot.protocol.models import (
+    API_PREFIX,
+    AcquireRequest,
+    AcquireResponse,
+    Assignment,
+    HeartbeatRequest,
+    HeartbeatResponse,
+    JobUpdate,
+    LogEntry,
+    PilotRegistered,
+    PilotRegistration,
+    ReportRequest,
+    Resources,
+)
+from farside_pilot.protocol.payload import decode_outcome, dump_function, encode_call
+
+PILOT_TOKEN = "pilot-own-token"
+
+
+def _error(status: int, code: str, message: str, **details: Any) -> httpx.Response:
+    body = {"error": {"code": code, "message": message, "details": details}}
+    return httpx.Response(status, json=body)
+
+
+class FakeGateway:
+    def __init__(self, max_poll: float = 0.5, heartbeat_interval: float = 0.3) -> None:
+        self.max_poll = max_poll
+        self.heartbeat_interval = heartbeat_interval
+        self.queue: list[Assignment] = []
+        self.payloads: dict[int, bytes] = {}
+        self.registration: PilotRegistration | None = None
+        self.acquires: list[AcquireRequest] = []
+        self.heartbeats: list[HeartbeatRequest] = []
+        self.updates: list[JobUpdate] = []
+        self.logs: list[LogEntry] = []
+        self.report_times: list[float] = []
+        self.results: dict[int, bytes] = {}
+        self.handed_out = 0
+        self.held_after_acquire: list[int] = []  # jobs handed out and not yet ended
+        self.to_drop: set[int] = set()
+        self.gone: set[int] = set()  # jobs whose reports get 409
+        self.retire = False
+        self.down = 0  # answer this many requests with 503
+        self.refuse_registration = False
+        self.exit_reason: str | None = None
+        self._next_id = 1
+        self._changed = asyncio.Event()
+
+    def transport(self) -> httpx.MockTransport:
+        return httpx.MockTransport(self.handle)
+
+    # ----------------------------------------------------------- test helpers
+
+    def add_job(
+        self, fn: Any, *args: Any, inline: bool = True, cores: int = 1, **kwargs: Any
+    ) -> int:
+        job_id = self._next_id
+        self._next_id += 1
+        payload = encode_call(dump_function(fn), args, kwargs)
+        self.payloads[job_id] = payload
+        self.queue.append(
+            Assignment(
+                job_id=job_id,
+                attempt=1,
+                kind="function",
+                resources=Resources(cores=cores, memory=1024**2),
+                payload=payload if inline else None,
+                payload_size=len(payload),
+            )
+        )
+        self._poke()
+        return job_id
+
+    def _poke(self) -> None:
+        self._changed.set()
+
+    async def wait_for(self, predicate: Any, within: float = 15.0) -> None:
+        deadline = time.monotonic() + within
+        while not predicate():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("condition not reached")
+            self._changed.clear()
+            try:
+                async with asyncio.timeout(remaining):
+                    await self._changed.wait()
+            except TimeoutError:
+                pass
+
+    def final(self, job_id: int) -> JobUpdate | None:
+        for update in self.updates:
+            if update.job_id == job_id and update.state != "running":
+                return update
+        return None
+
+    def done(self, *job_ids: int) -> bool:
+        return all(self.final(j) is not None for j in job_ids)
+
+    def outcome(self, job_id: int) -> tuple[bool, Any]:
+        update = self.final(job_id)
+        assert update is not None
+        data = self.results[job_id] if update.result_uploaded else update.result
+        assert data is not None
+        return decode_outcome(data)
+
+    def lines(self, job_id: int, stream: str | None = None) -> list[str]:
+        return [
+            e.text
+            for e in self.logs
+            if e.job_id == job_id and (stream is None or e.stream == stream)
+        ]
+
+    # ----------------------------------------------------------- the API
+
+    async def handle(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path.removeprefix(API_PREFIX)
+        parts = path.strip("/").split("/")
+        if self.down > 0:
+            self.down -= 1
+            return _error(503, "unavailable", "restarting")
+        if path == "/pilots":
+            return self._register(request)
+        if request.headers.get("authorization") != f"Bearer {PILOT_TOKEN}":
+            return _error(401, "unauthorized", "unknown token")
+        action = parts[2]
+        body = json.loads(request.content) if request.method == "POST" else None
+        try:
+            if action == "acquire":
+                return await self._acquire(AcquireRequest.model_validate(body))
+            if action == "heartbeat":
+                return await self._heartbeat(HeartbeatRequest.model_validate(body))
+            if action == "report":
+                return self._report(ReportRequest.model_validate(body))
+            if action == "exit":
+                self.exit_reason = str(body["reason"]) if body else ""
+                self._poke()
+                return httpx.Response(204)
+            if action == "jobs" and parts[4] == "payload":
+                return httpx.Response(200, content=self.payloads[int(parts[3])])
+            if action == "jobs" and parts[4] == "result":
+                self.results[int(parts[3])] = request.content
+                return httpx.Response(204)
+        finally:
+            self._poke()
+        return _error(404, "not_found", path)
+
+    def _register(self, request: httpx.Request) -> httpx.Response:
+        if self.refuse_registration:
+            return _error(401, "unauthorized", "bad site token")
+        self.registration = PilotRegistration.model_validate_json(request.content)
+        answer = PilotRegistered(
+            pilot_id=7,
+            token=PILOT_TOKEN,
+            heartbeat_interval=self.heartbeat_interval,
+            lease_timeout=10,
+            max_poll=self.max_poll,
+        )
+        return httpx.Response(201, json=answer.model_dump(mode="json"))
+
+    async def _acquire(self, req: AcquireRequest) -> httpx.Response:
+        self.acquires.append(req)
+        deadline = time.monotonic() + req.wait
+        while not self.queue and not self.retire and time.monotonic() < deadline:
+            self._changed.clear()
+            try:
+                async with asyncio.timeout(deadline - time.monotonic()):
+                    await self._changed.wait()
+            except TimeoutError:
+                break
+        jobs, self.queue = self.queue[: req.max_jobs], self.queue[req.max_jobs :]
+        self.handed_out += len(jobs)
+        ended = sum(1 for u in self.updates if u.state != "running")
+        self.held_after_acquire.append(self.handed_out - ended)
+        answer = AcquireResponse(jobs=jobs, retire=self.retire and not jobs)
+        return httpx.Response(200, json=answer.model_dump(mode="json"))
+
+    async def _heartbeat(self, req: HeartbeatRequest) -> httpx.Response:
+        self.heartbeats.append(req)
+        deadline = time.monotonic() + req.wait
+        while not self.to_drop and time.monotonic() < deadline:
+            self._changed.clear()
+            try:
+                async with asyncio.timeout(deadline - time.monotonic()):
+                    await self._changed.wait()
+            except TimeoutError:
+                break
+        drop, self.to_drop = sorted(self.to_drop), set()
+        answer = HeartbeatResponse(drop=drop, retire=self.retire)
+        return httpx.Response(200, json=answer.model_dump(mode="json"))
+
+    def _report(self, req: ReportRequest) -> httpx.Response:
+        named = {u.job_id for u in req.updates} | {e.job_id for e in req.logs}
+        lost = sorted(named & self.gone)
+        if lost:
+            return _error(409, "conflict", "not your jobs", job_ids=lost)
+        self.report_times.append(time.monotonic())
+        self.updates.extend(req.updates)
+        self.logs.extend(req.logs)
+        return httpx.Response(200, json={"applied": len(req.updates)})
