@@ -1,6 +1,6 @@
 """farside: run Python functions from a notebook on distributed, heterogeneous resources.
 
->>> import farside                                   # doctest: +SKIP
+>>> import farside
 >>> gw = farside.Gateway()                           # doctest: +SKIP
 >>> @farside.task(cores=1, memory="1 GiB", walltime="10m")
 ... def square(x):

@@ -51,8 +51,9 @@ T = TypeVar("T")
 
 SUBMIT_CHUNK = 1000
 # terminal events for jobs not (yet) tracked here: our own submissions racing their
-# POST /jobs answer, or jobs of the same user submitted elsewhere
-MAX_UNCLAIMED_EVENTS = 50_000
+# POST /jobs answer, or jobs of the same user submitted elsewhere (kept briefly, bounded)
+MAX_UNCLAIMED_EVENTS = 10_000
+UNCLAIMED_EVENT_TTL = 300.0
 RESULT_FETCH_GRACE = 120.0
 
 _default: Gateway | None = None
@@ -100,7 +101,7 @@ class Gateway:
             raise
         self._lock = threading.Lock()
         self._pending: dict[int, FarsideFuture[Any]] = {}
-        self._unclaimed: OrderedDict[int, JobEvent] = OrderedDict()
+        self._unclaimed: OrderedDict[int, tuple[float, JobEvent]] = OrderedDict()
         self._listener = EventListener(self._api, self._on_events)
         self._fetcher: concurrent.futures.ThreadPoolExecutor | None = None
         self.closed = False
@@ -189,11 +190,11 @@ class Gateway:
         ready: list[tuple[FarsideFuture[Any], JobEvent]] = []
         with self._lock:
             for future in futures:
-                event = self._unclaimed.pop(future.job_id, None)
-                if event is None:
+                kept = self._unclaimed.pop(future.job_id, None)
+                if kept is None:
                     self._pending[future.job_id] = future
                 else:
-                    ready.append((future, event))
+                    ready.append((future, kept[1]))
         for future, event in ready:
             self._resolve(future, event)
         return futures
@@ -207,14 +208,22 @@ class Gateway:
             with self._lock:
                 future = self._pending.pop(event.job_id, None)
                 if future is None:
-                    self._unclaimed[event.job_id] = event
-                    while len(self._unclaimed) > MAX_UNCLAIMED_EVENTS:
-                        self._unclaimed.popitem(last=False)
+                    self._keep_unclaimed(event)
                     continue
             try:
                 self._resolve(future, event)
             except Exception as exc:
                 future._settle(Outcome(error=exc))
+
+    def _keep_unclaimed(self, event: JobEvent) -> None:
+        now = time.monotonic()
+        self._unclaimed[event.job_id] = (now, event)
+        self._unclaimed.move_to_end(event.job_id)
+        while self._unclaimed:
+            oldest, _ = next(iter(self._unclaimed.values()))
+            if len(self._unclaimed) <= MAX_UNCLAIMED_EVENTS and now - oldest < UNCLAIMED_EVENT_TTL:
+                break
+            self._unclaimed.popitem(last=False)
 
     def _resolve(self, future: FarsideFuture[Any], event: JobEvent) -> None:
         fetch = (

@@ -204,3 +204,15 @@ def test_default_gateway(fake: FakeGateway, monkeypatch: pytest.MonkeyPatch) -> 
     newer.close()
     assert farside.get_gateway() is not newer
     made.close()
+
+
+def test_unclaimed_events_are_bounded(gw: farside.Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
+    from farside import _gateway
+
+    monkeypatch.setattr(_gateway, "MAX_UNCLAIMED_EVENTS", 2)
+    events = [
+        JobEvent(seq=i, job_id=5000 + i, state=JobState.FINISHED, time=0.0, attempt=1)
+        for i in range(3)
+    ]
+    gw._on_events(events)
+    assert list(gw._unclaimed) == [5001, 5002]

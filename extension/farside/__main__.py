@@ -1,0 +1,7 @@
+"""``python -m farside``: the same as the ``farside`` command."""
+
+import sys
+
+from ._cli import main
+
+sys.exit(main())
