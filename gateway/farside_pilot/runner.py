@@ -95,6 +95,8 @@ class JobRunner:
     def dispatch(self) -> None:
         """Start every queued job that fits what is free now (later ones may overtake)."""
         for job in list(self.queue.values()):
+            if self.slot.free.cores < 1:
+                return  # the common case with a long prefetch queue: stop scanning it
             if job.payload is None or not self.slot.can_start(job.resources):
                 continue
             worker = self._take_worker()

@@ -60,12 +60,12 @@ class Prefetch:
 
     While jobs finish in well under a round trip to the gateway, holding more keeps the
     workers busy, so ``extra`` grows by one for each short job that ends (it doubles per
-    round). A long job sets it to zero: long jobs must never wait in a pilot that cannot
-    start them while another pilot could.
+    round). It starts at zero, and a long job sets it back to zero: a job of unknown length
+    must never wait in a pilot that cannot start it while another pilot could.
 
     >>> p = Prefetch(cap=8)
     >>> p.extra
-    1
+    0
     >>> for _ in range(20): p.observe(0.001)
     >>> p.extra
     8
@@ -73,7 +73,7 @@ class Prefetch:
     0
     """
 
-    def __init__(self, cap: int, initial: int = 1) -> None:
+    def __init__(self, cap: int, initial: int = 0) -> None:
         self.cap = max(0, cap)
         self.extra = min(initial, self.cap)
 
@@ -84,5 +84,13 @@ class Prefetch:
             self.extra = 0
 
     def want(self, free_cores: int, queued: int) -> int:
-        """Jobs to ask for now, given free cores and jobs already waiting locally."""
-        return max(0, free_cores + self.extra - queued)
+        """Jobs to ask for now, given free cores and jobs already waiting locally.
+
+        While jobs still wait locally, asking for each freed place would cost a request per
+        job; ask again once the queue is half used up.
+        """
+        target = free_cores + self.extra
+        room = max(0, target - queued)
+        if queued and room < (target + 1) // 2:
+            return 0
+        return room

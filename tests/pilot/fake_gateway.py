@@ -51,6 +51,7 @@ class FakeGateway:
         self.report_times: list[float] = []
         self.results: dict[int, bytes] = {}
         self.handed_out = 0
+        self.ended = 0
         self.held_after_acquire: list[int] = []  # jobs handed out and not yet ended
         self.to_drop: set[int] = set()
         self.gone: set[int] = set()  # jobs whose reports get 409
@@ -184,8 +185,7 @@ class FakeGateway:
                 break
         jobs, self.queue = self.queue[: req.max_jobs], self.queue[req.max_jobs :]
         self.handed_out += len(jobs)
-        ended = sum(1 for u in self.updates if u.state != "running")
-        self.held_after_acquire.append(self.handed_out - ended)
+        self.held_after_acquire.append(self.handed_out - self.ended)
         answer = AcquireResponse(jobs=jobs, retire=self.retire and not jobs)
         return httpx.Response(200, json=answer.model_dump(mode="json"))
 
@@ -210,5 +210,6 @@ class FakeGateway:
             return _error(409, "conflict", "not your jobs", job_ids=lost)
         self.report_times.append(time.monotonic())
         self.updates.extend(req.updates)
+        self.ended += sum(1 for u in req.updates if u.state != "running")
         self.logs.extend(req.logs)
         return httpx.Response(200, json={"applied": len(req.updates)})

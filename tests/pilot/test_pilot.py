@@ -264,7 +264,7 @@ async def test_prefetch_asks_for_more_while_jobs_are_short(
     await gateway.wait_for(lambda: gateway.done(first))
     ids = [gateway.add_job(noop) for _ in range(300)]
     await gateway.wait_for(lambda: gateway.done(*ids), within=30)
-    assert gateway.acquires[0].max_jobs == 2  # one free core plus one
+    assert gateway.acquires[0].max_jobs == 1  # nothing known about job lengths yet
     # a one-core pilot held many short jobs at once
     assert max(gateway.held_after_acquire) > 20
 

@@ -34,16 +34,27 @@ def test_fits_slot_ignores_what_runs() -> None:
     assert not slot.fits_slot(need(cores=3))
 
 
-def test_prefetch_starts_with_one_extra() -> None:
+def test_prefetch_starts_without_extra() -> None:
+    # Until a job has been seen to be short, hold only what can start.
     prefetch = Prefetch(cap=256)
-    assert prefetch.want(free_cores=4, queued=0) == 5
-    assert prefetch.want(free_cores=0, queued=1) == 0
+    assert prefetch.want(free_cores=4, queued=0) == 4
+    assert prefetch.want(free_cores=0, queued=0) == 0
+
+
+def test_prefetch_asks_again_when_the_local_queue_is_half_used() -> None:
+    prefetch = Prefetch(cap=256, initial=10)
+    assert prefetch.want(free_cores=0, queued=10) == 0
+    assert prefetch.want(free_cores=0, queued=6) == 0  # room for 4 of 10: not yet
+    assert prefetch.want(free_cores=0, queued=5) == 5
+    assert prefetch.want(free_cores=2, queued=0) == 12
 
 
 def test_prefetch_grows_while_jobs_are_short_up_to_the_cap() -> None:
     prefetch = Prefetch(cap=16)
     prefetch.observe(0.001)
     assert prefetch.extra == 2
+    prefetch.observe(0.001)
+    assert prefetch.extra == 3
     for _ in range(100):
         prefetch.observe(0.001)
     assert prefetch.extra == 16
