@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 import farside
@@ -63,6 +64,18 @@ def platform(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Platfo
     p.start()
     yield p
     p.stop()
+    stray_pilots(tmp_path)
+
+
+def stray_pilots(root: Path) -> None:
+    """End pilots of this platform that outlived it (a pilot submitted while it stopped)."""
+    for proc in psutil.process_iter(["pid"]):
+        try:
+            workdir = proc.environ().get("FARSIDE_PILOT_WORKDIR", "")
+        except (psutil.Error, OSError):
+            continue
+        if workdir.startswith(str(root)):
+            proc.terminate()
 
 
 @farside.task(cores=1, memory="128 MiB", walltime="10m")
