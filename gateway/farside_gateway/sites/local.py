@@ -12,6 +12,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import time
 from dataclasses import dataclass, field
 
 from .base import BatchState, PilotLaunch, Site, SubmitError
@@ -21,6 +22,8 @@ from .base import BatchState, PilotLaunch, Site, SubmitError
 class LocalSite(Site):
     stop_grace: float = 15.0
     _children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    # pilots started by an earlier gateway process on this host, seen alive since
+    _adopted: set[int] = field(default_factory=set)
 
     async def submit(self, launch: PilotLaunch) -> str:
         launch.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -42,6 +45,10 @@ class LocalSite(Site):
                     del self._children[batch_id]
             else:
                 alive = _pid_alive(int(batch_id))
+                if alive:
+                    self._adopted.add(int(batch_id))
+                else:
+                    self._adopted.discard(int(batch_id))
             states[batch_id] = BatchState.RUNNING if alive else BatchState.GONE
         return states
 
@@ -51,10 +58,14 @@ class LocalSite(Site):
     async def stop(self) -> None:
         """Stop our pilots: SIGTERM (they finish reporting and say goodbye), then SIGKILL."""
         children = list(self._children.values())
-        for proc in children:
-            _signal_group(proc.pid, signal.SIGTERM)
-        await asyncio.gather(*(asyncio.to_thread(self._reap, p) for p in children))
+        for pid in [p.pid for p in children] + list(self._adopted):
+            _signal_group(pid, signal.SIGTERM)
+        await asyncio.gather(
+            *(asyncio.to_thread(self._reap, p) for p in children),
+            *(asyncio.to_thread(self._reap_adopted, pid) for pid in self._adopted),
+        )
         self._children.clear()
+        self._adopted.clear()
 
     def _reap(self, proc: subprocess.Popen[bytes]) -> None:
         try:
@@ -62,6 +73,13 @@ class LocalSite(Site):
         except subprocess.TimeoutExpired:
             _signal_group(proc.pid, signal.SIGKILL)
             proc.wait()
+
+    def _reap_adopted(self, pid: int) -> None:
+        deadline = time.monotonic() + self.stop_grace
+        while _pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if _pid_alive(pid):
+            _signal_group(pid, signal.SIGKILL)
 
 
 def _spawn(launch: PilotLaunch, environment: dict[str, str]) -> subprocess.Popen[bytes]:

@@ -1,0 +1,88 @@
+"""Shared fixtures: real gateways on SQLite, and on PostgreSQL when the marker is selected.
+
+The PostgreSQL variant needs the server that ``scripts/postgres.sh`` starts; its DSN comes
+from ``FARSIDE_TEST_POSTGRES`` (``scripts/test.sh`` sets it). Each test gets a database of
+its own.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from harness import GatewayProcess
+
+POSTGRES_ENV = "FARSIDE_TEST_POSTGRES"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test may read or write the developer's real farside configuration."""
+    monkeypatch.setenv("FARSIDE_CONFIG_DIR", str(tmp_path / "client-config"))
+    monkeypatch.delenv("FARSIDE_GATEWAY_URL", raising=False)
+    monkeypatch.delenv("FARSIDE_TOKEN", raising=False)
+
+
+def _postgres_database() -> Iterator[str]:
+    import sqlalchemy
+
+    dsn = os.environ.get(POSTGRES_ENV)
+    if not dsn:
+        pytest.fail(
+            f"{POSTGRES_ENV} is not set: start PostgreSQL with scripts/postgres.sh and export "
+            "the DSN it prints (scripts/test.sh does both)"
+        )
+    name = f"farside_t_{uuid.uuid4().hex[:12]}"
+    admin = sqlalchemy.create_engine(dsn, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+    url = sqlalchemy.make_url(dsn).set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """None (SQLite in the state dir) or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield None
+    else:
+        yield from _postgres_database()
+
+
+@pytest.fixture
+def make_gateway(
+    tmp_path: Path, database_url: str | None
+) -> Iterator[Callable[..., GatewayProcess]]:
+    """Factory: ``make_gateway(**settings)`` starts a gateway; all are cleaned up after."""
+    made: list[GatewayProcess] = []
+
+    def make(start: bool = True, **settings: Any) -> GatewayProcess:
+        gw = GatewayProcess(tmp_path / f"gateway{len(made)}", database_url, **settings)
+        made.append(gw)
+        return gw.start() if start else gw
+
+    yield make
+    for gw in made:
+        gw.cleanup()
+
+
+@pytest.fixture
+def gateway(make_gateway: Callable[..., GatewayProcess]) -> GatewayProcess:
+    """A running gateway with two warm local pilots."""
+    return make_gateway()
+
+
+@pytest.fixture
+def client(gateway: GatewayProcess) -> Iterator[Any]:
+    gw = gateway.client()
+    yield gw
+    gw.close()

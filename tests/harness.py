@@ -1,0 +1,183 @@
+"""Real gateway processes for tests: port 0, a temporary state directory, real pilots.
+
+``GatewayProcess`` runs ``python -m farside_gateway`` exactly as an operator would; the
+gateway's local site starts real pilot subprocesses. It can be stopped, SIGKILLed and
+restarted on the same port with the same database.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import tomli_w
+
+DEFAULT_SETTINGS: dict[str, Any] = {
+    "heartbeat_interval": 1.0,
+    "heartbeat_timeout": 6.0,
+    "reaper_interval": 0.5,
+    "provision_interval": 0.5,
+    "max_poll": 10.0,
+    "sites": [
+        {
+            "name": "local",
+            "plugin": "local",
+            "cores": 1,
+            "memory": "2 GiB",
+            "min_warm": 2,
+            "max_pilots": 2,
+            "idle_timeout": 60,
+        }
+    ],
+}
+
+
+class GatewayProcess:
+    def __init__(
+        self, state_dir: Path, database_url: str | None = None, **settings: Any
+    ) -> None:
+        self.state_dir = state_dir
+        self.database_url = database_url
+        self.settings = {**DEFAULT_SETTINGS, **settings}
+        self.config_path = state_dir / "gateway.toml"
+        self.token_dir = state_dir / "tokens"
+        self.log_path = state_dir / "gateway.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.url = ""
+        self.port = 0
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self.config_path.write_text(tomli_w.dumps(self.settings))
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _cli(self, *extra: str) -> list[str]:
+        args = [
+            sys.executable, "-m", "farside_gateway", *extra,
+            "--config", str(self.config_path), "--state-dir", str(self.state_dir),
+        ]  # fmt: skip
+        if self.database_url:
+            args += ["--database-url", self.database_url]
+        return args
+
+    def start(self, port: int | None = None, timeout: float = 30.0) -> GatewayProcess:
+        announce = self.state_dir / "gateway.json"
+        announce.unlink(missing_ok=True)
+        port = self.port if port is None else port
+        args = self._cli("--port", str(port), "--token-dir", str(self.token_dir))
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gateway exited at start:\n{self.log_tail()}")
+            if announce.exists():
+                info = json.loads(announce.read_text())
+                if info["pid"] == self.proc.pid:
+                    self.url = info["url"]
+                    self.port = int(self.url.rsplit(":", 1)[1])
+                    return self
+            time.sleep(0.05)
+        raise RuntimeError(f"gateway did not start within {timeout}s:\n{self.log_tail()}")
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        """SIGTERM: the gateway stops its pilots, then itself."""
+        if self.proc is None or self.proc.poll() is not None:
+            return None if self.proc is None else self.proc.returncode
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise RuntimeError(f"gateway did not stop within {timeout}s") from None
+
+    def kill(self) -> None:
+        """SIGKILL the gateway alone; its pilots keep running."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait()
+
+    def cleanup(self) -> None:
+        try:
+            self.stop()
+        finally:
+            for pid in self.pilot_pids():
+                try:
+                    os.killpg(pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text().splitlines()[-lines:])
+        except FileNotFoundError:
+            return "(no log)"
+
+    # ------------------------------------------------------------------ access
+
+    @property
+    def user_token(self) -> str:
+        return (self.token_dir / "user.token").read_text().strip()
+
+    @property
+    def site_token(self) -> str:
+        return (self.token_dir / "pilot.token").read_text().strip()
+
+    def http(self, token: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.url + "/api/v1", headers=headers, timeout=30)
+
+    def client(self, token: str | None = None) -> Any:
+        import farside
+
+        return farside.Gateway(self.url, token=token or self.user_token)
+
+    def make_user_token(self, user: str, admin: bool = False) -> str:
+        args = self._cli("token", "--user", user) + (["--admin"] if admin else [])
+        out = subprocess.run(args, capture_output=True, text=True, check=True)
+        return out.stdout.strip().splitlines()[-1]
+
+    def pilot_pids(self) -> list[int]:
+        """Process ids of the pilots this gateway's local site started (from the database)."""
+        rows: list[tuple[str | None]] = []
+        if self.database_url is None:
+            db = self.state_dir / "farside.db"
+            if db.exists():
+                with sqlite3.connect(db) as conn:
+                    rows = conn.execute("select batch_id from pilots").fetchall()
+        else:
+            import sqlalchemy
+
+            engine = sqlalchemy.create_engine(self.database_url)
+            try:
+                with engine.connect() as conn:
+                    rows = [
+                        (r[0],) for r in conn.execute(sqlalchemy.text("select batch_id from pilots"))
+                    ]
+            except sqlalchemy.exc.SQLAlchemyError:
+                rows = []
+            finally:
+                engine.dispose()
+        return [int(r[0]) for r in rows if r[0] and r[0].isdigit()]
+
+
+def wait_until(predicate: Any, timeout: float = 30.0, interval: float = 0.05) -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail with a clear message."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)

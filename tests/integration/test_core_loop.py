@@ -1,0 +1,179 @@
+"""The core loop end to end: notebook function → job → pilot → result, log and future."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import time
+
+import farside
+import pytest
+from farside_pilot.protocol import JobState
+from harness import GatewayProcess, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def test_submit_map_logs_and_job_list(gateway: GatewayProcess, client: farside.Gateway) -> None:
+    @farside.task(cores=1, memory="1 GiB", walltime="10m", gateway=client)
+    def square(x: int) -> int:
+        print("squaring", x)
+        return x * x
+
+    fut = square.submit(3)
+    assert isinstance(fut, concurrent.futures.Future)
+    assert fut.result(timeout=30) == 9
+    assert list(square.map(range(100))) == [x * x for x in range(100)]
+    assert list(client.logs(fut.job_id, follow=True)) == ["squaring 3"]
+
+    info = next(j for j in client.jobs() if j.id == fut.job_id)
+    assert info.state is JobState.FINISHED
+    assert info.site == "local"
+    assert info.attempts == 1
+    assert info.exit_code == 0
+    assert info.created <= info.started <= info.ended
+    assert info.max_rss is not None and info.max_rss > 1_000_000
+    assert info.cpu_time is not None and info.wall_time is not None
+
+
+def test_future_is_awaitable(client: farside.Gateway) -> None:
+    @farside.task(gateway=client)
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    async def main() -> list[int]:
+        return list(await asyncio.gather(add.submit(1, 2), add.submit(3, 4)))
+
+    assert asyncio.run(main()) == [3, 7]
+
+
+def test_closure_from_a_cell_travels_by_value(client: farside.Gateway) -> None:
+    offset = 1000
+    table = {"a": 1, "b": 2}
+
+    def lookup(key: str) -> int:  # a closure over local state, as in a notebook cell
+        return table[key] + offset
+
+    assert client.submit(lookup, "b").result(timeout=30) == 1002
+
+
+def test_remote_exception_reraises_with_type_and_traceback(client: farside.Gateway) -> None:
+    @farside.task(gateway=client)
+    def divide(a: int, b: int) -> float:
+        return a / b
+
+    with pytest.raises(ZeroDivisionError) as info:
+        divide.submit(1, 0).result(timeout=30)
+    notes = "\n".join(getattr(info.value, "__notes__", []))
+    assert "Remote traceback" in notes
+    assert "return a / b" in notes
+    job = client.jobs(limit=1)[0]
+    assert job.state is JobState.FAILED
+    assert job.error_class == "user"
+    assert job.attempts == 1  # user errors are not retried unless asked
+
+
+def test_exception_type_not_importable_here_becomes_remote_error(
+    client: farside.Gateway,
+) -> None:
+    def raise_custom() -> None:
+        import types
+
+        module = types.ModuleType("only_on_the_pilot")
+        exec("class SiteTrouble(Exception):\n    pass", module.__dict__)
+        import sys
+
+        sys.modules["only_on_the_pilot"] = module
+        raise module.SiteTrouble("disk full on the worker node")
+
+    with pytest.raises(farside.RemoteError) as info:
+        client.submit(raise_custom).result(timeout=30)
+    assert info.value.type_name == "only_on_the_pilot.SiteTrouble"
+    assert "disk full on the worker node" in str(info.value)
+    assert "raise module.SiteTrouble" in info.value.remote_traceback
+
+
+def test_user_errors_retry_only_when_asked(client: farside.Gateway, tmp_path) -> None:
+    marker = tmp_path / "attempts"
+
+    @farside.task(gateway=client, max_attempts=3)
+    def flaky() -> str:
+        count = int(marker.read_text()) + 1 if marker.exists() else 1
+        marker.write_text(str(count))
+        if count < 3:
+            raise RuntimeError(f"attempt {count} fails")
+        return "third time lucky"
+
+    fut = flaky.submit()
+    assert fut.result(timeout=60) == "third time lucky"
+    detail = client.job(fut.job_id)
+    assert [a.error_class for a in detail.attempt_list] == ["user", "user", None]
+    assert [a.state for a in detail.attempt_list] == ["failed", "failed", "finished"]
+
+
+def test_cancel_queued_and_running(gateway: GatewayProcess, client: farside.Gateway) -> None:
+    @farside.task(gateway=client)
+    def sleepy(seconds: float) -> str:
+        print("going to sleep", flush=True)
+        time.sleep(seconds)
+        return "woke up"
+
+    running = [sleepy.submit(60) for _ in range(2)]  # both warm pilots busy
+    queued = sleepy.submit(60)
+    wait_until(lambda: all(client.job(f.job_id).state == "running" for f in running))
+    assert client.job(queued.job_id).state == "queued"
+
+    assert queued.cancel()
+    assert running[0].cancel()
+    assert queued.cancelled() and running[0].cancelled()
+    with pytest.raises(concurrent.futures.CancelledError):
+        running[0].result(timeout=1)
+    assert client.job(queued.job_id).state == "cancelled"
+    assert client.job(running[0].job_id).state == "cancelled"
+    # the pilot killed the cancelled work and is free again: a new job runs on it
+    @farside.task(gateway=client)
+    def quick() -> str:
+        return "done"
+
+    assert quick.submit().result(timeout=30) == "done"
+    running[1].cancel()
+
+
+def test_logs_follow_streams_while_running(client: farside.Gateway) -> None:
+    @farside.task(gateway=client)
+    def chatty() -> int:
+        for i in range(5):
+            print("line", i, flush=True)
+            time.sleep(0.3)
+        return 5
+
+    fut = chatty.submit()
+    wait_until(lambda: client.job(fut.job_id).state in ("running", "finished"))
+    arrivals = []
+    for line in client.logs(fut.job_id, follow=True):
+        arrivals.append((time.monotonic(), line))
+    assert [line for _, line in arrivals] == [f"line {i}" for i in range(5)]
+    # lines came while the job ran, not all at its end
+    assert arrivals[-1][0] - arrivals[0][0] > 0.6
+    assert fut.result(timeout=10) == 5
+
+
+def test_large_arguments_and_results_use_the_blob_store(
+    gateway: GatewayProcess, client: farside.Gateway
+) -> None:
+    blob = bytes(range(256)) * 4096  # 1 MiB, over the 256 KiB inline limit
+
+    @farside.task(gateway=client)
+    def echo_twice(data: bytes) -> bytes:
+        return data + data
+
+    assert echo_twice.submit(blob).result(timeout=60) == blob + blob
+    stored = list((gateway.state_dir / "blobs").rglob("*"))
+    assert any(p.is_file() and p.parent.name == "payloads" for p in stored)
+    assert any(p.is_file() and p.parent.name == "results" for p in stored)
+
+
+def test_gateway_down_is_reported_plainly() -> None:
+    with pytest.raises(farside.GatewayUnreachable) as info:
+        farside.Gateway("http://127.0.0.1:9", token="anything")
+    assert "http://127.0.0.1:9" in str(info.value)
