@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from harness import GatewayProcess
 
 POSTGRES_ENV = "FARSIDE_TEST_POSTGRES"

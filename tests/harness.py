@@ -7,6 +7,7 @@ restarted on the same port with the same database.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -41,9 +42,7 @@ DEFAULT_SETTINGS: dict[str, Any] = {
 
 
 class GatewayProcess:
-    def __init__(
-        self, state_dir: Path, database_url: str | None = None, **settings: Any
-    ) -> None:
+    def __init__(self, state_dir: Path, database_url: str | None = None, **settings: Any) -> None:
         self.state_dir = state_dir
         self.database_url = database_url
         self.settings = {**DEFAULT_SETTINGS, **settings}
@@ -112,10 +111,8 @@ class GatewayProcess:
             self.stop()
         finally:
             for pid in self.pilot_pids():
-                try:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
 
     def log_tail(self, lines: int = 40) -> str:
         try:
@@ -162,7 +159,8 @@ class GatewayProcess:
             try:
                 with engine.connect() as conn:
                     rows = [
-                        (r[0],) for r in conn.execute(sqlalchemy.text("select batch_id from pilots"))
+                        (r[0],)
+                        for r in conn.execute(sqlalchemy.text("select batch_id from pilots"))
                     ]
             except sqlalchemy.exc.SQLAlchemyError:
                 rows = []

@@ -86,9 +86,14 @@ class Runtime:
         for site in self.sites.values():
             await site.start()
         self._tasks = [
-            asyncio.create_task(self._loop("reaper", self._reap, self.config.reaper_interval)),
             asyncio.create_task(
-                self._loop("provisioner", self.provisioner.run_once, self.config.provision_interval)
+                self._loop("reaper", self._reap, self.config.reaper_interval), name="reaper"
+            ),
+            asyncio.create_task(
+                self._loop(
+                    "provisioner", self.provisioner.run_once, self.config.provision_interval
+                ),
+                name="provisioner",
             ),
         ]
 
@@ -113,7 +118,13 @@ class Runtime:
                 pass
 
     async def stop_pilots(self) -> None:
-        """Stop the pilots this gateway started (``farside up`` on Ctrl-C)."""
+        """Stop the pilots this gateway started (``farside up`` on Ctrl-C).
+
+        Provisioning stops first, or it would replace the pilots as they leave.
+        """
+        for task in self._tasks:
+            if task.get_name() == "provisioner":
+                task.cancel()
         for site in self.sites.values():
             try:
                 await site.stop()

@@ -6,8 +6,9 @@ import asyncio
 import concurrent.futures
 import time
 
-import farside
 import pytest
+
+import farside
 from farside_pilot.protocol import JobState
 from harness import GatewayProcess, wait_until
 
@@ -32,8 +33,10 @@ def test_submit_map_logs_and_job_list(gateway: GatewayProcess, client: farside.G
     assert info.attempts == 1
     assert info.exit_code == 0
     assert info.created <= info.started <= info.ended
-    assert info.max_rss is not None and info.max_rss > 1_000_000
-    assert info.cpu_time is not None and info.wall_time is not None
+    assert info.max_rss is not None
+    assert info.max_rss > 1_000_000
+    assert info.cpu_time is not None
+    assert info.wall_time is not None
 
 
 def test_future_is_awaitable(client: farside.Gateway) -> None:
@@ -125,11 +128,13 @@ def test_cancel_queued_and_running(gateway: GatewayProcess, client: farside.Gate
 
     assert queued.cancel()
     assert running[0].cancel()
-    assert queued.cancelled() and running[0].cancelled()
+    assert queued.cancelled()
+    assert running[0].cancelled()
     with pytest.raises(concurrent.futures.CancelledError):
         running[0].result(timeout=1)
     assert client.job(queued.job_id).state == "cancelled"
     assert client.job(running[0].job_id).state == "cancelled"
+
     # the pilot killed the cancelled work and is free again: a new job runs on it
     @farside.task(gateway=client)
     def quick() -> str:

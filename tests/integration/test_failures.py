@@ -6,8 +6,9 @@ import os
 import signal
 import time
 
-import farside
 import pytest
+
+import farside
 from farside_pilot.protocol import JobState
 from harness import GatewayProcess, wait_until
 
@@ -35,9 +36,11 @@ def test_sigkilled_pilot_job_finishes_on_another(
     detail = client.job(fut.job_id)
     assert detail.attempts == 2
     first, second = detail.attempt_list
-    assert first.state == "failed" and first.error_class == "system"
+    assert first.state == "failed"
+    assert first.error_class == "system"
     assert "lost" in (first.error or "")
-    assert second.state == "finished" and second.pilot_id != first.pilot_id
+    assert second.state == "finished"
+    assert second.pilot_id != first.pilot_id
 
 
 def test_silent_pilot_loses_its_lease_to_the_reaper(
