@@ -60,6 +60,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(_: Request, exc: HTTPException) -> JSONResponse:
         if exc.status_code == 404:
             return envelope_response(NotFound("no such endpoint; see /openapi.json"))
+        if exc.status_code == 400:
+            return envelope_response(MalformedRequest(f"malformed request: {exc.detail}"))
         error = ApiError(str(exc.detail))
         error.status = exc.status_code  # type: ignore[misc]
         return envelope_response(error)
@@ -93,29 +95,31 @@ class BodyLimit:
                 await envelope_response(too_large)(scope, receive, send)
                 return
         seen = 0
+        exceeded = False
         started = False
 
         async def counting_receive() -> Message:
-            nonlocal seen
+            nonlocal seen, exceeded
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
-                    raise _TooLarge
+                    # stop reading; the app fails on the cut body and we answer for it
+                    exceeded = True
+                    return {"type": "http.disconnect"}
             return message
 
-        async def tracking_send(message: Message) -> None:
+        async def guarded_send(message: Message) -> None:
             nonlocal started
+            if exceeded:
+                if message["type"] == "http.response.start" and not started:
+                    started = True
+                    await envelope_response(too_large)(scope, receive, send)
+                return
             if message["type"] == "http.response.start":
                 started = True
             await send(message)
 
-        try:
-            await self.app(scope, counting_receive, tracking_send)
-        except _TooLarge:
-            if not started:
-                await envelope_response(too_large)(scope, receive, send)
-
-
-class _TooLarge(Exception):
-    pass
+        await self.app(scope, counting_receive, guarded_send)
+        if exceeded and not started:
+            await envelope_response(too_large)(scope, receive, send)

@@ -1,0 +1,83 @@
+"""The local site keeps pilots between its warm minimum and what demand needs."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+import farside
+from farside_pilot.protocol.models import PilotInfo
+from harness import GatewayProcess, wait_until
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def test_pilots_follow_demand_within_bounds(make_gateway) -> None:  # type: ignore[no-untyped-def]
+    gw: GatewayProcess = make_gateway(
+        sites=[
+            {
+                "name": "local",
+                "min_warm": 1,
+                "max_pilots": 3,
+                "idle_timeout": 1,
+                "cores": 1,
+                "memory": "1 GiB",
+            },
+        ]
+    )
+    client = gw.client()
+
+    def live() -> list[PilotInfo]:
+        return [p for p in client.pilots() if p.state in ("submitted", "running")]
+
+    wait_until(lambda: len(live()) == 1)
+    time.sleep(1.5)
+    assert len(live()) == 1  # the warm minimum stays, even idle past its timeout
+
+    most = 0
+    stop = threading.Event()
+
+    def watch() -> None:
+        nonlocal most
+        while not stop.is_set():
+            most = max(most, len(client.pilots()))
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+
+    @farside.task(gateway=client, memory="100 MB")
+    def nap(x: int) -> int:
+        time.sleep(1.0)
+        return x
+
+    try:
+        assert list(nap.map(range(9))) == list(range(9))
+    finally:
+        stop.set()
+        watcher.join()
+    assert most == 3  # scaled up to demand, never beyond max_pilots
+    jobs = client.jobs(limit=9)
+    assert len({j.pilot_id for j in jobs}) >= 2
+    # idle pilots above the warm minimum leave on their own
+    wait_until(lambda: len(live()) == 1, timeout=30)
+    client.close()
+
+
+def test_offline_site_gets_no_pilots_and_no_work(make_gateway) -> None:  # type: ignore[no-untyped-def]
+    gw: GatewayProcess = make_gateway(
+        sites=[{"name": "local", "status": "offline", "min_warm": 1, "max_pilots": 2}]
+    )
+    client = gw.client()
+
+    @farside.task(gateway=client, memory="100 MB")
+    def one() -> int:
+        return 1
+
+    fut = one.submit()
+    time.sleep(2)
+    assert client.pilots() == []
+    assert client.job(fut.job_id).state == "queued"
+    client.close()

@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import pytest
+
+from farside_pilot.protocol import format_memory, parse_memory, parse_walltime
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("1 GiB", 1024**3), ("512MB", 512 * 1000**2), ("1.5G", 1_500_000_000),
+        ("2 gib", 2 * 1024**3), (4096, 4096), ("100", 100), ("3TiB", 3 * 1024**4),
+    ],
+)  # fmt: skip
+def test_parse_memory(text: str | int, expected: int) -> None:
+    assert parse_memory(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("90s", 90), ("10m", 600), ("1h30m", 5400), ("2d", 172800), ("01:00:00", 3600),
+        ("1-00:00:00", 86400), ("05:30", 330), (42, 42), ("120", 120), ("1.5h", 5400),
+    ],
+)  # fmt: skip
+def test_parse_walltime(text: str | int, expected: int) -> None:
+    assert parse_walltime(text) == expected
+
+
+@pytest.mark.parametrize("bad", ["lots", "1 PiB", "GiB", "-5 MB", "", True])
+def test_parse_memory_rejects(bad: object) -> None:
+    with pytest.raises(ValueError, match="memory"):
+        parse_memory(bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("bad", ["soon", "10 minutes", "1h 2x", "", -1, True])
+def test_parse_walltime_rejects(bad: object) -> None:
+    with pytest.raises(ValueError, match="walltime"):
+        parse_walltime(bad)  # type: ignore[arg-type]
+
+
+def test_format_memory_round_trips() -> None:
+    for size in (1024, 3 * 1024**3, 1536 * 1024**2):
+        assert parse_memory(format_memory(size)) == size
