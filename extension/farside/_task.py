@@ -3,7 +3,8 @@
 The function is pickled once per task (cloudpickle) and each call adds only its arguments.
 Functions and closures defined in a notebook (``__main__``) travel by value. So do
 functions from modules that exist only on your side — a ``helpers.py`` next to the
-notebook, a package you have not installed: any module that is neither in the standard
+notebook, a package you have not installed — whether the task's function lives there or
+uses them (through globals or a closure): any module that is neither in the standard
 library nor an installed distribution is registered with
 ``cloudpickle.register_pickle_by_value`` and ships with the job. Modules of installed
 packages (numpy, awkward, ...) are imported by name on the worker, so they must be
@@ -64,12 +65,51 @@ def ships_by_value(module: types.ModuleType) -> bool:
     return top not in importlib.metadata.packages_distributions()
 
 
+def _modules_used_by(fn: Callable[..., Any]) -> set[types.ModuleType]:
+    """Modules ``fn`` reaches: its own, and those of globals and closure cells it uses."""
+    found: set[types.ModuleType] = set()
+    seen: set[int] = set()
+
+    def visit(obj: Any, depth: int) -> None:
+        if id(obj) in seen or depth > 3:
+            return
+        seen.add(id(obj))
+        if isinstance(obj, types.ModuleType):
+            found.add(obj)
+            return
+        module = sys.modules.get(getattr(obj, "__module__", None) or "")
+        if module is not None:
+            found.add(module)
+        code = getattr(obj, "__code__", None)
+        if code is None:
+            return
+        glob = getattr(obj, "__globals__", {})
+        for name in _names(code):
+            if name in glob:
+                visit(glob[name], depth + 1)
+        for cell in getattr(obj, "__closure__", None) or ():
+            try:
+                visit(cell.cell_contents, depth + 1)
+            except ValueError:  # an empty cell
+                pass
+
+    visit(fn, 0)
+    return found
+
+
+def _names(code: types.CodeType) -> set[str]:
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _names(const)
+    return names
+
+
 def _register_by_value(fn: Callable[..., Any]) -> None:
-    module = sys.modules.get(getattr(fn, "__module__", None) or "")
-    if module is None or not ships_by_value(module):
-        return
-    top = sys.modules.get(module.__name__.partition(".")[0], module)
-    cloudpickle.register_pickle_by_value(top)
+    for module in _modules_used_by(fn):
+        if ships_by_value(module):
+            top = sys.modules.get(module.__name__.partition(".")[0], module)
+            cloudpickle.register_pickle_by_value(top)
 
 
 class Task(Generic[P, R]):

@@ -182,3 +182,21 @@ def test_gateway_down_is_reported_plainly() -> None:
     with pytest.raises(farside.GatewayUnreachable) as info:
         farside.Gateway("http://127.0.0.1:9", token="anything")
     assert "http://127.0.0.1:9" in str(info.value)
+
+
+def test_module_only_on_the_users_side_ships_with_the_job(
+    client: farside.Gateway, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    package = tmp_path / "my_analysis_code"
+    package.mkdir()
+    (package / "cuts.py").write_text(
+        "THRESHOLD = 25\n\ndef passes(pt):\n    return pt > THRESHOLD\n"
+    )
+    (package / "__init__.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from my_analysis_code import cuts  # importable here only: the pilot has no such path
+
+    def select(pts: list[float]) -> list[float]:
+        return [pt for pt in pts if cuts.passes(pt)]
+
+    assert client.submit(select, [10.0, 30.0, 50.0]).result(timeout=30) == [30.0, 50.0]
