@@ -14,6 +14,7 @@ installed there; if one is missing, the job fails with the pilot's clear
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.metadata
 import sys
@@ -88,10 +89,8 @@ def _modules_used_by(fn: Callable[..., Any]) -> set[types.ModuleType]:
             if name in glob:
                 visit(glob[name], depth + 1)
         for cell in getattr(obj, "__closure__", None) or ():
-            try:
+            with contextlib.suppress(ValueError):  # an empty cell has no contents
                 visit(cell.cell_contents, depth + 1)
-            except ValueError:  # an empty cell
-                pass
 
     visit(fn, 0)
     return found
