@@ -1,16 +1,20 @@
 """Batches job updates and log lines to the gateway.
 
-A line printed by a job should reach the gateway within about 100 ms, yet a pilot running a
-thousand tiny jobs a second must not send a thousand requests a second. So the reporter
-sends whatever has gathered at most every :data:`FLUSH_INTERVAL`, and sleeps while there is
-nothing to send. A report is atomic on the gateway: if it names jobs the pilot no longer
-holds (cancelled, given to another pilot), the gateway answers 409 with their ids, and the
-reporter drops what concerns them and sends the rest again.
+A line printed by a job should reach the gateway within about 100 ms, a result as soon as it
+exists, yet a pilot running a thousand tiny jobs a second must not send a thousand requests a
+second. So the reporter keeps one request in flight at a time: what gathers meanwhile goes
+in the next one (under load the round trip itself is the batching window), requests start at
+least :data:`MIN_SPACING` apart, and a job's ``running`` update alone waits up to
+:data:`COALESCE` for the job's end, so a short job costs one report, not two. A report is
+atomic on the gateway: if it names jobs the pilot no longer holds (cancelled, given to
+another pilot), the gateway answers 409 with their ids, and the reporter drops what concerns
+them and sends the rest again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -22,7 +26,8 @@ from .worker import Stream
 
 log = logging.getLogger(__name__)
 
-FLUSH_INTERVAL = 0.05
+MIN_SPACING = 0.005
+COALESCE = 0.005
 MAX_UPDATES = 10_000
 MAX_LOGS = 100_000
 MAX_LINE = 1_000_000
@@ -86,7 +91,13 @@ class Reporter:
         last = 0.0
         while True:
             await self._wake.wait()
-            pause = last + FLUSH_INTERVAL - time.monotonic()
+            if not self._logs and all(u.state == "running" for u in self._updates):
+                # only starts to tell: give the jobs a moment to end, and say both at once
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(COALESCE):
+                        await self._wake.wait()
+            pause = last + MIN_SPACING - time.monotonic()
             if pause > 0:
                 await asyncio.sleep(pause)
             last = time.monotonic()
