@@ -23,4 +23,6 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s farside-pilot[%(process)d] %(name)s: %(message)s",
     )
+    # one line per HTTP request would drown the pilot's own story; keep httpx's warnings
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
     return asyncio.run(Pilot(config).run())
