@@ -32,16 +32,14 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def _load(args: argparse.Namespace, **defaults: object) -> GatewayConfig:
+    """The configuration file over ``defaults``; command-line flags win over both."""
     overrides = {
         "host": args.host,
         "port": args.port,
         "state_dir": args.state_dir,
         "database_url": args.database_url,
     }
-    for key, value in defaults.items():
-        if overrides.get(key) is None:
-            overrides[key] = value
-    return load_config(args.config, **overrides)
+    return load_config(args.config, defaults, **overrides)
 
 
 def _setup_logging(level: str) -> None:

@@ -35,6 +35,7 @@ MiB = 1024**2
 
 
 def _default_memory_per_core() -> int:
+    """The machine's memory divided by its cores."""
     try:
         total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError):
@@ -53,7 +54,8 @@ class SiteConfig(BaseModel):
     )
     status: Literal["online", "draining", "offline"] = Field(
         "online",
-        description="`online` takes new work; `draining` runs what it has; `offline` runs nothing.",
+        description="`online` takes new work; `draining` and `offline` take none and start no "
+        "pilots (jobs already on a pilot run to the end).",
     )
     cores: int = Field(1, ge=1, le=4096, description="Cores of one pilot's slot.")
     memory: Memory = Field(
@@ -86,6 +88,7 @@ class SiteConfig(BaseModel):
 
 
 def _default_sites() -> list[SiteConfig]:
+    """One `local` site: 1-core slots, one warm pilot, up to one pilot per core (at least 2)."""
     return [SiteConfig(name="local", min_warm=1, max_pilots=max(2, os.cpu_count() or 2))]
 
 
@@ -163,8 +166,11 @@ class GatewayConfig(BaseModel):
         return next((s for s in self.sites if s.name == name), None)
 
 
-def load_config(path: Path | None, **overrides: Any) -> GatewayConfig:
-    """Read a TOML file (optional) and apply overrides; raise a readable ConfigurationError."""
+def load_config(
+    path: Path | None, defaults: dict[str, Any] | None = None, **overrides: Any
+) -> GatewayConfig:
+    """Read a TOML file (optional) over ``defaults``, then apply ``overrides`` (None values are
+    ignored); raise a readable ConfigurationError."""
     data: dict[str, Any] = {}
     if path is not None:
         try:
@@ -173,7 +179,7 @@ def load_config(path: Path | None, **overrides: Any) -> GatewayConfig:
             raise ConfigurationError(f"configuration file {path} does not exist") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigurationError(f"configuration file {path} is not valid TOML: {exc}") from exc
-    data.update({k: v for k, v in overrides.items() if v is not None})
+    data = {**(defaults or {}), **data, **{k: v for k, v in overrides.items() if v is not None}}
     try:
         return GatewayConfig.model_validate(data)
     except ValidationError as exc:

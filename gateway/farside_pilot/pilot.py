@@ -36,6 +36,7 @@ from .protocol.errors import (
     Forbidden,
     GatewayUnreachable,
     NotFound,
+    PayloadTooLarge,
     Unauthorized,
 )
 from .protocol.models import (
@@ -258,6 +259,7 @@ class Pilot:
             gpus=shape.gpus,
             walltime_left=self._walltime_left(),
             idle_seconds=self.idle_seconds,
+            idle_timeout=self.config.idle_timeout,
             wait=wait,
         )
 
@@ -407,6 +409,18 @@ class Pilot:
             await self.client.upload_result(job.job_id, job.attempt, result)
         except (NotFound, Conflict):
             log.info("job %s is no longer this pilot's; its result is dropped", job.job_id)
+            return
+        except PayloadTooLarge as exc:
+            # the job's own doing, not the pilot's: fail it with a reason the user can act on
+            limit = exc.details.get("limit", "its")
+            fields.update(
+                state="failed",
+                exit_code=1,
+                error_class=ErrorClass.USER,
+                error=f"the result is {len(result)} bytes, over the gateway's limit of {limit} "
+                "bytes; return less (write large outputs to storage and return their path)",
+            )
+            self.reporter.update(JobUpdate(**fields))
             return
         finally:
             self._uploading.discard(job.job_id)

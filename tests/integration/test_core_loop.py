@@ -200,3 +200,24 @@ def test_module_only_on_the_users_side_ships_with_the_job(
         return [pt for pt in pts if cuts.passes(pt)]
 
     assert client.submit(select, [10.0, 30.0, 50.0]).result(timeout=30) == [30.0, 50.0]
+
+
+def test_result_over_the_request_limit_fails_the_job_not_the_pilot(make_gateway) -> None:  # type: ignore[no-untyped-def]
+    gw: GatewayProcess = make_gateway(max_request_size=1024 * 1024)
+    client = gw.client()
+
+    @farside.task(gateway=client)
+    def too_big() -> bytes:
+        return b"x" * 3_000_000
+
+    @farside.task(gateway=client)
+    def fine() -> str:
+        return "still here"
+
+    with pytest.raises(farside.JobFailed, match="over the gateway's limit of 1048576 bytes"):
+        too_big.submit().result(timeout=60)
+    job = client.jobs(limit=1)[0]
+    assert (job.attempts, job.error_class) == (1, "user")
+    assert fine.submit().result(timeout=30) == "still here"
+    assert all(p.state == "running" for p in client.pilots())
+    client.close()

@@ -53,3 +53,10 @@ def test_bad_configuration_says_what_is_wrong(tmp_path: Path, text: str, words: 
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="does not exist"):
         load_config(tmp_path / "nope.toml")
+
+
+def test_file_wins_over_defaults_and_flags_win_over_file(tmp_path: Path) -> None:
+    path = _write(tmp_path, 'state_dir = "/from/file"\nport = 1234\n')
+    config = load_config(path, {"state_dir": "/default", "port": 1}, port=None, host="0.0.0.0")
+    assert (str(config.state_dir), config.port, config.host) == ("/from/file", 1234, "0.0.0.0")
+    assert str(load_config(None, {"state_dir": "/default"}).state_dir) == "/default"

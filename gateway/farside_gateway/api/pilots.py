@@ -90,7 +90,8 @@ async def acquire_jobs(
             break
         await wait_for_signal(waiter, remaining)
     retire = state == "retiring"
-    if not rows and site is not None and not retire and body.idle_seconds >= site.idle_timeout:
+    idle_timeout = body.idle_timeout or (site.idle_timeout if site is not None else 0.0)
+    if not rows and site is not None and not retire and body.idle_seconds >= idle_timeout:
         min_warm = site.min_warm if site.status == "online" else 0
         retire = await rt.db.write(pilot_records.decide_retire, pilot_id, slot.site, min_warm)
     assignments = [

@@ -1,6 +1,6 @@
 """Engine, migrations and the thread pools that run database work off the event loop.
 
-Database functions in ``farside_gateway.db.queries`` and ``farside_gateway.pool`` are plain
+Database functions in ``farside_gateway.pool`` (and the auth and provisioning modules) are plain
 synchronous functions that take a ``Connection``; handlers ``await db.write(fn, ...)`` or
 ``await db.read(fn, ...)``. Each call is one transaction. SQLite allows one writer, so writes
 go through one thread (no "database is locked" under load); reads use their own threads and,

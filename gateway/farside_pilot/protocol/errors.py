@@ -5,13 +5,15 @@
     FarsideError
     ├── GatewayUnreachable        the gateway did not answer (address in the message)
     ├── ApiError                  the gateway answered with an error envelope
-    │   ├── InvalidRequest        400 / 422: the request says something impossible
+    │   ├── InvalidRequest        422: the request says something impossible
+    │   │   └── MalformedRequest  400: the body is not JSON at all
     │   ├── Unauthorized          401: no or unknown token
     │   ├── Forbidden             403: the token may not do this
     │   ├── NotFound              404
     │   ├── Conflict              409: e.g. a pilot reports on a job it does not hold
     │   ├── PayloadTooLarge       413
     │   └── ServerError           5xx
+    │       └── ServiceUnavailable 503
     ├── TaskError                 a task failed remotely
     │   ├── RemoteError           it raised an exception whose type cannot be rebuilt here
     │   └── JobFailed             it failed for a reason other than raising (system error, ...)

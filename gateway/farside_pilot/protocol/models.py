@@ -91,7 +91,7 @@ class Resources(_Strict):
 
 
 class JobSpec(_Strict):
-    """One job to submit. ``payload`` is the cloudpickled call (see ``farside_pilot.payload``)."""
+    """One job to submit; ``payload`` is the pickled call (``farside_pilot.protocol.payload``)."""
 
     kind: Literal["function"] = "function"
     payload: Base64
@@ -281,6 +281,9 @@ class AcquireRequest(_Strict):
     gpus: int = Field(0, ge=0, le=MAX_GPUS)
     walltime_left: int | None = Field(None, ge=0)
     idle_seconds: float = Field(0.0, ge=0)
+    idle_timeout: float | None = Field(
+        None, gt=0, description="the pilot's own idle timeout; None: the site's"
+    )
     wait: float = Field(0.0, ge=0, le=300)
 
 
