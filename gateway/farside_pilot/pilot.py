@@ -372,7 +372,9 @@ class Pilot:
 
     def job_started(self, job: HeldJob) -> None:
         self.reporter.update(
-            JobUpdate(job_id=job.job_id, attempt=job.attempt, state="running", time=job.started)
+            JobUpdate.model_construct(
+                job_id=job.job_id, attempt=job.attempt, state="running", time=job.started
+            )
         )
 
     def job_output(self, job: HeldJob, stream: Stream, when: float, text: str) -> None:
@@ -402,7 +404,8 @@ class Pilot:
             self._uploading.add(job.job_id)
             self._spawn(self._upload(job, result, fields))
         else:
-            self.reporter.update(JobUpdate(result=result, **fields))
+            # built from our own measurements: construct, skip re-validating (hot path)
+            self.reporter.update(JobUpdate.model_construct(result=result, **fields))
 
     async def _upload(self, job: HeldJob, result: bytes, fields: dict[str, Any]) -> None:
         try:

@@ -179,27 +179,38 @@ def _cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def _reset_peak_rss() -> bool:
-    # Writing "5" resets VmHWM (Linux >= 4.0), so one reused worker measures each job alone.
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
+class _PeakRss:
+    """Peak memory of each job in a reused worker.
 
+    Writing "5" to /proc/self/clear_refs resets VmHWM (Linux >= 4.0), so each job is measured
+    alone. Both files stay open: re-opening them per job cost more than a no-op job.
+    Elsewhere, the process's lifetime peak (ru_maxrss) is the best there is.
+    """
 
-def _peak_rss(reset_worked: bool) -> int | None:
-    if reset_worked:
+    def __init__(self) -> None:
         try:
-            with open("/proc/self/status") as f:
-                for line in f:
-                    if line.startswith("VmHWM:"):
-                        return int(line.split()[1]) * 1024
-        except (OSError, ValueError, IndexError):
-            pass
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss * 1024 if sys.platform != "darwin" else rss
+            self._clear: int | None = os.open("/proc/self/clear_refs", os.O_WRONLY)
+            self._status: int | None = os.open("/proc/self/status", os.O_RDONLY)
+        except OSError:
+            self._clear = self._status = None
+
+    def reset(self) -> None:
+        if self._clear is not None:
+            try:
+                os.write(self._clear, b"5")
+            except OSError:
+                self._clear = None
+
+    def read(self) -> int | None:
+        if self._clear is not None and self._status is not None:
+            try:
+                data = os.pread(self._status, 8192, 0)
+                start = data.index(b"VmHWM:") + 6
+                return int(data[start : data.index(b"kB", start)]) * 1024
+            except (OSError, ValueError):
+                pass
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return rss * 1024 if sys.platform != "darwin" else rss
 
 
 def _empty(directory: str) -> None:
@@ -245,6 +256,7 @@ class Worker:
         sys.stdout = self._stdout
         sys.stderr = self._stderr
         self._home = os.getcwd()
+        self._peak = _PeakRss()
         self._fflush = _c_fflush()
 
     def serve(self) -> None:
@@ -293,7 +305,7 @@ class Worker:
         os.makedirs(scratch, exist_ok=True)
         os.chdir(scratch)
         self._channel.job_id = job_id
-        reset = _reset_peak_rss()
+        self._peak.reset()
         cpu0 = _cpu_seconds()
         t0 = time.perf_counter()
         exit_code, error_class, error = 0, None, None
@@ -309,7 +321,7 @@ class Worker:
             result = encode_exception(exc)
         wall = time.perf_counter() - t0
         cpu = _cpu_seconds() - cpu0
-        peak = _peak_rss(reset)
+        peak = self._peak.read()
         self._end_output()
         self._channel.job_id = None
         outcome = JobOutcome(exit_code, error_class, error, result, wall, cpu, peak)

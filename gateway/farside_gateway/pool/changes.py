@@ -11,10 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, insert
+from sqlalchemy import Connection
 
 from farside_pilot.protocol import JobState
 
+from ..db.engine import insert_rows
 from ..db.schema import events
 
 S = JobState
@@ -85,7 +86,7 @@ class Changes:
 
     def flush(self, conn: Connection) -> None:
         if self.event_rows:
-            conn.execute(insert(events), self.event_rows)
+            insert_rows(conn, events, self.event_rows)
             self.event_rows = []
 
     def merge(self, other: Changes) -> None:

@@ -11,12 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
 
 from farside_pilot.protocol import Conflict, ErrorClass, JobState
 from farside_pilot.protocol.models import ACTIVE_STATES, AcquireRequest, JobUpdate, LogEntry
 
 from ..auth.tokens import revoke_pilot_tokens
+from ..db.engine import insert_rows
 from ..db.schema import AnyRow, attempts, jobs, log_lines, pilots
 from .changes import Changes
 from .submit import fail_children, release_children
@@ -112,8 +113,9 @@ def acquire(
             lease_expires=changes.now + policy.lease_timeout,
         )
     )
-    conn.execute(
-        insert(attempts),
+    insert_rows(
+        conn,
+        attempts,
         [
             {
                 "job_id": row.id,
@@ -145,11 +147,14 @@ def heartbeat(
     )
     if not held:
         return []
+    # a job this pilot finished is settled, not taken away: it need not be dropped
     still = {
         row.id
         for row in conn.execute(
             select(jobs.c.id).where(
-                jobs.c.id.in_(held), jobs.c.pilot_id == pilot_id, jobs.c.state.in_(_ACTIVE)
+                jobs.c.id.in_(held),
+                jobs.c.pilot_id == pilot_id,
+                jobs.c.state.in_([*_ACTIVE, S.FINISHED.value]),
             )
         )
     }
@@ -187,8 +192,9 @@ def report(
             {"job_ids": bad},
         )
     if logs:
-        conn.execute(
-            insert(log_lines),
+        insert_rows(
+            conn,
+            log_lines,
             [
                 {
                     "job_id": e.job_id,
@@ -202,7 +208,7 @@ def report(
         )
         changes.log_jobs.update(e.job_id for e in logs)
     state = {job_id: row.state for job_id, row in held.items()}
-    started: list[dict[str, Any]] = []
+    started: dict[int, dict[str, Any]] = {}
     finished: list[dict[str, Any]] = []
     failures: list[tuple[AnyRow, PreparedUpdate]] = []
     for prepared in updates:
@@ -211,11 +217,15 @@ def report(
         if upd.state == "running":
             changes.transition(upd.job_id, row.owner, state[upd.job_id], S.RUNNING, upd.attempt)
             state[upd.job_id] = S.RUNNING.value
-            started.append({"_id": upd.job_id, "_n": upd.attempt, "_t": upd.time})
+            started[upd.job_id] = {"_id": upd.job_id, "_n": upd.attempt, "_t": upd.time}
         elif upd.state == "finished":
             changes.transition(upd.job_id, row.owner, state[upd.job_id], S.FINISHED, upd.attempt)
             state[upd.job_id] = S.FINISHED.value
-            finished.append(_outcome_params(prepared))
+            params = _outcome_params(prepared)
+            # started and ended within one report (most short jobs): one UPDATE, not two
+            start = started.pop(upd.job_id, None)
+            params["_start"] = start["_t"] if start else None
+            finished.append(params)
         else:
             failures.append((row, prepared))
     if started:
@@ -223,7 +233,7 @@ def report(
             update(jobs)
             .where(jobs.c.id == bindparam("_id"))
             .values(state=S.RUNNING.value, started_at=bindparam("_t")),
-            started,
+            list(started.values()),
         )
         conn.execute(
             update(attempts)
@@ -231,7 +241,7 @@ def report(
                 and_(attempts.c.job_id == bindparam("_id"), attempts.c.number == bindparam("_n"))
             )
             .values(state=S.RUNNING.value, started_at=bindparam("_t")),
-            started,
+            list(started.values()),
         )
     if finished:
         _store_outcomes(conn, finished, S.FINISHED, changes.now)
@@ -262,6 +272,7 @@ def _outcome_params(prepared: PreparedUpdate) -> dict[str, Any]:
         "_size": prepared.result_size,
         "_class": upd.error_class.value if upd.error_class else None,
         "_error": upd.error,
+        "_start": None,
     }
 
 
@@ -276,6 +287,7 @@ def _store_outcomes(
         "error_class": bindparam("_class"),
         "error": bindparam("_error"),
     }
+    started = {"started_at": func.coalesce(jobs.c.started_at, bindparam("_start"))}
     conn.execute(
         update(jobs)
         .where(jobs.c.id == bindparam("_id"))
@@ -286,6 +298,7 @@ def _store_outcomes(
             result=bindparam("_result"),
             result_blob=bindparam("_blob"),
             result_size=bindparam("_size"),
+            **started,
             **measured,
         ),
         params,
@@ -293,7 +306,12 @@ def _store_outcomes(
     conn.execute(
         update(attempts)
         .where(and_(attempts.c.job_id == bindparam("_id"), attempts.c.number == bindparam("_n")))
-        .values(state=final.value, ended_at=now, **measured),
+        .values(
+            state=final.value,
+            ended_at=now,
+            started_at=func.coalesce(attempts.c.started_at, bindparam("_start")),
+            **measured,
+        ),
         params,
     )
 
@@ -321,6 +339,7 @@ def fail_attempts(
         params = outcome or {
             "_id": row.id, "_n": row.attempt, "_t": changes.now, "_exit": None, "_wall": None,
             "_cpu": None, "_rss": None, "_result": None, "_blob": None, "_size": None,
+            "_start": None,
         }  # fmt: skip
         params = {**params, "_class": error_class.value, "_error": reason}
         counters = {"user_failures": user_failures, "system_failures": system_failures}
