@@ -74,6 +74,7 @@ class GatewayClient:
         *,
         json: Any = None,
         content: bytes | None = None,
+        content_type: str = "application/octet-stream",
         params: dict[str, Any] | None = None,
         read_timeout: float | None = None,
         grace: float | None = None,
@@ -92,7 +93,7 @@ class GatewayClient:
                     json=json,
                     content=content,
                     params=params,
-                    headers={"Content-Type": "application/octet-stream"} if content else None,
+                    headers={"Content-Type": content_type} if content else None,
                     timeout=httpx.USE_CLIENT_DEFAULT if read_timeout is None else read_timeout,
                 )
             except httpx.TransportError as exc:
@@ -114,8 +115,13 @@ class GatewayClient:
             delay = min(MAX_BACKOFF, delay * 2)
 
     async def _call(self, path: str, body: BaseModel, answer: type[M], wait: float = 0.0) -> M:
+        # pydantic writes the JSON itself, several times faster than dump + json.dumps
         response = await self.request(
-            "POST", path, json=body.model_dump(mode="json"), read_timeout=wait + POLL_MARGIN
+            "POST",
+            path,
+            content=body.model_dump_json().encode(),
+            content_type="application/json",
+            read_timeout=wait + POLL_MARGIN,
         )
         return answer.model_validate_json(response.content)
 

@@ -302,7 +302,8 @@ class Worker:
         return fn, tuple(args), dict(kwargs)
 
     def _run(self, job_id: int, payload: bytes, scratch: str) -> None:
-        os.makedirs(scratch, exist_ok=True)
+        if not os.path.isdir(scratch):  # makedirs(exist_ok) raises and catches every time
+            os.makedirs(scratch, exist_ok=True)
         os.chdir(scratch)
         self._channel.job_id = job_id
         self._peak.reset()

@@ -95,17 +95,20 @@ async def acquire_jobs(
         min_warm = site.min_warm if site.status == "online" else 0
         retire = await rt.db.write(pilot_records.decide_retire, pilot_id, slot.site, min_warm)
     assignments = [
-        Assignment(
+        # rows come from our own database: construct, skip re-validating (hot path)
+        Assignment.model_construct(
             job_id=r.id,
-            attempt=r.attempt + 1,
+            attempt=r.attempt,
             kind=r.kind,
-            resources=Resources(cores=r.cores, memory=r.memory, walltime=r.walltime, gpus=r.gpus),
+            resources=Resources.model_construct(
+                cores=r.cores, memory=r.memory, walltime=r.walltime, gpus=r.gpus
+            ),
             payload=r.payload,
             payload_size=r.payload_size,
         )
         for r in rows
     ]
-    return json_response(AcquireResponse(jobs=assignments, retire=retire))
+    return json_response(AcquireResponse.model_construct(jobs=assignments, retire=retire))
 
 
 @router.post("/{pilot_id}/heartbeat", response_model=HeartbeatResponse)

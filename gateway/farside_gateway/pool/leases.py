@@ -14,7 +14,13 @@ from typing import Any
 from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
 
 from farside_pilot.protocol import Conflict, ErrorClass, JobState
-from farside_pilot.protocol.models import ACTIVE_STATES, AcquireRequest, JobUpdate, LogEntry
+from farside_pilot.protocol.models import (
+    ACTIVE_STATES,
+    MAX_WALLTIME,
+    AcquireRequest,
+    JobUpdate,
+    LogEntry,
+)
 
 from ..auth.tokens import revoke_pilot_tokens
 from ..db.engine import insert_rows
@@ -70,41 +76,29 @@ def acquire(
     *,
     skip_locked: bool,
 ) -> list[AnyRow]:
-    """Claim up to ``max_jobs`` queued jobs that each fit the slot; best first."""
-    query = (
-        select(
-            jobs.c.id,
-            jobs.c.owner,
-            jobs.c.kind,
-            jobs.c.cores,
-            jobs.c.memory,
-            jobs.c.walltime,
-            jobs.c.gpus,
-            jobs.c.attempt,
-            jobs.c.payload,
-            jobs.c.payload_size,
-        )
+    """Claim up to ``max_jobs`` queued jobs that each fit the slot; best first.
+
+    One statement picks and claims (UPDATE ... WHERE id IN (best queued) RETURNING): its
+    text never changes, so the database plans it once, and no row is read twice.
+    """
+    best = (
+        select(jobs.c.id)
         .where(
             jobs.c.state == S.QUEUED.value,
             jobs.c.cores <= request.cores,
             jobs.c.memory <= request.memory,
             jobs.c.gpus <= request.gpus,
+            jobs.c.walltime <= (request.walltime_left or MAX_WALLTIME),
             or_(jobs.c.sites.is_(None), jobs.c.sites.like(f"%,{slot.site},%")),
         )
         .order_by(jobs.c.priority.desc(), jobs.c.id)
         .limit(request.max_jobs)
     )
-    if request.walltime_left is not None:
-        query = query.where(jobs.c.walltime <= request.walltime_left)
     if skip_locked:
-        query = query.with_for_update(skip_locked=True)
-    rows = list(conn.execute(query).all())
-    if not rows:
-        return []
-    ids = [row.id for row in rows]
-    conn.execute(
+        best = best.with_for_update(skip_locked=True)
+    claimed = conn.execute(
         update(jobs)
-        .where(jobs.c.id.in_(ids))
+        .where(jobs.c.id.in_(best))
         .values(
             state=S.ASSIGNED.value,
             pilot_id=slot.pilot_id,
@@ -112,14 +106,31 @@ def acquire(
             attempt=jobs.c.attempt + 1,
             lease_expires=changes.now + policy.lease_timeout,
         )
-    )
+        .returning(
+            jobs.c.id,
+            jobs.c.owner,
+            jobs.c.kind,
+            jobs.c.priority,
+            jobs.c.cores,
+            jobs.c.memory,
+            jobs.c.walltime,
+            jobs.c.gpus,
+            jobs.c.attempt,  # the new attempt number
+            jobs.c.payload,
+            jobs.c.payload_size,
+        )
+    ).all()
+    # RETURNING keeps no order; hand them out best first
+    rows = sorted(claimed, key=lambda r: (-r.priority, r.id))
+    if not rows:
+        return []
     insert_rows(
         conn,
         attempts,
         [
             {
                 "job_id": row.id,
-                "number": row.attempt + 1,
+                "number": row.attempt,
                 "pilot_id": slot.pilot_id,
                 "site": slot.site,
                 "batch_id": slot.batch_id,
@@ -130,7 +141,7 @@ def acquire(
         ],
     )
     for row in rows:
-        changes.transition(row.id, row.owner, S.QUEUED, S.ASSIGNED, row.attempt + 1)
+        changes.transition(row.id, row.owner, S.QUEUED, S.ASSIGNED, row.attempt)
     changes.flush(conn)
     return rows
 
@@ -162,10 +173,13 @@ def heartbeat(
 
 
 def held_jobs(conn: Connection, pilot_id: int, job_ids: set[int]) -> dict[int, AnyRow]:
-    rows = conn.execute(select(*_HELD_COLUMNS).where(jobs.c.id.in_(job_ids))).all()
-    return {
-        row.id: row for row in rows if row.pilot_id == pilot_id and S(row.state) in ACTIVE_STATES
-    }
+    """Those of ``job_ids`` the pilot holds (assigned to it, not ended)."""
+    # by pilot, not by an IN list of ids: the statement text stays the same, so it is
+    # planned once, and a pilot holds few jobs (its slot plus prefetch)
+    rows = conn.execute(
+        select(*_HELD_COLUMNS).where(jobs.c.pilot_id == pilot_id, jobs.c.state.in_(_ACTIVE))
+    ).all()
+    return {row.id: row for row in rows if row.id in job_ids}
 
 
 def report(

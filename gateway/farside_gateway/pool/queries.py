@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
-from farside_pilot.protocol import JobState, NotFound
+from farside_pilot.protocol import ErrorClass, JobState, NotFound
 from farside_pilot.protocol.models import (
     TERMINAL_STATES,
     AttemptInfo,
@@ -186,13 +186,14 @@ def events_since(
             if res.result is not None and len(res.result) <= result_limit:
                 inline = res.result
         out.append(
-            JobEvent(
+            # our own rows: construct without re-validating, enums made by hand (hot path)
+            JobEvent.model_construct(
                 seq=r.id,
                 job_id=r.job_id,
-                state=r.state,
+                state=JobState(r.state),
                 time=r.time,
                 attempt=r.attempt,
-                error_class=r.error_class,
+                error_class=ErrorClass(r.error_class) if r.error_class else None,
                 reason=r.reason,
                 result=inline,
                 result_size=size,

@@ -63,9 +63,13 @@ def decode_call(payload: bytes) -> Call:
 
 
 def encode_value(value: Any) -> bytes:
-    return pickle.dumps(
-        (FORMAT_VERSION, "ok", cloudpickle.dumps(value)), protocol=pickle.HIGHEST_PROTOCOL
-    )
+    try:
+        # plain pickle handles nearly every result and is several times cheaper than
+        # cloudpickle on small values; cloudpickle is for lambdas and locally defined classes
+        body = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    except (pickle.PicklingError, AttributeError, TypeError):
+        body = cloudpickle.dumps(value)
+    return pickle.dumps((FORMAT_VERSION, "ok", body), protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def encode_exception(exc: BaseException) -> bytes:

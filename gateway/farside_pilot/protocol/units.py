@@ -54,9 +54,11 @@ def parse_memory(value: int | float | str) -> int:
     ``"1.5G"``. Decimal (kB, MB, GB, TB) and binary (KiB, MiB, GiB, TiB) units are both
     understood; a bare number is bytes.
     """
+    if type(value) is int and value >= 0:  # the wire's own form: the hot path
+        return value
     if isinstance(value, bool):
         raise ValueError(f"memory must be a size such as '2 GiB', not {value!r}")
-    if isinstance(value, int | float):
+    if isinstance(value, (int, float)):
         if value < 0:
             raise ValueError(f"memory must not be negative, got {value}")
         return int(value)
@@ -79,9 +81,11 @@ def parse_walltime(value: int | float | str) -> int:
     Accepts seconds as a number, unit strings such as ``"90s"``, ``"10m"``, ``"1h30m"``,
     ``"2d"``, or batch-system clock notation ``"HH:MM:SS"`` / ``"D-HH:MM:SS"``.
     """
+    if type(value) is int and value >= 0:  # the wire's own form: the hot path
+        return value
     if isinstance(value, bool):
         raise ValueError(f"walltime must be a duration such as '10m', not {value!r}")
-    if isinstance(value, int | float):
+    if isinstance(value, (int, float)):
         if value < 0:
             raise ValueError(f"walltime must not be negative, got {value}")
         return int(value)
