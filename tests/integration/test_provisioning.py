@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
+import psutil
 import pytest
 
 import farside
@@ -35,6 +36,13 @@ def test_pilots_follow_demand_within_bounds(make_gateway) -> None:  # type: igno
     wait_until(lambda: len(live()) == 1)
     time.sleep(1.5)
     assert len(live()) == 1  # the warm minimum stays, even idle past its timeout
+    # ... and waits on long-polls, not in a busy loop: an idle pilot and gateway sleep
+    (warm,) = live()
+    processes = [psutil.Process(int(warm.batch_id or 0)), psutil.Process(gw.proc.pid)]
+    before = [sum(p.cpu_times()[:2]) for p in processes]
+    time.sleep(3)
+    spent = [sum(p.cpu_times()[:2]) - b for p, b in zip(processes, before, strict=True)]
+    assert max(spent) < 0.3, f"idle pilot / gateway used {spent} CPU seconds in 3 s"
 
     most = 0
     stop = threading.Event()

@@ -77,9 +77,18 @@ async def acquire_jobs(
     site = rt.config.site(slot.site)
     taking = site is not None and site.status == "online" and state == "running"
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + min(body.wait, rt.config.max_poll)
+    idle_timeout = body.idle_timeout or (site.idle_timeout if site is not None else 0.0)
+    wait = min(body.wait, rt.config.max_poll)
+    retire = state == "retiring"
+    if body.idle_seconds > 0 and not retire:
+        if body.idle_seconds >= idle_timeout:
+            retire = await _may_go(rt, pilot_id, slot.site)
+        else:
+            # wake at the idle timeout to decide then, not a whole long-poll later
+            wait = min(wait, idle_timeout - body.idle_seconds)
+    deadline = loop.time() + wait
     rows = []
-    while True:
+    while not retire:
         waiter = rt.notifier.work.waiter(rt.notifier.WORK)
         if taking:
             rows = await rt.write_and_publish(
@@ -89,11 +98,9 @@ async def acquire_jobs(
         if rows or remaining <= 0 or rt.stopping.is_set():
             break
         await wait_for_signal(waiter, remaining)
-    retire = state == "retiring"
-    idle_timeout = body.idle_timeout or (site.idle_timeout if site is not None else 0.0)
-    if not rows and site is not None and not retire and body.idle_seconds >= idle_timeout:
-        min_warm = site.min_warm if site.status == "online" else 0
-        retire = await rt.db.write(pilot_records.decide_retire, pilot_id, slot.site, min_warm)
+    idle_for = body.idle_seconds + wait if body.idle_seconds > 0 else 0.0
+    if not rows and not retire and idle_for >= idle_timeout:
+        retire = await _may_go(rt, pilot_id, slot.site)
     assignments = [
         # rows come from our own database: construct, skip re-validating (hot path)
         Assignment.model_construct(
@@ -128,6 +135,14 @@ async def pilot_heartbeat(
     if woken and await wait_for_signal(waiter, wait) and body.held:
         drop = await rt.db.write(heartbeat, pilot_id, body.held, rt.lease_policy, rt.now())
     return json_response(HeartbeatResponse(drop=drop, retire=row.state == "retiring"))
+
+
+async def _may_go(rt: Runtime, pilot_id: int, site_name: str) -> bool:
+    """An idle pilot may leave unless its site would fall below its warm minimum."""
+    site = rt.config.site(site_name)
+    min_warm = site.min_warm if site is not None and site.status == "online" else 0
+    gone: bool = await rt.db.write(pilot_records.decide_retire, pilot_id, site_name, min_warm)
+    return gone
 
 
 def _result_key(job_id: int, attempt: int) -> str:
