@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -221,3 +224,32 @@ def test_result_over_the_request_limit_fails_the_job_not_the_pilot(make_gateway)
     assert fine.submit().result(timeout=30) == "still here"
     assert all(p.state == "running" for p in client.pilots())
     client.close()
+
+
+def test_functions_defined_in_main_like_a_notebook_cell(gateway: GatewayProcess, tmp_path) -> None:
+    """A kernel runs cells in ``__main__``; so does a script: its functions travel by value."""
+    script = tmp_path / "analysis.py"
+    script.write_text(
+        "import farside\n"
+        "gw = farside.Gateway()\n"
+        "scale = 3\n"
+        "def calibrate(x):\n"
+        "    return x * scale\n"
+        "@farside.task(memory='100 MB')\n"
+        "def run(values):\n"
+        "    print('calibrating', len(values))\n"
+        "    return [calibrate(v) for v in values]\n"
+        "fut = run.submit([1, 2, 3])\n"
+        "print(fut.result(timeout=60))\n"
+        "print(gw.logs(fut.job_id))\n"
+    )
+    env = {
+        **os.environ,
+        "FARSIDE_GATEWAY_URL": gateway.url,
+        "FARSIDE_TOKEN": gateway.user_token,
+    }
+    done = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["[3, 6, 9]", "['calibrating 3']"]
