@@ -8,15 +8,32 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
 from farside_pilot.protocol import API_PREFIX
+from farside_pilot.protocol.models import ErrorEnvelope
 
 from . import __version__
 from .api import info, jobs, pilots, streams
 from .api.errors import BodyLimit, install_error_handlers
 from .runtime import Runtime
+
+# every error has the same body; saying so here puts it in /openapi.json (and replaces
+# FastAPI's own 422 schema, which this gateway never sends)
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorEnvelope, "description": description}
+    for status, description in {
+        400: "malformed request (not JSON)",
+        401: "no or unknown bearer token",
+        403: "the token may not do this",
+        404: "no such job, pilot or endpoint",
+        409: "conflict, e.g. a pilot reporting on a job it does not hold",
+        413: "request body over the gateway's limit",
+        422: "invalid request; the message says what is wrong",
+    }.items()
+}
 
 
 def create_app(runtime: Runtime) -> FastAPI:
@@ -38,6 +55,6 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.state.runtime = runtime
     install_error_handlers(app)
     for module in (jobs, streams, pilots, info):
-        app.include_router(module.router, prefix=API_PREFIX)
+        app.include_router(module.router, prefix=API_PREFIX, responses=ERROR_RESPONSES)
     app.add_middleware(BodyLimit, limit=runtime.config.max_request_size)
     return app
