@@ -86,7 +86,8 @@ Index("ix_jobs_queue", jobs.c.state, jobs.c.priority.desc(), jobs.c.id)
 Index("ix_jobs_owner", jobs.c.owner, jobs.c.id)
 Index("ix_jobs_owner_group", jobs.c.owner, jobs.c.group_name)
 Index("ix_jobs_pilot", jobs.c.pilot_id, jobs.c.state)
-Index("ix_jobs_lease", jobs.c.state, jobs.c.lease_expires)
+# No index on lease_expires: heartbeats renew it constantly, and the reaper finds held jobs
+# through ix_jobs_queue's leading state column anyway.
 
 job_deps = Table(
     "job_deps",
