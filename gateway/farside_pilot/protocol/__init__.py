@@ -3,37 +3,92 @@
 Both sides import this package; nothing here imports the gateway. See ``models`` for the
 REST bodies, ``env`` for the ``FARSIDE_*`` variables, ``payload`` for what a job carries,
 ``errors`` for the exception tree and ``units`` for memory and walltime strings.
+
+Names load lazily (PEP 562): a job's worker process imports ``payload`` alone and so
+stays free of pydantic, which only the HTTP side needs.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from . import env
-from .errors import (
-    ApiError,
-    ConfigurationError,
-    Conflict,
-    FarsideError,
-    Forbidden,
-    GatewayUnreachable,
-    InvalidRequest,
-    JobFailed,
-    MalformedRequest,
-    NotFound,
-    PayloadTooLarge,
-    RemoteError,
-    ServerError,
-    ServiceUnavailable,
-    TaskError,
-    Unauthorized,
-    error_from_envelope,
-)
-from .models import (
-    ACTIVE_STATES,
-    API_PREFIX,
-    TERMINAL_STATES,
-    ErrorClass,
-    JobState,
-    Resources,
-)
-from .units import format_memory, format_walltime, parse_memory, parse_walltime
+
+if TYPE_CHECKING:
+    from .errors import (
+        ApiError,
+        ConfigurationError,
+        Conflict,
+        FarsideError,
+        Forbidden,
+        GatewayUnreachable,
+        InvalidRequest,
+        JobFailed,
+        MalformedRequest,
+        NotFound,
+        PayloadTooLarge,
+        RemoteError,
+        ServerError,
+        ServiceUnavailable,
+        TaskError,
+        Unauthorized,
+        error_from_envelope,
+    )
+    from .models import (
+        ACTIVE_STATES,
+        API_PREFIX,
+        TERMINAL_STATES,
+        ErrorClass,
+        JobState,
+        Resources,
+    )
+    from .units import (
+        format_memory,
+        format_walltime,
+        parse_memory,
+        parse_walltime,
+    )
+
+_HOMES = {
+    "ApiError": "errors",
+    "ConfigurationError": "errors",
+    "Conflict": "errors",
+    "FarsideError": "errors",
+    "Forbidden": "errors",
+    "GatewayUnreachable": "errors",
+    "InvalidRequest": "errors",
+    "JobFailed": "errors",
+    "MalformedRequest": "errors",
+    "NotFound": "errors",
+    "PayloadTooLarge": "errors",
+    "RemoteError": "errors",
+    "ServerError": "errors",
+    "ServiceUnavailable": "errors",
+    "TaskError": "errors",
+    "Unauthorized": "errors",
+    "error_from_envelope": "errors",
+    "ACTIVE_STATES": "models",
+    "API_PREFIX": "models",
+    "TERMINAL_STATES": "models",
+    "ErrorClass": "models",
+    "JobState": "models",
+    "Resources": "models",
+    "format_memory": "units",
+    "format_walltime": "units",
+    "parse_memory": "units",
+    "parse_walltime": "units",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{home}", __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
 
 __all__ = [
     "ACTIVE_STATES",
