@@ -27,7 +27,7 @@ from farside_pilot.protocol import JobState
 from .config import SiteConfig
 from .db.schema import jobs
 from .pool import pilots as pilot_records
-from .pool.leases import release_pilot
+from .pool.retries import release_pilot
 from .sites.base import BatchState, Site
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,8 @@ from .config import GatewayConfig
 from .db import Database
 from .notify import Notifier
 from .pool.changes import Changes
-from .pool.leases import LeasePolicy, grant_grace, reap
+from .pool.outcomes import LeasePolicy
+from .pool.retries import grant_grace, reap
 from .provision import Provisioner
 from .sites.base import Site, load_site
 

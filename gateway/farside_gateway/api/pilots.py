@@ -25,15 +25,9 @@ from farside_pilot.protocol.models import (
 from ..notify import wait_for_signal
 from ..pool import pilots as pilot_records
 from ..pool import queries
-from ..pool.leases import (
-    PilotSlot,
-    PreparedUpdate,
-    acquire,
-    heartbeat,
-    held_jobs,
-    release_pilot,
-    report,
-)
+from ..pool.leases import PilotSlot, acquire, heartbeat, held_jobs, report
+from ..pool.outcomes import PreparedUpdate
+from ..pool.retries import release_pilot
 from ..runtime import Runtime
 from .deps import PrincipalDep, RuntimeDep, pilot_of
 from .jobs import json_response

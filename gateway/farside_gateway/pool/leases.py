@@ -1,9 +1,8 @@
 """Leases: a pilot acquires jobs, heartbeats to keep them, and reports what became of them.
 
 A job held by a pilot (``assigned`` or ``running``) has a lease that each heartbeat renews.
-When the lease expires, or the pilot's batch job is seen gone, the attempt fails with a
-*system* error and the job is queued again; system errors count against
-``max_system_attempts``, never against the user's ``max_attempts``.
+When the lease expires, or the pilot's batch job is seen gone, ``retries`` ends the attempt
+with a *system* error and the job is queued again.
 """
 
 from __future__ import annotations
@@ -11,31 +10,31 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, or_, select, update
 
 from farside_pilot.protocol import Conflict, ErrorClass, JobState
 from farside_pilot.protocol.models import (
-    ACTIVE_STATES,
     MAX_WALLTIME,
     AcquireRequest,
-    JobUpdate,
     LogEntry,
 )
 
-from ..auth.tokens import revoke_pilot_tokens
 from ..db.engine import insert_rows
 from ..db.schema import AnyRow, attempts, jobs, log_lines, pilots
 from .changes import Changes
-from .submit import fail_children, release_children
+from .outcomes import (
+    ACTIVE,
+    HELD_COLUMNS,
+    LeasePolicy,
+    PreparedUpdate,
+    outcome_params,
+    store_outcomes,
+)
+from .retries import fail_attempts
+from .submit import release_children
 
 S = JobState
-_ACTIVE = [s.value for s in ACTIVE_STATES]
-
-
-@dataclass(frozen=True)
-class LeasePolicy:
-    lease_timeout: float
-    max_system_attempts: int
+_ACTIVE = ACTIVE
 
 
 @dataclass(frozen=True)
@@ -43,28 +42,6 @@ class PilotSlot:
     pilot_id: int
     site: str
     batch_id: str | None
-
-
-@dataclass(frozen=True)
-class PreparedUpdate:
-    """A pilot's update with its result already placed (inline bytes or a blob key)."""
-
-    update: JobUpdate
-    result: bytes | None = None
-    result_blob: str | None = None
-    result_size: int | None = None
-
-
-_HELD_COLUMNS = (
-    jobs.c.id,
-    jobs.c.owner,
-    jobs.c.state,
-    jobs.c.attempt,
-    jobs.c.pilot_id,
-    jobs.c.max_attempts,
-    jobs.c.user_failures,
-    jobs.c.system_failures,
-)
 
 
 def acquire(
@@ -177,7 +154,7 @@ def held_jobs(conn: Connection, pilot_id: int, job_ids: set[int]) -> dict[int, A
     # by pilot, not by an IN list of ids: the statement text stays the same, so it is
     # planned once, and a pilot holds few jobs (its slot plus prefetch)
     rows = conn.execute(
-        select(*_HELD_COLUMNS).where(jobs.c.pilot_id == pilot_id, jobs.c.state.in_(_ACTIVE))
+        select(*HELD_COLUMNS).where(jobs.c.pilot_id == pilot_id, jobs.c.state.in_(_ACTIVE))
     ).all()
     return {row.id: row for row in rows if row.id in job_ids}
 
@@ -235,7 +212,7 @@ def report(
         elif upd.state == "finished":
             changes.transition(upd.job_id, row.owner, state[upd.job_id], S.FINISHED, upd.attempt)
             state[upd.job_id] = S.FINISHED.value
-            params = _outcome_params(prepared)
+            params = outcome_params(prepared)
             # started and ended within one report (most short jobs): one UPDATE, not two
             start = started.pop(upd.job_id, None)
             params["_start"] = start["_t"] if start else None
@@ -258,209 +235,14 @@ def report(
             list(started.values()),
         )
     if finished:
-        _store_outcomes(conn, finished, S.FINISHED, changes.now)
+        store_outcomes(conn, finished, S.FINISHED, changes.now)
         release_children(conn, [p["_id"] for p in finished], changes)
     for row, prepared in failures:
         upd = prepared.update
         error_class = ErrorClass(upd.error_class or ErrorClass.USER)
         fail_attempts(
             conn, [row], error_class, upd.error or "the job failed", policy, changes,
-            outcome=_outcome_params(prepared),
+            outcome=outcome_params(prepared),
         )  # fmt: skip
     changes.flush(conn)
     return len(updates)
-
-
-def _outcome_params(prepared: PreparedUpdate) -> dict[str, Any]:
-    upd = prepared.update
-    return {
-        "_id": upd.job_id,
-        "_n": upd.attempt,
-        "_t": upd.time,
-        "_exit": upd.exit_code,
-        "_wall": upd.wall_time,
-        "_cpu": upd.cpu_time,
-        "_rss": upd.max_rss,
-        "_result": prepared.result,
-        "_blob": prepared.result_blob,
-        "_size": prepared.result_size,
-        "_class": upd.error_class.value if upd.error_class else None,
-        "_error": upd.error,
-        "_start": None,
-    }
-
-
-def _store_outcomes(
-    conn: Connection, params: list[dict[str, Any]], final: JobState, now: float
-) -> None:
-    measured: dict[str, Any] = {
-        "exit_code": bindparam("_exit"),
-        "wall_time": bindparam("_wall"),
-        "cpu_time": bindparam("_cpu"),
-        "max_rss": bindparam("_rss"),
-        "error_class": bindparam("_class"),
-        "error": bindparam("_error"),
-    }
-    started = {"started_at": func.coalesce(jobs.c.started_at, bindparam("_start"))}
-    conn.execute(
-        update(jobs)
-        .where(jobs.c.id == bindparam("_id"))
-        .values(
-            state=final.value,
-            ended_at=now,
-            lease_expires=None,
-            result=bindparam("_result"),
-            result_blob=bindparam("_blob"),
-            result_size=bindparam("_size"),
-            **started,
-            **measured,
-        ),
-        params,
-    )
-    conn.execute(
-        update(attempts)
-        .where(and_(attempts.c.job_id == bindparam("_id"), attempts.c.number == bindparam("_n")))
-        .values(
-            state=final.value,
-            ended_at=now,
-            started_at=func.coalesce(attempts.c.started_at, bindparam("_start")),
-            **measured,
-        ),
-        params,
-    )
-
-
-def fail_attempts(
-    conn: Connection,
-    rows: list[AnyRow],
-    error_class: ErrorClass,
-    reason: str,
-    policy: LeasePolicy,
-    changes: Changes,
-    *,
-    outcome: dict[str, Any] | None = None,
-) -> None:
-    """End the current attempt of each held job; retry it or fail it, by error class."""
-    dead: list[int] = []
-    for row in rows:
-        user_failures, system_failures = row.user_failures, row.system_failures
-        if error_class is ErrorClass.USER:
-            user_failures += 1
-            retry = user_failures < row.max_attempts
-        else:
-            system_failures += 1
-            retry = system_failures < policy.max_system_attempts
-        params = outcome or {
-            "_id": row.id, "_n": row.attempt, "_t": changes.now, "_exit": None, "_wall": None,
-            "_cpu": None, "_rss": None, "_result": None, "_blob": None, "_size": None,
-            "_start": None,
-        }  # fmt: skip
-        params = {**params, "_class": error_class.value, "_error": reason}
-        counters = {"user_failures": user_failures, "system_failures": system_failures}
-        if retry:
-            conn.execute(
-                update(attempts)
-                .where(attempts.c.job_id == row.id, attempts.c.number == row.attempt)
-                .values(
-                    state=S.FAILED.value,
-                    ended_at=changes.now,
-                    error_class=error_class.value,
-                    error=reason,
-                    exit_code=params["_exit"],
-                    wall_time=params["_wall"],
-                    cpu_time=params["_cpu"],
-                    max_rss=params["_rss"],
-                )
-            )
-            conn.execute(
-                update(jobs)
-                .where(jobs.c.id == row.id)
-                .values(
-                    state=S.QUEUED.value,
-                    pilot_id=None,
-                    lease_expires=None,
-                    queued_at=changes.now,
-                    error_class=error_class.value,
-                    error=reason,
-                    **counters,
-                )
-            )
-            changes.transition(
-                row.id, row.owner, row.state, S.QUEUED, row.attempt,
-                error_class=error_class.value,
-                reason=f"attempt {row.attempt} failed ({error_class.value}): {reason}; retrying",
-            )  # fmt: skip
-        else:
-            conn.execute(update(jobs).where(jobs.c.id == row.id).values(**counters))
-            _store_outcomes(conn, [params], S.FAILED, changes.now)
-            changes.transition(
-                row.id, row.owner, row.state, S.FAILED, row.attempt,
-                error_class=error_class.value, reason=reason,
-            )  # fmt: skip
-            dead.append(row.id)
-    fail_children(conn, dead, changes)
-
-
-def release_pilot(
-    conn: Connection,
-    pilot_id: int,
-    final_state: str,
-    reason: str,
-    policy: LeasePolicy,
-    changes: Changes,
-) -> None:
-    """A pilot is gone (exited, lost, its batch job ended): retry everything it held."""
-    conn.execute(
-        update(pilots)
-        .where(pilots.c.id == pilot_id, pilots.c.state.in_(["submitted", "running", "retiring"]))
-        .values(state=final_state, ended_at=changes.now, reason=reason)
-    )
-    revoke_pilot_tokens(conn, pilot_id)
-    rows = list(
-        conn.execute(
-            select(*_HELD_COLUMNS).where(jobs.c.pilot_id == pilot_id, jobs.c.state.in_(_ACTIVE))
-        ).all()
-    )
-    if rows:
-        fail_attempts(conn, rows, ErrorClass.SYSTEM, reason, policy, changes)
-    changes.flush(conn)
-
-
-def reap(conn: Connection, policy: LeasePolicy, heartbeat_timeout: float, changes: Changes) -> int:
-    """Fail expired leases and pilots that went silent; return how many jobs were affected."""
-    silent = conn.execute(
-        select(pilots.c.id).where(
-            pilots.c.state.in_(["running", "retiring"]),
-            pilots.c.last_seen < changes.now - heartbeat_timeout,
-        )
-    ).all()
-    for pilot in silent:
-        release_pilot(
-            conn, pilot.id, "lost",
-            f"pilot {pilot.id} lost: no heartbeat for {heartbeat_timeout:.0f}s",
-            policy, changes,
-        )  # fmt: skip
-    expired = list(
-        conn.execute(
-            select(*_HELD_COLUMNS).where(
-                jobs.c.state.in_(_ACTIVE), jobs.c.lease_expires < changes.now
-            )
-        ).all()
-    )
-    for row in expired:
-        fail_attempts(
-            conn, [row], ErrorClass.SYSTEM,
-            f"lease on pilot {row.pilot_id} expired: no heartbeat for "
-            f"{policy.lease_timeout:.0f}s",
-            policy, changes,
-        )  # fmt: skip
-    changes.flush(conn)
-    return len(expired) + len(silent)
-
-
-def grant_grace(conn: Connection, now: float, timeout: float) -> None:
-    """After a gateway restart: live pilots and their leases get a full timeout from now."""
-    conn.execute(
-        update(pilots).where(pilots.c.state.in_(["running", "retiring"])).values(last_seen=now)
-    )
-    conn.execute(update(jobs).where(jobs.c.state.in_(_ACTIVE)).values(lease_expires=now + timeout))

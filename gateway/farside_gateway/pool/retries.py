@@ -1,0 +1,158 @@
+"""Ending attempts that did not finish: retry or fail by error class, lost pilots, the reaper.
+
+System errors (a lost pilot, an expired lease, a batch job that vanished) count against the
+gateway's ``max_system_attempts``, never against the user's ``max_attempts``; user errors
+(the function raised) are retried only while ``max_attempts`` allows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, select, update
+
+from farside_pilot.protocol import ErrorClass, JobState
+
+from ..auth.tokens import revoke_pilot_tokens
+from ..db.schema import AnyRow, attempts, jobs, pilots
+from .changes import Changes
+from .outcomes import ACTIVE, HELD_COLUMNS, LeasePolicy, store_outcomes
+from .submit import fail_children
+
+S = JobState
+
+
+def fail_attempts(
+    conn: Connection,
+    rows: list[AnyRow],
+    error_class: ErrorClass,
+    reason: str,
+    policy: LeasePolicy,
+    changes: Changes,
+    *,
+    outcome: dict[str, Any] | None = None,
+) -> None:
+    """End the current attempt of each held job; retry it or fail it, by error class."""
+    dead: list[int] = []
+    for row in rows:
+        user_failures, system_failures = row.user_failures, row.system_failures
+        if error_class is ErrorClass.USER:
+            user_failures += 1
+            retry = user_failures < row.max_attempts
+        else:
+            system_failures += 1
+            retry = system_failures < policy.max_system_attempts
+        params = outcome or {
+            "_id": row.id, "_n": row.attempt, "_t": changes.now, "_exit": None, "_wall": None,
+            "_cpu": None, "_rss": None, "_result": None, "_blob": None, "_size": None,
+            "_start": None,
+        }  # fmt: skip
+        params = {**params, "_class": error_class.value, "_error": reason}
+        counters = {"user_failures": user_failures, "system_failures": system_failures}
+        if retry:
+            conn.execute(
+                update(attempts)
+                .where(attempts.c.job_id == row.id, attempts.c.number == row.attempt)
+                .values(
+                    state=S.FAILED.value,
+                    ended_at=changes.now,
+                    error_class=error_class.value,
+                    error=reason,
+                    exit_code=params["_exit"],
+                    wall_time=params["_wall"],
+                    cpu_time=params["_cpu"],
+                    max_rss=params["_rss"],
+                )
+            )
+            conn.execute(
+                update(jobs)
+                .where(jobs.c.id == row.id)
+                .values(
+                    state=S.QUEUED.value,
+                    pilot_id=None,
+                    lease_expires=None,
+                    queued_at=changes.now,
+                    error_class=error_class.value,
+                    error=reason,
+                    **counters,
+                )
+            )
+            changes.transition(
+                row.id, row.owner, row.state, S.QUEUED, row.attempt,
+                error_class=error_class.value,
+                reason=f"attempt {row.attempt} failed ({error_class.value}): {reason}; retrying",
+            )  # fmt: skip
+        else:
+            conn.execute(update(jobs).where(jobs.c.id == row.id).values(**counters))
+            store_outcomes(conn, [params], S.FAILED, changes.now)
+            changes.transition(
+                row.id, row.owner, row.state, S.FAILED, row.attempt,
+                error_class=error_class.value, reason=reason,
+            )  # fmt: skip
+            dead.append(row.id)
+    fail_children(conn, dead, changes)
+
+
+def release_pilot(
+    conn: Connection,
+    pilot_id: int,
+    final_state: str,
+    reason: str,
+    policy: LeasePolicy,
+    changes: Changes,
+) -> None:
+    """A pilot is gone (exited, lost, its batch job ended): retry everything it held."""
+    conn.execute(
+        update(pilots)
+        .where(pilots.c.id == pilot_id, pilots.c.state.in_(["submitted", "running", "retiring"]))
+        .values(state=final_state, ended_at=changes.now, reason=reason)
+    )
+    revoke_pilot_tokens(conn, pilot_id)
+    rows = list(
+        conn.execute(
+            select(*HELD_COLUMNS).where(jobs.c.pilot_id == pilot_id, jobs.c.state.in_(ACTIVE))
+        ).all()
+    )
+    if rows:
+        fail_attempts(conn, rows, ErrorClass.SYSTEM, reason, policy, changes)
+    changes.flush(conn)
+
+
+def reap(conn: Connection, policy: LeasePolicy, heartbeat_timeout: float, changes: Changes) -> int:
+    """Fail expired leases and pilots that went silent; return how many jobs were affected."""
+    silent = conn.execute(
+        select(pilots.c.id).where(
+            pilots.c.state.in_(["running", "retiring"]),
+            pilots.c.last_seen < changes.now - heartbeat_timeout,
+        )
+    ).all()
+    for pilot in silent:
+        release_pilot(
+            conn, pilot.id, "lost",
+            f"pilot {pilot.id} lost: no heartbeat for {heartbeat_timeout:.0f}s",
+            policy, changes,
+        )  # fmt: skip
+    expired = list(
+        conn.execute(
+            select(*HELD_COLUMNS).where(
+                jobs.c.state.in_(ACTIVE), jobs.c.lease_expires < changes.now
+            )
+        ).all()
+    )
+    for row in expired:
+        fail_attempts(
+            conn, [row], ErrorClass.SYSTEM,
+            f"lease on pilot {row.pilot_id} expired: no heartbeat for "
+            f"{policy.lease_timeout:.0f}s",
+            policy, changes,
+        )  # fmt: skip
+    changes.flush(conn)
+    return len(expired) + len(silent)
+
+
+def grant_grace(conn: Connection, now: float, timeout: float) -> None:
+    """After a gateway restart: live pilots and their leases get a full timeout from now."""
+    conn.execute(
+        update(pilots).where(pilots.c.state.in_(["running", "retiring"])).values(last_seen=now)
+    )
+    conn.execute(update(jobs).where(jobs.c.state.in_(ACTIVE)).values(lease_expires=now + timeout))
