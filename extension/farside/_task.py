@@ -139,6 +139,7 @@ class Task(Generic[P, R]):
         priority: int = 0,
         name: str | None = None,
         sites: Iterable[str] | None = None,
+        after: Iterable[FarsideFuture[Any] | int] | None = None,
         gateway: Gateway | None = None,
     ) -> None:
         functools.update_wrapper(self, fn)
@@ -148,6 +149,9 @@ class Task(Generic[P, R]):
         self.priority = priority
         self.name = (name or getattr(fn, "__qualname__", None) or repr(fn))[:200]
         self.sites = list(sites or [])
+        # jobs (futures or ids) that must finish first; the gateway holds the new job in
+        # ``pending`` until they have, and fails it if one of them fails
+        self.after = [a.job_id if isinstance(a, FarsideFuture) else int(a) for a in after or []]
         self._gateway = gateway
         self._function_bytes: bytes | None = None
         # fail at decoration, not at submission, when an option is impossible
@@ -172,6 +176,7 @@ class Task(Generic[P, R]):
             "priority": self.priority,
             "name": self.name,
             "sites": self.sites,
+            "after": self.after,
             "gateway": self._gateway,
         }
         return Task(self.fn, **{**current, **changes})
@@ -200,6 +205,7 @@ class Task(Generic[P, R]):
             max_attempts=self.max_attempts,
             priority=self.priority,
             sites=self.sites,
+            after=self.after,
         )
 
     def submit(self, *args: P.args, **kwargs: P.kwargs) -> FarsideFuture[R]:
@@ -240,6 +246,7 @@ def task(
     priority: int = 0,
     name: str | None = None,
     sites: Iterable[str] | None = None,
+    after: Iterable[FarsideFuture[Any] | int] | None = None,
     gateway: Gateway | None = None,
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
@@ -248,9 +255,10 @@ def task(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
     """Make a function submittable: ``@farside.task`` or ``@farside.task(cores=4, ...)``.
 
     Options: ``cores``, ``memory`` ("2 GiB"), ``walltime`` ("10m"), ``gpus``,
-    ``max_attempts`` (attempts a raising function may use), ``priority`` (among your own
-    jobs), ``name``, ``sites`` (allowed sites; empty: any) and ``gateway`` (default: the
-    default gateway).
+    ``max_attempts`` (attempts a raising function may use), ``priority``, ``name``,
+    ``sites`` (allowed sites; empty: any), ``after`` (futures or job ids that must finish
+    first: ``step2.options(after=[fut]).submit(x)``) and ``gateway`` (default: the default
+    gateway).
 
     >>> @task
     ... def hello(who):

@@ -253,3 +253,31 @@ def test_functions_defined_in_main_like_a_notebook_cell(gateway: GatewayProcess,
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["[3, 6, 9]", "['calibrating 3']"]
+
+
+def test_after_runs_a_task_once_its_parents_finished(client: farside.Gateway, tmp_path) -> None:
+    flag = tmp_path / "parent-done"
+
+    @farside.task(gateway=client)
+    def parent() -> str:
+        time.sleep(1.0)
+        flag.write_text("yes")
+        return "parent"
+
+    @farside.task(gateway=client)
+    def child() -> str:
+        return "child saw " + flag.read_text()
+
+    first = parent.submit()
+    second = child.options(after=[first]).submit()
+    assert client.job(second.job_id).state == "pending"
+    assert second.result(timeout=60) == "child saw yes"
+    assert client.job(second.job_id).after == [first.job_id]
+
+    @farside.task(gateway=client)
+    def broken() -> None:
+        raise RuntimeError("no luck")
+
+    doomed = child.options(after=[broken.submit()]).submit()
+    with pytest.raises(farside.JobFailed, match="dependency job"):
+        doomed.result(timeout=60)
