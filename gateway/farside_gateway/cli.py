@@ -46,6 +46,9 @@ def _setup_logging(level: str) -> None:
     logging.basicConfig(
         level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # a line per HTTP request or migration step would drown the gateway's own story
+    for chatty in ("httpx", "alembic"):
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 def _run(config: GatewayConfig, tokens: TokenFiles | None, banner: bool, example: bool,
