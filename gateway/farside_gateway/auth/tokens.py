@@ -10,7 +10,7 @@ import hashlib
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypedDict, Unpack
 
 from sqlalchemy import Connection, delete, insert, select
 
@@ -43,50 +43,41 @@ def new_token(kind: TokenKind) -> str:
     return _PREFIX[kind] + secrets.token_urlsafe(32)
 
 
+class TokenOptions(TypedDict, total=False):
+    admin: bool  # a user who sees every job
+    pilot_id: int | None  # a pilot token acts for this pilot only
+    ttl: float | None  # seconds until it expires; None: never
+    description: str | None
+
+
 def store_token(
-    conn: Connection,
-    token: str,
-    kind: TokenKind,
-    subject: str,
-    *,
-    admin: bool = False,
-    pilot_id: int | None = None,
-    ttl: float | None = None,
-    description: str | None = None,
+    conn: Connection, token: str, kind: TokenKind, subject: str, **options: Unpack[TokenOptions]
 ) -> None:
     """Record a token (idempotent: an existing identical token is replaced)."""
     digest = hash_token(token)
     now = time.time()
+    ttl = options.get("ttl")
     conn.execute(delete(tokens).where(tokens.c.token_hash == digest))
     conn.execute(
         insert(tokens).values(
             token_hash=digest,
             kind=kind,
             subject=subject,
-            admin=admin,
-            pilot_id=pilot_id,
+            admin=options.get("admin", False),
+            pilot_id=options.get("pilot_id"),
             created_at=now,
             expires_at=now + ttl if ttl else None,
-            description=description,
+            description=options.get("description"),
         )
     )
 
 
 def issue_token(
-    conn: Connection,
-    kind: TokenKind,
-    subject: str,
-    *,
-    admin: bool = False,
-    pilot_id: int | None = None,
-    ttl: float | None = None,
-    description: str | None = None,
+    conn: Connection, kind: TokenKind, subject: str, **options: Unpack[TokenOptions]
 ) -> str:
+    """Make a new token, record it, and return it (the only time it is seen in clear)."""
     token = new_token(kind)
-    store_token(
-        conn, token, kind, subject, admin=admin, pilot_id=pilot_id, ttl=ttl,
-        description=description,
-    )  # fmt: skip
+    store_token(conn, token, kind, subject, **options)
     return token
 
 
