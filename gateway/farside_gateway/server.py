@@ -19,6 +19,8 @@ from collections.abc import Callable, Generator, Sequence
 import uvicorn
 from sqlalchemy import Connection
 
+from farside_pilot.protocol import ConfigurationError
+
 from .app import create_app
 from .config import GatewayConfig
 from .runtime import Runtime
@@ -68,7 +70,14 @@ def bind(host: str, port: int) -> socket.socket:
     # without it Nagle + delayed ACKs add ~40 ms to every small response
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigurationError(
+            f"cannot listen on {host}:{port}: {exc.strerror}. Is another farside gateway "
+            "running there? Stop it, or pick another port with --port (0 picks a free one)."
+        ) from None
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
