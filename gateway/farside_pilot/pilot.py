@@ -22,13 +22,13 @@ import signal
 import socket
 import time
 from collections.abc import Awaitable
-from typing import Any
 
 import httpx
 
 from . import __version__
 from .client import GatewayClient
 from .config import PilotConfig, make_workdir
+from .outcomes import Outcomes, killed_outcome, system_failure
 from .protocol.errors import (
     ApiError,
     Conflict,
@@ -36,13 +36,11 @@ from .protocol.errors import (
     Forbidden,
     GatewayUnreachable,
     NotFound,
-    PayloadTooLarge,
     Unauthorized,
 )
 from .protocol.models import (
     AcquireRequest,
     Assignment,
-    ErrorClass,
     HeartbeatRequest,
     JobUpdate,
     PilotRegistered,
@@ -55,7 +53,6 @@ from .worker import JobOutcome, Stream
 
 log = logging.getLogger(__name__)
 
-INLINE_RESULT = 256 * 1024
 WALLTIME_MARGIN = 60.0
 
 
@@ -81,9 +78,9 @@ class Pilot:
         self._idle_since: float | None = time.monotonic()
         self._room = asyncio.Event()
         self._done = asyncio.Event()
-        self._uploading: set[int] = set()
         self._side_tasks: set[asyncio.Task[None]] = set()
         self.reporter = Reporter(self.client, on_lost=self._lost)
+        self.outcomes = Outcomes(self.client, self.reporter, self._spawn, self._note_activity)
         self.runner: JobRunner | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -203,7 +200,7 @@ class Pilot:
                 async with asyncio.timeout(remaining):
                     await self._room.wait()
         for job in self.runner.kill_running():
-            self._report_end(job, _killed_outcome(job))
+            self.outcomes.report_end(job, killed_outcome(job))
         if not self._fatal:
             settle_time = self.config.shutdown_grace + 5 if self._signalled else 30.0
             if self._side_tasks:
@@ -232,7 +229,7 @@ class Pilot:
 
     def _note_activity(self) -> None:
         assert self.runner is not None
-        if self.runner.idle and not self._uploading:
+        if self.runner.idle and not self.outcomes.uploading:
             if self._idle_since is None:
                 self._idle_since = time.monotonic()
             if self._walltime_spent:
@@ -244,7 +241,7 @@ class Pilot:
         assert self.runner is not None
         return (
             self.runner.idle
-            and not self._uploading
+            and not self.outcomes.uploading
             and self.idle_seconds >= self.config.idle_timeout
         )
 
@@ -302,8 +299,8 @@ class Pilot:
         assert self.runner is not None
         job = HeldJob(assignment, payload=assignment.payload)
         if not self.slot.fits_slot(assignment.resources):
-            self._report_end(
-                job, _system_failure(f"job needs {assignment.resources}, slot is {self.slot.total}")
+            self.outcomes.report_end(
+                job, system_failure(f"job needs {assignment.resources}, slot is {self.slot.total}")
             )
             return
         self.runner.add(job)
@@ -322,7 +319,7 @@ class Pilot:
             if exc.status in (401, 403):
                 raise
             self.runner.drop(job.job_id)
-            self._report_end(job, _system_failure(f"cannot fetch the job's payload: {exc}"))
+            self.outcomes.report_end(job, system_failure(f"cannot fetch the job's payload: {exc}"))
             return
         if job.job_id in self.runner.queue:
             job.payload = payload
@@ -340,7 +337,7 @@ class Pilot:
         assert self.runner is not None
         interval = min(self.registered.heartbeat_interval, self.registered.max_poll, 300.0)
         while True:
-            held = self.runner.held_ids() | self.reporter.unsettled | self._uploading
+            held = self.runner.held_ids() | self.reporter.unsettled | self.outcomes.uploading
             sent = time.monotonic()
             answer = await self.client.heartbeat(
                 HeartbeatRequest(
@@ -382,66 +379,6 @@ class Pilot:
 
     def job_ended(self, job: HeldJob, outcome: JobOutcome) -> None:
         self.prefetch.observe(outcome.wall_time)
-        self._report_end(job, outcome)
+        self.outcomes.report_end(job, outcome)
         self._room.set()
         self._note_activity()
-
-    def _report_end(self, job: HeldJob, outcome: JobOutcome) -> None:
-        fields: dict[str, Any] = {
-            "job_id": job.job_id,
-            "attempt": job.attempt,
-            "state": "finished" if outcome.exit_code == 0 else "failed",
-            "time": time.time(),
-            "exit_code": outcome.exit_code,
-            "error_class": ErrorClass(outcome.error_class) if outcome.error_class else None,
-            "error": outcome.error[:10_000] if outcome.error else None,
-            "wall_time": max(0.0, outcome.wall_time),
-            "cpu_time": max(0.0, outcome.cpu_time),
-            "max_rss": outcome.max_rss,
-        }
-        result = outcome.result
-        if result is not None and len(result) > INLINE_RESULT:
-            self._uploading.add(job.job_id)
-            self._spawn(self._upload(job, result, fields))
-        else:
-            # built from our own measurements: construct, skip re-validating (hot path)
-            self.reporter.update(JobUpdate.model_construct(result=result, **fields))
-
-    async def _upload(self, job: HeldJob, result: bytes, fields: dict[str, Any]) -> None:
-        try:
-            await self.client.upload_result(job.job_id, job.attempt, result)
-        except (NotFound, Conflict):
-            log.info("job %s is no longer this pilot's; its result is dropped", job.job_id)
-            return
-        except PayloadTooLarge as exc:
-            # the job's own doing, not the pilot's: fail it with a reason the user can act on
-            limit = exc.details.get("limit", "its")
-            fields.update(
-                state="failed",
-                exit_code=1,
-                error_class=ErrorClass.USER,
-                error=f"the result is {len(result)} bytes, over the gateway's limit of {limit} "
-                "bytes; return less (write large outputs to storage and return their path)",
-            )
-            self.reporter.update(JobUpdate(**fields))
-            return
-        finally:
-            self._uploading.discard(job.job_id)
-            self._note_activity()
-        self.reporter.update(JobUpdate(result_uploaded=True, **fields))
-
-
-def _system_failure(message: str) -> JobOutcome:
-    return JobOutcome(1, "system", message, None, 0.0, 0.0, None)
-
-
-def _killed_outcome(job: HeldJob) -> JobOutcome:
-    return JobOutcome(
-        exit_code=128 + signal.SIGKILL,
-        error_class="system",
-        error="the pilot was stopped before the job ended",
-        result=None,
-        wall_time=max(0.0, time.time() - job.started),
-        cpu_time=0.0,
-        max_rss=None,
-    )
