@@ -20,10 +20,11 @@ import logging
 import math
 from typing import Any
 
-from sqlalchemy import Connection, func, or_, select
+from sqlalchemy import Connection, func, select
 
 from farside_pilot.protocol import JobState
 
+from .broker.match import queued_fitting
 from .config import SiteConfig
 from .db.schema import jobs
 from .pool import pilots as pilot_records
@@ -38,14 +39,8 @@ _HELD = [JobState.ASSIGNED.value, JobState.RUNNING.value]
 def site_demand(conn: Connection, site: SiteConfig) -> tuple[int, int]:
     """Cores of queued jobs that fit one of the site's slots (capped) and cores held there."""
     fits = select(jobs.c.cores).where(
-        jobs.c.state == JobState.QUEUED.value,
-        jobs.c.cores <= site.cores,
-        jobs.c.memory <= site.memory,
-        jobs.c.gpus <= site.gpus,
-        or_(jobs.c.sites.is_(None), jobs.c.sites.like(f"%,{site.name},%")),
+        queued_fitting(site.name, site.cores, site.memory, site.gpus, site.walltime)
     )
-    if site.walltime:
-        fits = fits.where(jobs.c.walltime <= site.walltime)
     # enough rows to fill every pilot the site may have; counting further changes nothing
     capped = fits.limit(site.max_pilots * site.cores + 1).subquery()
     queued = conn.execute(select(func.coalesce(func.sum(capped.c.cores), 0))).scalar_one()
@@ -80,7 +75,7 @@ class Provisioner:
     async def reconcile(self, site: Site) -> None:
         rt = self.rt
         live = await rt.db.read(
-            pilot_records.site_pilots, site.name, ("submitted", "running", "retiring")
+            pilot_records.site_pilots, site.name, pilot_records.LIVE_PILOT_STATES
         )
         batch_ids = [p.batch_id for p in live if p.batch_id]
         observed = await site.observe(batch_ids) if batch_ids else {}

@@ -7,6 +7,7 @@ Nothing here keeps state a restart would lose: the database is the truth.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -88,11 +89,18 @@ class Runtime:
             await site.start()
         self._tasks = [
             asyncio.create_task(
-                self._loop("reaper", self._reap, self.config.reaper_interval), name="reaper"
+                self._loop(
+                    "reaper", self._reap, self.config.reaper_interval, lambda: self.stopping
+                ),
+                name="reaper",
             ),
             asyncio.create_task(
                 self._loop(
-                    "provisioner", self.provisioner.run_once, self.config.provision_interval
+                    "provisioner",
+                    self.provisioner.run_once,
+                    self.config.provision_interval,
+                    # new queued work wakes it early, so a cold site starts pilots at once
+                    lambda: self.notifier.work.waiter(self.notifier.WORK),
                 ),
                 name="provisioner",
             ),
@@ -101,22 +109,24 @@ class Runtime:
     async def _reap(self) -> None:
         await self.write_and_publish(reap, self.lease_policy, self.config.heartbeat_timeout)
 
-    async def _loop(self, name: str, step: Callable[[], Any], interval: float) -> None:
+    async def _loop(
+        self,
+        name: str,
+        step: Callable[[], Any],
+        interval: float,
+        wake: Callable[[], asyncio.Event],
+    ) -> None:
+        """Run ``step`` every ``interval`` seconds, or sooner when ``wake()``'s event is set."""
         while not self.stopping.is_set():
+            # taken before the pass, so a wake-up during the pass is not lost
+            waiter = wake()
             try:
                 await step()
             except Exception:
                 log.exception("%s pass failed; retrying in %.1fs", name, interval)
-            # new queued work wakes the provisioner early, so a cold site starts pilots at once
-            waiter = self.notifier.work.waiter(self.notifier.WORK)
-            try:
+            with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(interval):
-                    if name == "provisioner":
-                        await waiter.wait()
-                    else:
-                        await self.stopping.wait()
-            except TimeoutError:
-                pass
+                    await waiter.wait()
 
     async def stop_pilots(self) -> None:
         """Stop the pilots this gateway started (``farside up`` on Ctrl-C).

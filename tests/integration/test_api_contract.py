@@ -218,3 +218,21 @@ def test_openapi_spec_is_served(idle_gateway: GatewayProcess) -> None:
         spec = http.get("/../../openapi.json").json()
     assert "/api/v1/jobs" in spec["paths"]
     assert "/api/v1/pilots/{pilot_id}/acquire" in spec["paths"]
+
+
+def test_acquire_respects_the_walltime_a_pilot_has_left(idle_gateway: GatewayProcess) -> None:
+    with idle_gateway.http(idle_gateway.user_token) as user, idle_gateway.http() as http:
+        (job_id,) = user.post(
+            "/jobs", json={"jobs": [_job(resources={"memory": "100 MB", "walltime": "1h"})]}
+        ).json()["job_ids"]
+        pilot_id, token = _register(idle_gateway, http)
+        auth = {"Authorization": f"Bearer {token}"}
+        shape = {"max_jobs": 5, "cores": 1, "memory": "1 GiB"}
+
+        def acquire(**extra: object) -> list[int]:
+            got = http.post(f"/pilots/{pilot_id}/acquire", json={**shape, **extra}, headers=auth)
+            return [j["job_id"] for j in got.json()["jobs"]]
+
+        assert acquire(walltime_left=0) == []  # no time left: nothing, not everything
+        assert acquire(walltime_left=1800) == []  # the job needs an hour
+        assert acquire(walltime_left=7200) == [job_id]

@@ -3,10 +3,13 @@ with a message naming the requirement that no site meets."""
 
 from __future__ import annotations
 
+from sqlalchemy import ColumnElement, and_, or_
+
 from farside_pilot.protocol import InvalidRequest, format_memory, format_walltime
-from farside_pilot.protocol.models import JobSpec
+from farside_pilot.protocol.models import MAX_WALLTIME, JobSpec, JobState
 
 from ..config import SiteConfig
+from ..db.schema import jobs
 
 
 def _fits(site: SiteConfig, spec: JobSpec) -> bool:
@@ -65,3 +68,20 @@ def check_runnable(sites: list[SiteConfig], specs: list[JobSpec]) -> None:
                 "ask your operator for a site that offers it.",
                 {"index": index},
             )
+
+
+def queued_fitting(
+    site: str, cores: int, memory: int, gpus: int, walltime: int | None
+) -> ColumnElement[bool]:
+    """SQL: queued jobs that one slot of this shape on ``site`` can run.
+
+    ``walltime`` is what the slot has left; None means no limit, 0 means none left.
+    """
+    return and_(
+        jobs.c.state == JobState.QUEUED.value,
+        jobs.c.cores <= cores,
+        jobs.c.memory <= memory,
+        jobs.c.gpus <= gpus,
+        jobs.c.walltime <= (MAX_WALLTIME if walltime is None else walltime),
+        or_(jobs.c.sites.is_(None), jobs.c.sites.like(f"%,{site},%")),
+    )

@@ -10,15 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, select, update
 
 from farside_pilot.protocol import Conflict, ErrorClass, JobState
 from farside_pilot.protocol.models import (
-    MAX_WALLTIME,
     AcquireRequest,
     LogEntry,
 )
 
+from ..broker.match import queued_fitting
 from ..db.engine import insert_rows
 from ..db.schema import AnyRow, attempts, jobs, log_lines, pilots
 from .changes import Changes
@@ -34,7 +34,6 @@ from .retries import fail_attempts
 from .submit import release_children
 
 S = JobState
-_ACTIVE = ACTIVE
 
 
 @dataclass(frozen=True)
@@ -61,12 +60,9 @@ def acquire(
     best = (
         select(jobs.c.id)
         .where(
-            jobs.c.state == S.QUEUED.value,
-            jobs.c.cores <= request.cores,
-            jobs.c.memory <= request.memory,
-            jobs.c.gpus <= request.gpus,
-            jobs.c.walltime <= (request.walltime_left or MAX_WALLTIME),
-            or_(jobs.c.sites.is_(None), jobs.c.sites.like(f"%,{slot.site},%")),
+            queued_fitting(
+                slot.site, request.cores, request.memory, request.gpus, request.walltime_left
+            )
         )
         .order_by(jobs.c.priority.desc(), jobs.c.id)
         .limit(request.max_jobs)
@@ -130,7 +126,7 @@ def heartbeat(
     conn.execute(update(pilots).where(pilots.c.id == pilot_id).values(last_seen=now))
     conn.execute(
         update(jobs)
-        .where(jobs.c.pilot_id == pilot_id, jobs.c.state.in_(_ACTIVE))
+        .where(jobs.c.pilot_id == pilot_id, jobs.c.state.in_(ACTIVE))
         .values(lease_expires=now + policy.lease_timeout)
     )
     if not held:
@@ -142,7 +138,7 @@ def heartbeat(
             select(jobs.c.id).where(
                 jobs.c.id.in_(held),
                 jobs.c.pilot_id == pilot_id,
-                jobs.c.state.in_([*_ACTIVE, S.FINISHED.value]),
+                jobs.c.state.in_([*ACTIVE, S.FINISHED.value]),
             )
         )
     }
@@ -154,7 +150,7 @@ def held_jobs(conn: Connection, pilot_id: int, job_ids: set[int]) -> dict[int, A
     # by pilot, not by an IN list of ids: the statement text stays the same, so it is
     # planned once, and a pilot holds few jobs (its slot plus prefetch)
     rows = conn.execute(
-        select(*HELD_COLUMNS).where(jobs.c.pilot_id == pilot_id, jobs.c.state.in_(_ACTIVE))
+        select(*HELD_COLUMNS).where(jobs.c.pilot_id == pilot_id, jobs.c.state.in_(ACTIVE))
     ).all()
     return {row.id: row for row in rows if row.id in job_ids}
 

@@ -18,6 +18,8 @@ from ..auth.tokens import Principal, issue_token, revoke_pilot_tokens
 from ..db.schema import AnyRow, pilots
 
 PILOT_TOKEN_TTL = 14 * 86400.0
+#: States of a pilot that may still run or report work.
+LIVE_PILOT_STATES = ("submitted", "running", "retiring")
 
 
 def create_submitted(conn: Connection, site: str, now: float) -> tuple[int, str]:

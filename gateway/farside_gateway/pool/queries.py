@@ -23,9 +23,9 @@ from farside_pilot.protocol.models import (
 )
 
 from ..db.schema import AnyRow, attempts, events, job_deps, jobs, log_lines, pilots
+from .pilots import LIVE_PILOT_STATES
 
 _TERMINAL = [s.value for s in TERMINAL_STATES]
-LIVE_PILOT_STATES = ("submitted", "running", "retiring")
 
 
 def _dt(value: float | None) -> datetime | None:

@@ -17,6 +17,7 @@ from ..auth.tokens import revoke_pilot_tokens
 from ..db.schema import AnyRow, attempts, jobs, pilots
 from .changes import Changes
 from .outcomes import ACTIVE, HELD_COLUMNS, LeasePolicy, store_outcomes
+from .pilots import LIVE_PILOT_STATES
 from .submit import fail_children
 
 S = JobState
@@ -104,7 +105,7 @@ def release_pilot(
     """A pilot is gone (exited, lost, its batch job ended): retry everything it held."""
     conn.execute(
         update(pilots)
-        .where(pilots.c.id == pilot_id, pilots.c.state.in_(["submitted", "running", "retiring"]))
+        .where(pilots.c.id == pilot_id, pilots.c.state.in_(LIVE_PILOT_STATES))
         .values(state=final_state, ended_at=changes.now, reason=reason)
     )
     revoke_pilot_tokens(conn, pilot_id)

@@ -27,7 +27,6 @@ import abc
 import enum
 import logging
 import sys
-import time
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -166,7 +165,3 @@ def load_site(config: SiteConfig, gateway_url: str, state_dir: Path) -> Site:
         raise ConfigurationError(f"plugin {config.plugin!r} is not a farside Site subclass")
     site: Site = cls(config=config, gateway_url=gateway_url, state_dir=state_dir)
     return site
-
-
-def now() -> float:
-    return time.time()
