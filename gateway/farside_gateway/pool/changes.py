@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
 
 from farside_pilot.protocol import JobState
 
@@ -19,6 +19,9 @@ from ..db.engine import insert_rows
 from ..db.schema import events
 
 S = JobState
+
+#: PostgreSQL advisory lock that orders event ids by commit (any constant, unique here).
+EVENTS_LOCK = 0x66617273
 
 #: Allowed moves. Final states are final: nothing leaves them.
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
@@ -86,13 +89,12 @@ class Changes:
 
     def flush(self, conn: Connection) -> None:
         if self.event_rows:
+            if conn.dialect.name == "postgresql":
+                # Event ids are the stream's cursor, so they must become visible in id order.
+                # A sequence hands out ids at insert, not at commit: without this lock a
+                # transaction could commit ids below ones a reader has already passed, and
+                # those events would never be streamed. Held until commit; serialises only
+                # the tail of event-writing transactions, across every gateway replica.
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": EVENTS_LOCK})
             insert_rows(conn, events, self.event_rows)
             self.event_rows = []
-
-    def merge(self, other: Changes) -> None:
-        self.event_rows.extend(other.event_rows)
-        self.owners |= other.owners
-        self.queued |= other.queued
-        self.log_jobs |= other.log_jobs
-        self.ended_jobs |= other.ended_jobs
-        self.pilots |= other.pilots
