@@ -29,11 +29,12 @@ from .config import SiteConfig
 from .db.schema import jobs
 from .pool import pilots as pilot_records
 from .pool.retries import release_pilot
-from .sites.base import BatchState, Site
+from .sites.base import BatchState, BatchStatus, Site
 
 log = logging.getLogger(__name__)
 
 _HELD = [JobState.ASSIGNED.value, JobState.RUNNING.value]
+_GONE = BatchStatus(BatchState.GONE)
 
 
 def site_demand(conn: Connection, site: SiteConfig) -> tuple[int, int]:
@@ -82,12 +83,13 @@ class Provisioner:
         now = rt.now()
         alive = 0
         for pilot in live:
-            state = observed.get(pilot.batch_id, BatchState.GONE) if pilot.batch_id else None
-            if state is BatchState.GONE:
+            status = observed.get(pilot.batch_id, _GONE) if pilot.batch_id else None
+            if status is not None and status.state is BatchState.GONE:
+                why = f" ({status.reason})" if status.reason else ""
                 await rt.write_and_publish(
                     release_pilot, pilot.id, "lost",
                     f"pilot {pilot.id} lost: its batch job {pilot.batch_id} on site {site.name} "
-                    "ended without the pilot saying goodbye",
+                    f"ended{why} without the pilot saying goodbye",
                     rt.lease_policy,
                 )  # fmt: skip
                 continue

@@ -11,6 +11,7 @@ import os
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from .protocol import env
 from .protocol.errors import ConfigurationError
@@ -124,7 +125,7 @@ def load_config(
         gpus=gpus,
         walltime=walltime,
         idle_timeout=idle,
-        batch_id=pick(args.batch_id, env.PILOT_BATCH_ID),
+        batch_id=pick(args.batch_id, env.PILOT_BATCH_ID) or detect_batch_id(os.environ),
         pilot_id=int(pilot_id_text) if pilot_id_text else None,
         workdir=pick(args.workdir, env.PILOT_WORKDIR),
         prefetch=prefetch,
@@ -132,6 +133,37 @@ def load_config(
         shutdown_grace=args.shutdown_grace,
         log_level=(pick(args.log_level, env.PILOT_LOG_LEVEL) or "INFO").upper(),
     )
+
+
+def detect_batch_id(environ: Mapping[str, str]) -> str | None:
+    """The batch system's id of the job this pilot runs in, from what the batch system sets.
+
+    Slurm sets ``SLURM_JOB_ID``; HTCondor writes the job's ClassAd to the file named by
+    ``_CONDOR_JOB_AD`` (``GlobalJobId``, else ``ClusterId.ProcId``). A Kubernetes site passes
+    the pod's name in ``FARSIDE_PILOT_BATCH_ID`` itself (downward API), which wins over these.
+
+    >>> detect_batch_id({"SLURM_JOB_ID": "42"})
+    '42'
+    >>> detect_batch_id({}) is None
+    True
+    """
+    if environ.get("SLURM_JOB_ID"):
+        return environ["SLURM_JOB_ID"]
+    ad_path = environ.get("_CONDOR_JOB_AD")
+    if ad_path:
+        try:
+            text = Path(ad_path).read_text()
+        except OSError:
+            return None
+        attrs: dict[str, str] = {}
+        for line in text.splitlines():
+            key, sep, value = line.partition(" = ")
+            if sep:
+                attrs[key.strip()] = value.strip().strip('"')
+        if "ClusterId" in attrs:
+            return f"{attrs['ClusterId']}.{attrs.get('ProcId', '0')}"
+        return attrs.get("GlobalJobId")
+    return None
 
 
 def make_workdir(config: PilotConfig) -> str:

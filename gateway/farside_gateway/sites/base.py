@@ -11,14 +11,22 @@ A plugin subclasses :class:`Site` and implements three coroutines:
     system's id for it. Raise :class:`SubmitError` with the batch system's message if it
     refuses; the base class backs off.
 ``observe(batch_ids)``
-    Return the :class:`BatchState` of each id; ids the batch system no longer knows may be
-    left out (they count as ``GONE``). A pilot whose batch job is gone without having said
-    goodbye is *lost*, and its jobs are retried at once.
+    Return the :class:`BatchStatus` of each id (its :class:`BatchState` and, when the batch
+    system gives one, the reason it ended, e.g. ``"CANCELLED by 0"`` or ``"OUT_OF_MEMORY"``);
+    ids the batch system no longer knows may be left out (they count as ``GONE``). A pilot
+    whose batch job is gone without having said goodbye is *lost*, and its jobs are retried
+    at once as system errors, with the reason in their history.
 ``cancel(batch_id)``
     Stop that pilot (it gets SIGTERM or the batch system's equivalent first).
 
-and may override ``start()`` and ``stop()``. Plugins are found by entry-point name in the
-group ``farside.sites`` (``plugin = "local"`` in the site's configuration).
+and may override ``start()`` and ``stop()``. A plugin's own settings (a Slurm partition,
+a Kubernetes namespace) come from the site's ``options`` table, validated on load against
+the plugin's :attr:`Site.Options` model (a pydantic model; unknown keys are errors), and
+are then at hand as ``self.options``. :meth:`Site.pilot_script` renders the shell script
+that starts a pilot, for plugins whose batch system runs scripts.
+
+Plugins are found by entry-point name in the group ``farside.sites`` (``plugin = "local"``
+in the site's configuration).
 """
 
 from __future__ import annotations
@@ -26,10 +34,14 @@ from __future__ import annotations
 import abc
 import enum
 import logging
+import shlex
 import sys
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from farside_pilot.protocol import ConfigurationError, env
 
@@ -42,6 +54,20 @@ class BatchState(enum.Enum):
     QUEUED = "queued"
     RUNNING = "running"
     GONE = "gone"
+
+
+@dataclass(frozen=True)
+class BatchStatus:
+    """What the batch system says of one pilot's batch job."""
+
+    state: BatchState
+    reason: str | None = None
+
+
+class NoOptions(BaseModel):
+    """A plugin without settings of its own: ``options`` must be empty."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 class SubmitError(RuntimeError):
@@ -78,9 +104,25 @@ class Site(abc.ABC):
     gateway_url: str
     state_dir: Path
     health: SiteHealth = field(default_factory=SiteHealth)
+    options: Any = field(init=False)
 
+    #: the plugin's settings model; ``options`` in the site's configuration must match it
+    Options: ClassVar[type[BaseModel]] = NoOptions
     UNHEALTHY_AFTER = 5
     MAX_BACKOFF = 300.0
+
+    def __post_init__(self) -> None:
+        try:
+            self.options = self.Options.model_validate(self.config.options)
+        except ValidationError as exc:
+            lines = [
+                f"  options.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+                for err in exc.errors()
+            ]
+            raise ConfigurationError(
+                f"site {self.name!r} (plugin {self.config.plugin!r}): invalid options:\n"
+                + "\n".join(lines)
+            ) from None
 
     @property
     def name(self) -> str:
@@ -92,7 +134,7 @@ class Site(abc.ABC):
     async def submit(self, launch: PilotLaunch) -> str: ...
 
     @abc.abstractmethod
-    async def observe(self, batch_ids: list[str]) -> dict[str, BatchState]: ...
+    async def observe(self, batch_ids: list[str]) -> dict[str, BatchStatus]: ...
 
     @abc.abstractmethod
     async def cancel(self, batch_id: str) -> None: ...
@@ -133,6 +175,21 @@ class Site(abc.ABC):
             workdir=workdir,
             log_path=base / f"{pilot_id}.log",
         )
+
+    def pilot_script(self, launch: PilotLaunch, header: str = "") -> str:
+        """A POSIX shell script that starts the pilot: ``header`` (e.g. ``#SBATCH`` lines),
+        the operator's ``prologue`` option if the plugin has one, the ``FARSIDE_*``
+        variables, then ``exec`` of the pilot command in its work directory."""
+        lines = ["#!/bin/sh", *([header.rstrip("\n")] if header else [])]
+        prologue = getattr(self.options, "prologue", None)
+        if prologue:
+            lines += ["# prologue from the site's configuration", prologue.rstrip("\n")]
+        lines += [f"export {key}={shlex.quote(value)}" for key, value in sorted(launch.env.items())]
+        lines += [
+            f"cd {shlex.quote(str(launch.workdir))}",
+            "exec " + " ".join(shlex.quote(part) for part in launch.command),
+        ]
+        return "\n".join(lines) + "\n"
 
     def may_submit(self, now: float) -> bool:
         return now >= self.health.next_try

@@ -15,7 +15,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 
-from .base import BatchState, PilotLaunch, Site, SubmitError
+from .base import BatchState, BatchStatus, PilotLaunch, Site, SubmitError
 
 
 @dataclass
@@ -35,8 +35,8 @@ class LocalSite(Site):
         self._children[str(proc.pid)] = proc
         return str(proc.pid)
 
-    async def observe(self, batch_ids: list[str]) -> dict[str, BatchState]:
-        states: dict[str, BatchState] = {}
+    async def observe(self, batch_ids: list[str]) -> dict[str, BatchStatus]:
+        states: dict[str, BatchStatus] = {}
         for batch_id in batch_ids:
             child = self._children.get(batch_id)
             if child is not None:
@@ -49,7 +49,7 @@ class LocalSite(Site):
                     self._adopted.add(int(batch_id))
                 else:
                     self._adopted.discard(int(batch_id))
-            states[batch_id] = BatchState.RUNNING if alive else BatchState.GONE
+            states[batch_id] = BatchStatus(BatchState.RUNNING if alive else BatchState.GONE)
         return states
 
     async def cancel(self, batch_id: str) -> None:
