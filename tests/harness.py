@@ -139,8 +139,10 @@ class GatewayProcess:
 
         return farside.Gateway(self.url, token=token or self.user_token)
 
-    def make_user_token(self, user: str, admin: bool = False) -> str:
+    def make_user_token(self, user: str, admin: bool = False, groups: tuple[str, ...] = ()) -> str:
         args = self._cli("token", "--user", user) + (["--admin"] if admin else [])
+        for group in groups:
+            args += ["--group", group]
         out = subprocess.run(args, capture_output=True, text=True, check=True)
         return out.stdout.strip().splitlines()[-1]
 

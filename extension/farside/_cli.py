@@ -105,6 +105,7 @@ def _job(gw: Gateway, args: argparse.Namespace) -> int:
         ("exit code", job.exit_code),
         ("error class", job.error_class.value if job.error_class else None),
         ("error", job.error),
+        ("adjusted", job.adjusted),
     ]
     for key, value in fields:
         print(f"{key + ':':<13}{'-' if value is None else value}")
@@ -166,16 +167,24 @@ def _sites(gw: Gateway, args: argparse.Namespace) -> int:
         [
             s.name,
             s.kind,
-            s.status,
-            f"{s.slot.cores}c/{format_memory(s.slot.memory)}/{s.slot.gpus}g",
+            s.status + ("" if s.healthy else " (unhealthy)"),
+            f"{s.slot.cores}c/{format_memory(s.slot.memory)}/{s.slot.gpus}g"
+            + (f" {s.slot.gpu_model}" if s.slot.gpu_model else ""),
             " ".join(f"{k}={v}" for k, v in s.pilots.items()),
             s.min_warm,
             s.max_pilots,
+            s.last_error or s.status_reason,
         ]
         for s in gw.sites()
     ]
-    header = ["name", "kind", "status", "slot", "pilots", "min warm", "max"]
+    header = ["name", "kind", "status", "slot", "pilots", "min warm", "max", "note"]
     print(table(header, rows) if rows else "no sites")
+    return 0
+
+
+def _site_status(gw: Gateway, args: argparse.Namespace) -> int:
+    site = gw.set_site_status(args.site, args.status, args.reason)
+    print(f"site {site.name} is now {site.status}")
     return 0
 
 
@@ -186,15 +195,19 @@ def _pilots(gw: Gateway, args: argparse.Namespace) -> int:
             p.site,
             p.state,
             p.hostname,
+            p.batch_id,
             p.cores,
             format_memory(p.memory),
             p.gpus,
             p.running_jobs,
             _when(p.last_seen),
         ]
-        for p in gw.pilots()
+        for p in gw.pilots(all=args.all)
     ]
-    header = ["id", "site", "state", "host", "cores", "memory", "gpus", "running", "last seen"]
+    header = [
+        "id", "site", "state", "host", "batch id", "cores", "memory", "gpus", "running",
+        "last seen",
+    ]  # fmt: skip
     print(table(header, rows) if rows else "no pilots")
     return 0
 
@@ -244,10 +257,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--group", help="cancel every job of this group")
     p.set_defaults(func=_cancel)
 
+    p = add("site-status", "set a site online, draining or offline (admins)")
+    p.add_argument("site")
+    p.add_argument("status", choices=["online", "draining", "offline"])
+    p.add_argument("--reason", help="why, shown in `farside sites`")
+    p.set_defaults(func=_site_status)
+
+    p = add("pilots", "list pilots with their batch ids")
+    p.add_argument("--all", action="store_true", help="also pilots that have ended")
+    p.set_defaults(func=_pilots)
+
     for name, func, help_text in (
         ("whoami", _whoami, "show who the gateway thinks you are"),
-        ("sites", _sites, "list the sites and their pilots"),
-        ("pilots", _pilots, "list pilots"),
+        ("sites", _sites, "list the sites: status, health, slot and pilots"),
     ):
         add(name, help_text).set_defaults(func=func)
     return parser

@@ -30,6 +30,7 @@ from farside_pilot.protocol.models import (
     JobState,
     PilotInfo,
     SiteInfo,
+    SiteStatusChange,
     SubmitRequest,
     SubmitResponse,
     WhoAmI,
@@ -281,8 +282,17 @@ class Gateway:
     def sites(self) -> list[SiteInfo]:
         return [SiteInfo.model_validate(s) for s in self._api.request("GET", "/sites").json()]
 
-    def pilots(self) -> list[PilotInfo]:
-        return [PilotInfo.model_validate(p) for p in self._api.request("GET", "/pilots").json()]
+    def set_site_status(self, site: str, status: str, reason: str | None = None) -> SiteInfo:
+        """Set a site ``online``, ``draining`` (no new work; held jobs finish) or ``offline``
+        (its pilots are stopped and their jobs retried on other sites). Admins only."""
+        change = SiteStatusChange(status=status, reason=reason)
+        return self._api.put(f"/sites/{site}/status", change, SiteInfo)
+
+    def pilots(self, all: bool = False) -> list[PilotInfo]:
+        """Live pilots (``all=True``: the last 1,000 of any state), with their batch ids."""
+        params = {"all": "true"} if all else None
+        response = self._api.request("GET", "/pilots", params=params)
+        return [PilotInfo.model_validate(p) for p in response.json()]
 
     def cancel(
         self,

@@ -119,8 +119,16 @@ class Api:
         return model.model_validate_json(self.request("GET", path, params=params).content)
 
     def post(self, path: str, body: BaseModel, model: type[M]) -> M:
-        payload = body.model_dump(mode="json", exclude_defaults=False)
-        return model.model_validate_json(self.request("POST", path, json=payload).content)
+        return self._send("POST", path, body, model)
+
+    def put(self, path: str, body: BaseModel, model: type[M]) -> M:
+        return self._send("PUT", path, body, model)
+
+    def _send(self, method: str, path: str, body: BaseModel, model: type[M]) -> M:
+        # unset fields stay unset on the wire: the gateway tells what the user chose (e.g.
+        # memory) from what was left to it (which scouts may then correct)
+        payload = body.model_dump(mode="json", exclude_unset=True)
+        return model.model_validate_json(self.request(method, path, json=payload).content)
 
     def get_bytes(self, path: str) -> bytes:
         return self.request("GET", path).content

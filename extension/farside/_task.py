@@ -132,9 +132,12 @@ class Task(Generic[P, R]):
         fn: Callable[P, R],
         *,
         cores: int = 1,
-        memory: int | str = "1 GiB",
-        walltime: int | str = "1h",
+        memory: int | str | None = None,
+        walltime: int | str | None = None,
         gpus: int = 0,
+        gpu_model: str | None = None,
+        arch: str | None = None,
+        env: str | None = None,
         max_attempts: int = 1,
         priority: int = 0,
         name: str | None = None,
@@ -144,7 +147,13 @@ class Task(Generic[P, R]):
     ) -> None:
         functools.update_wrapper(self, fn)
         self.fn = fn
-        self.resources = Resources(cores=cores, memory=memory, walltime=walltime, gpus=gpus)
+        # memory and walltime left out are the gateway's to choose (1 GiB, 1 h), and the
+        # scouts of a large map may correct them; given ones are kept as they are
+        given = {"memory": memory, "walltime": walltime, "gpu_model": gpu_model, "arch": arch}
+        self.resources = Resources(
+            cores=cores, gpus=gpus, **{k: v for k, v in given.items() if v is not None}
+        )
+        self.env = env
         self.max_attempts = max_attempts
         self.priority = priority
         self.name = (name or getattr(fn, "__qualname__", None) or repr(fn))[:200]
@@ -171,7 +180,8 @@ class Task(Generic[P, R]):
     def options(self, **changes: Any) -> Task[P, R]:
         """A copy with some options changed, e.g. ``square.options(memory="4 GiB")``."""
         current: dict[str, Any] = {
-            **self.resources.model_dump(),
+            **self.resources.model_dump(exclude_unset=True),
+            "env": self.env,
             "max_attempts": self.max_attempts,
             "priority": self.priority,
             "name": self.name,
@@ -206,6 +216,7 @@ class Task(Generic[P, R]):
             priority=self.priority,
             sites=self.sites,
             after=self.after,
+            env=self.env,
         )
 
     def submit(self, *args: P.args, **kwargs: P.kwargs) -> FarsideFuture[R]:
@@ -239,9 +250,12 @@ def task(fn: Callable[P, R], /) -> Task[P, R]: ...
 def task(
     *,
     cores: int = 1,
-    memory: int | str = "1 GiB",
-    walltime: int | str = "1h",
+    memory: int | str | None = None,
+    walltime: int | str | None = None,
     gpus: int = 0,
+    gpu_model: str | None = None,
+    arch: str | None = None,
+    env: str | None = None,
     max_attempts: int = 1,
     priority: int = 0,
     name: str | None = None,
@@ -254,9 +268,11 @@ def task(
 def task(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
     """Make a function submittable: ``@farside.task`` or ``@farside.task(cores=4, ...)``.
 
-    Options: ``cores``, ``memory`` ("2 GiB"), ``walltime`` ("10m"), ``gpus``,
-    ``max_attempts`` (attempts a raising function may use), ``priority``, ``name``,
-    ``sites`` (allowed sites; empty: any), ``after`` (futures or job ids that must finish
+    Options: ``cores``, ``memory`` ("2 GiB"; default 1 GiB, which the scouts of a large map
+    may correct), ``walltime`` ("10m"; default 1 h, likewise), ``gpus``, ``gpu_model``
+    ("A100"), ``arch`` ("aarch64"), ``env`` (an environment a site offers), ``max_attempts``
+    (attempts a raising function may use), ``priority``, ``name``, ``sites`` (allowed sites
+    in order of preference; empty: any), ``after`` (futures or job ids that must finish
     first: ``step2.options(after=[fut]).submit(x)``) and ``gateway`` (default: the default
     gateway).
 

@@ -175,7 +175,17 @@ def _token_main(argv: list[str]) -> int:
     who.add_argument("--site", help="a site token: may register pilots for this site")
     parser.add_argument("--admin", action="store_true", help="the user may see every job")
     parser.add_argument("--ttl", type=float, help="seconds until the token expires")
+    parser.add_argument(
+        "--group",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="fair-share group of the user (repeatable; the first counts for fair share)",
+    )
     args = parser.parse_args(argv)
+    bad = [g for g in args.group if not g or "," in g]
+    if bad:
+        parser.error(f"group names must be non-empty and contain no commas: {bad}")
     from .auth.tokens import issue_token
     from .db import Database
 
@@ -188,7 +198,9 @@ def _token_main(argv: list[str]) -> int:
     try:
         db.migrate()
         if args.user:
-            token = db.run_sync(issue_token, "user", args.user, admin=args.admin, ttl=args.ttl)
+            token = db.run_sync(
+                issue_token, "user", args.user, admin=args.admin, ttl=args.ttl, groups=args.group
+            )
         else:
             token = db.run_sync(issue_token, "site", args.site, ttl=args.ttl)
     finally:

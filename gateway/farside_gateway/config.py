@@ -21,6 +21,7 @@ An operator writes a TOML file; every field below may appear at its top level, a
 from __future__ import annotations
 
 import os
+import platform
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -63,12 +64,33 @@ class SiteConfig(BaseModel):
         description="Memory of one pilot's slot (e.g. '4 GiB'); default: machine memory / cores.",
     )
     gpus: int = Field(0, ge=0, le=64, description="GPUs of one pilot's slot.")
+    gpu_model: str | None = Field(
+        None, max_length=64, description="Model of the slot's GPUs (e.g. 'A100'), matched exactly."
+    )
+    arch: str = Field(
+        default_factory=platform.machine,
+        max_length=32,
+        description="CPU architecture of the slot (e.g. 'x86_64'); default: the gateway's own.",
+    )
+    environments: list[str] = Field(
+        default_factory=list,
+        description="Environments (images, software profiles) the site offers by name; a job "
+        "that names an environment runs only where it is offered.",
+    )
     walltime: Walltime | None = Field(
         None, description="Walltime limit of a pilot's batch job (e.g. '2h'); none: unlimited."
     )
     min_warm: int = Field(0, ge=0, description="Pilots kept running even when there is no work.")
     max_pilots: int = Field(
-        4, ge=0, description="Most pilots of this site at once (queued and running)."
+        4,
+        ge=0,
+        description="Most pilots of this site at once, waiting and running (the maximum "
+        "running, since a waiting pilot runs once the batch system starts it).",
+    )
+    max_queued: int | None = Field(
+        None,
+        ge=1,
+        description="Most pilots waiting in the batch system's queue at once; default: max_pilots.",
     )
     idle_timeout: float = Field(
         60.0, gt=0, description="Seconds an idle pilot waits for work before it may leave."
@@ -85,6 +107,57 @@ class SiteConfig(BaseModel):
                 f"({self.max_pilots})"
             )
         return self
+
+    @property
+    def queue_limit(self) -> int:
+        return self.max_pilots if self.max_queued is None else self.max_queued
+
+
+class FairShareConfig(BaseModel):
+    """Who goes first when a pilot asks for work: the user furthest below their share."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    groups: dict[str, float] = Field(
+        default_factory=dict,
+        description="Share of each group (from the token's groups), e.g. {atlas = 3, cms = 1}; "
+        "a group's share is split equally among its users with work. Users without a listed "
+        "group share `default_share` each.",
+    )
+    default_share: float = Field(1.0, gt=0, description="Share of a user in no listed group.")
+    max_running_jobs_per_user: int | None = Field(
+        None, ge=1, description="Most jobs one user may have on pilots at once; none: no cap."
+    )
+    max_cores_per_user: int | None = Field(
+        None, ge=1, description="Most cores one user's running jobs may hold at once."
+    )
+
+    @model_validator(mode="after")
+    def _positive(self) -> FairShareConfig:
+        bad = sorted(name for name, share in self.groups.items() if share <= 0)
+        if bad:
+            raise ValueError(f"group shares must be positive: {', '.join(bad)}")
+        return self
+
+
+class ScoutConfig(BaseModel):
+    """Scouts: the first jobs of a large map run alone, and their measured memory and
+    walltime set the rest's (unless the user fixed them)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    threshold: int = Field(
+        20, ge=1, description="Maps of more than this many jobs send scouts first."
+    )
+    count: int = Field(3, ge=1, description="Scouts per map.")
+    memory_percentile: float = Field(75, gt=0, le=100, description="Percentile of scouts' RSS.")
+    memory_margin: float = Field(1.5, ge=1, description="Factor on that percentile.")
+    walltime_percentile: float = Field(
+        95, gt=0, le=100, description="Percentile of scouts' wall time."
+    )
+    walltime_margin: float = Field(3.0, ge=1, description="Factor on that percentile.")
+    min_memory: Memory = Field(128 * MiB, description="Never correct memory below this.")
+    min_walltime: Walltime = Field(60, description="Never correct walltime below this.")
 
 
 def _default_sites() -> list[SiteConfig]:
@@ -137,6 +210,15 @@ class GatewayConfig(BaseModel):
     max_system_attempts: int = Field(
         5, ge=1, description="Retries after system errors (lost pilots) before a job fails."
     )
+    max_resource_attempts: int = Field(
+        3,
+        ge=1,
+        description="Retries with more memory or walltime after a job ran out of either.",
+    )
+    fair_share: FairShareConfig = Field(
+        default_factory=FairShareConfig, description="Fair share between users."
+    )
+    scouts: ScoutConfig = Field(default_factory=ScoutConfig, description="Scouts of large maps.")
     reaper_interval: float = Field(1.0, gt=0, description="Seconds between lease sweeps.")
     provision_interval: float = Field(1.0, gt=0, description="Seconds between provisioner passes.")
     pilot_start_timeout: float = Field(

@@ -55,6 +55,10 @@ class Notifier:
         for pilot_id in changes.pilots:
             self.pilots.fire(pilot_id)
 
+    def wake_work(self) -> None:
+        """Something changed where work may go (e.g. a site's status): look again."""
+        self.work.fire(self.WORK)
+
     def wake_everyone(self) -> None:
         """Shutdown: let every long-poll and stream look again and notice."""
         for signals in (self.work, self.events, self.logs, self.pilots):

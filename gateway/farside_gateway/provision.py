@@ -3,12 +3,15 @@
 Each pass reconciles wanted against observed state, so a restarted gateway simply picks up
 where the last one stopped:
 
-* observe: pilots the database believes alive are checked against the batch system; a
-  pilot whose batch job vanished without saying goodbye is *lost* and its jobs retried;
-  one that never registered within ``pilot_start_timeout`` is given up;
-* want: ``ceil(cores of queued jobs that fit the site + cores held on the site) / slot``,
-  clamped to ``[min_warm, max_pilots]``;
-* act: submit the difference (never more pilots than demand), with backoff on failures.
+* status: an admin's run-time site status (``site_status`` table) is applied;
+* observe: pilots the database believes alive are checked against each batch system; a
+  pilot whose batch job vanished without saying goodbye is *lost* and its jobs retried
+  (as a resource error when the batch system says it ran out of memory); one that never
+  registered within ``pilot_start_timeout`` is given up;
+* offline sites: their pilots are stopped (their jobs are retried elsewhere);
+* plan: the queued jobs at the head of the queue are placed on the best site that fits
+  each (:mod:`farside_gateway.broker.plan`), which says how many new pilots each site needs;
+* act: submit them, with backoff on failing submissions.
 
 Idle pilots leave by themselves: the gateway answers their idle long-poll with ``retire``
 unless the site would fall below its warm minimum.
@@ -17,16 +20,17 @@ unless the site would fall below its warm minimum.
 from __future__ import annotations
 
 import logging
-import math
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, func, select
 
-from farside_pilot.protocol import JobState
+from farside_pilot.protocol import ErrorClass, JobState
 
-from .broker.match import queued_fitting
+from .broker.match import Need
+from .broker.plan import SiteView, head_size, place
 from .config import SiteConfig
-from .db.schema import jobs
+from .db.schema import AnyRow, jobs, pilots, site_status
 from .pool import pilots as pilot_records
 from .pool.retries import release_pilot
 from .sites.base import BatchState, BatchStatus, Site
@@ -35,63 +39,143 @@ log = logging.getLogger(__name__)
 
 _HELD = [JobState.ASSIGNED.value, JobState.RUNNING.value]
 _GONE = BatchStatus(BatchState.GONE)
+_NEED_COLUMNS = (
+    jobs.c.cores,
+    jobs.c.memory,
+    jobs.c.walltime,
+    jobs.c.gpus,
+    jobs.c.gpu_model,
+    jobs.c.arch,
+    jobs.c.env,
+    jobs.c.site_order,
+)
+#: what batch systems say when they kill a job for its memory (Slurm, Kubernetes, HTCondor)
+_OUT_OF_MEMORY = ("OUT_OF_MEMORY", "OOMKilled", "memory usage exceeded", "MemoryLimitExceeded")
 
 
-def site_demand(conn: Connection, site: SiteConfig) -> tuple[int, int]:
-    """Cores of queued jobs that fit one of the site's slots (capped) and cores held there."""
-    fits = select(jobs.c.cores).where(
-        queued_fitting(site.name, site.cores, site.memory, site.gpus, site.walltime)
-    )
-    # enough rows to fill every pilot the site may have; counting further changes nothing
-    capped = fits.limit(site.max_pilots * site.cores + 1).subquery()
-    queued = conn.execute(select(func.coalesce(func.sum(capped.c.cores), 0))).scalar_one()
-    held = conn.execute(
-        select(func.coalesce(func.sum(jobs.c.cores), 0)).where(
-            jobs.c.site == site.name, jobs.c.state.in_(_HELD)
+def classify_batch_end(reason: str | None) -> tuple[ErrorClass, str | None]:
+    """Error class (and resource) for the jobs of a pilot whose batch job ended this way."""
+    if reason and any(word.lower() in reason.lower() for word in _OUT_OF_MEMORY):
+        return ErrorClass.RESOURCE, "memory"
+    return ErrorClass.SYSTEM, None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What one pass reads from the database."""
+
+    live: dict[str, list[AnyRow]]  # live pilots per site
+    held: dict[str, tuple[int, int, int]]  # cores, memory, GPUs held per site
+    head: list[Need]  # queued jobs at the head of the queue, best first
+
+
+def read_snapshot(conn: Connection, sites: list[SiteConfig]) -> Snapshot:
+    live: dict[str, list[AnyRow]] = {s.name: [] for s in sites}
+    for row in conn.execute(
+        select(pilots).where(pilots.c.state.in_(pilot_records.LIVE_PILOT_STATES))
+    ):
+        live.setdefault(row.site, []).append(row)
+    held = {
+        site: (int(c or 0), int(m or 0), int(g or 0))
+        for site, c, m, g in conn.execute(
+            select(
+                jobs.c.site, func.sum(jobs.c.cores), func.sum(jobs.c.memory), func.sum(jobs.c.gpus)
+            )
+            .where(jobs.c.state.in_(_HELD))
+            .group_by(jobs.c.site)
         )
-    ).scalar_one()
-    return int(queued), int(held)
+    }
+    head = [
+        Need.of_row(row)
+        for row in conn.execute(
+            select(
+                jobs.c.cores,
+                jobs.c.memory,
+                jobs.c.walltime,
+                jobs.c.gpus,
+                jobs.c.gpu_model,
+                jobs.c.arch,
+                jobs.c.env,
+                jobs.c.site_order,
+            )
+            .where(jobs.c.state == JobState.QUEUED.value)
+            .order_by(jobs.c.priority.desc(), jobs.c.id)
+            .limit(head_size(sites))
+        )
+    ]
+    return Snapshot(live, held, head)
 
 
-def wanted_pilots(site: SiteConfig, queued_cores: int, held_cores: int) -> int:
-    needed = math.ceil((queued_cores + held_cores) / site.cores)
-    if site.status != "online":
-        needed = 0
-    return max(site.min_warm if site.status == "online" else 0, min(site.max_pilots, needed))
+def site_overrides(conn: Connection) -> dict[str, tuple[str, str | None]]:
+    return {
+        row.site: (row.status, row.reason)
+        for row in conn.execute(
+            select(site_status.c.site, site_status.c.status, site_status.c.reason)
+        )
+    }
 
 
 class Provisioner:
-    """Runs one reconcile pass per site; the runtime calls :meth:`run_once` in a loop."""
+    """Runs one reconcile pass over all sites; the runtime calls :meth:`run_once` in a loop."""
 
     def __init__(self, runtime: Any) -> None:
         self.rt = runtime
 
     async def run_once(self) -> None:
-        for site in self.rt.sites.values():
-            try:
-                await self.reconcile(site)
-            except Exception:
-                log.exception("provisioning site %s failed; will retry", site.name)
-
-    async def reconcile(self, site: Site) -> None:
         rt = self.rt
-        live = await rt.db.read(
-            pilot_records.site_pilots, site.name, pilot_records.LIVE_PILOT_STATES
-        )
+        rt.apply_site_status(await rt.db.read(site_overrides))
+        snapshot = await rt.db.read(read_snapshot, rt.config.sites)
+        views: list[SiteView] = []
+        for site in rt.sites.values():
+            try:
+                alive = await self.observe(site, snapshot.live.get(site.name, []))
+            except Exception:
+                log.exception("observing site %s failed; will retry", site.name)
+                continue
+            views.append(self._view(site.config, alive, snapshot))
+        wanted = place(views, snapshot.head)
+        for site in rt.sites.values():
+            if wanted.get(site.name):
+                try:
+                    await self.submit(site, wanted[site.name])
+                except Exception:
+                    log.exception("provisioning site %s failed; will retry", site.name)
+
+    def _view(self, cfg: SiteConfig, alive: list[AnyRow], snapshot: Snapshot) -> SiteView:
+        running = sum(1 for p in alive if p.state == "running")
+        queued = sum(1 for p in alive if p.state == "submitted")
+        cores, memory, gpus = snapshot.held.get(cfg.name, (0, 0, 0))
+        slots = running + queued
+        return SiteView(
+            cfg, running, queued,
+            free_cores=slots * cfg.cores - cores,
+            free_memory=slots * cfg.memory - memory,
+            free_gpus=slots * cfg.gpus - gpus,
+        )  # fmt: skip
+
+    async def observe(self, site: Site, live: list[AnyRow]) -> list[AnyRow]:
+        """Settle pilots whose batch jobs ended or never started; return those still taking
+        work (running or waiting to start; not retiring)."""
+        rt = self.rt
         batch_ids = [p.batch_id for p in live if p.batch_id]
         observed = await site.observe(batch_ids) if batch_ids else {}
         now = rt.now()
-        alive = 0
+        offline = site.config.status == "offline"
+        alive = []
         for pilot in live:
             status = observed.get(pilot.batch_id, _GONE) if pilot.batch_id else None
             if status is not None and status.state is BatchState.GONE:
                 why = f" ({status.reason})" if status.reason else ""
+                error_class, resource = classify_batch_end(status.reason)
                 await rt.write_and_publish(
                     release_pilot, pilot.id, "lost",
                     f"pilot {pilot.id} lost: its batch job {pilot.batch_id} on site {site.name} "
                     f"ended{why} without the pilot saying goodbye",
-                    rt.lease_policy,
+                    rt.lease_policy, error_class=error_class, resource=resource,
                 )  # fmt: skip
+                continue
+            if offline:
+                await self._stop(site, pilot, "its site was set offline")
                 continue
             if (
                 pilot.state == "submitted"
@@ -105,12 +189,25 @@ class Provisioner:
                     await site.cancel(pilot.batch_id)
                 continue
             if pilot.state != "retiring":
-                alive += 1
-        queued, held = await rt.db.read(site_demand, site.config)
-        missing = wanted_pilots(site.config, queued, held) - alive
-        if missing <= 0 or not site.may_submit(now):
+                alive.append(pilot)
+        return alive
+
+    async def _stop(self, site: Site, pilot: AnyRow, why: str) -> None:
+        """Cancel a pilot's batch job: the pilot gets SIGTERM, reports, says goodbye, and
+        whatever it held is retried elsewhere. Marked retiring so that it is asked once."""
+        if pilot.state == "retiring":
             return
-        for _ in range(missing):
+        await self.rt.db.write(pilot_records.mark_retiring, pilot.id, why)
+        if pilot.batch_id:
+            await site.cancel(pilot.batch_id)
+        log.info("site %s: stopping pilot %d: %s", site.name, pilot.id, why)
+
+    async def submit(self, site: Site, count: int) -> None:
+        rt = self.rt
+        now = rt.now()
+        if not site.may_submit(now):
+            return
+        for _ in range(count):
             pilot_id, token = await rt.db.write(pilot_records.create_submitted, site.name, now)
             try:
                 batch_id = await site.submit(site.launch_for(pilot_id, token))

@@ -21,8 +21,10 @@ from .config import GatewayConfig
 from .db import Database
 from .notify import Notifier
 from .pool.changes import Changes
+from .pool.fairshare import ShareRules
 from .pool.outcomes import LeasePolicy
 from .pool.retries import grant_grace, reap
+from .pool.scouts import release_scouted
 from .provision import Provisioner
 from .sites.base import Site, load_site
 
@@ -50,10 +52,22 @@ class Runtime:
         self.lease_policy = LeasePolicy(
             lease_timeout=config.heartbeat_timeout,
             max_system_attempts=config.max_system_attempts,
+            max_resource_attempts=config.max_resource_attempts,
+            sites=tuple(config.sites),
+        )
+        fair = config.fair_share
+        self.share_rules = ShareRules(
+            groups=dict(fair.groups),
+            default_share=fair.default_share,
+            max_jobs=fair.max_running_jobs_per_user,
+            max_cores=fair.max_cores_per_user,
         )
         self.sites: dict[str, Site] = {
             s.name: load_site(s, public_url, config.state_dir) for s in config.sites
         }
+        #: the configuration file's statuses, to fall back on when an override is removed
+        self.file_status = {s.name: s.status for s in config.sites}
+        self.status_reasons: dict[str, str | None] = {}
         self.stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.provisioner = Provisioner(self)
@@ -61,6 +75,15 @@ class Runtime:
     @staticmethod
     def now() -> float:
         return time.time()
+
+    def apply_site_status(self, overrides: dict[str, tuple[str, str | None]]) -> None:
+        """Apply admins' run-time site statuses (from the database) over the file's."""
+        for site in self.config.sites:
+            status, reason = overrides.get(site.name, (self.file_status[site.name], None))
+            if site.status != status:
+                log.info("site %s is now %s%s", site.name, status, f": {reason}" if reason else "")
+            site.status = status  # type: ignore[assignment]  # checked when stored
+            self.status_reasons[site.name] = reason
 
     async def write_and_publish(
         self,
@@ -95,6 +118,16 @@ class Runtime:
                 name="reaper",
             ),
             asyncio.create_task(
+                # the avalanche follows its scouts within a pass
+                self._loop(
+                    "scouts",
+                    self._release_scouted,
+                    self.config.reaper_interval,
+                    lambda: self.stopping,
+                ),
+                name="scouts",
+            ),
+            asyncio.create_task(
                 self._loop(
                     "provisioner",
                     self.provisioner.run_once,
@@ -105,6 +138,9 @@ class Runtime:
                 name="provisioner",
             ),
         ]
+
+    async def _release_scouted(self) -> None:
+        await self.write_and_publish(release_scouted, self.config.scouts, self.config.sites)
 
     async def _reap(self) -> None:
         await self.write_and_publish(reap, self.lease_policy, self.config.heartbeat_timeout)

@@ -49,6 +49,7 @@ class Outcomes:
             "wall_time": max(0.0, outcome.wall_time),
             "cpu_time": max(0.0, outcome.cpu_time),
             "max_rss": outcome.max_rss,
+            "resource": outcome.resource,
         }
         result = outcome.result
         if result is not None and len(result) > INLINE_RESULT:

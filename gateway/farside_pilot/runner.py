@@ -16,7 +16,9 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
+from .limits import WATCH_INTERVAL, tree_rss
 from .protocol.models import Assignment, Resources
+from .protocol.units import format_memory
 from .slots import Slot
 from .worker import JobOutcome, Stream
 from .workers import Message, WorkerProcess, describe_exit
@@ -36,6 +38,7 @@ class HeldJob:
     payload: bytes | None = None
     worker: WorkerProcess | None = None
     started: float = 0.0
+    peak_rss: int = 0  # of the worker's process tree, as the limit watch saw it
 
     @property
     def job_id(self) -> int:
@@ -81,6 +84,7 @@ class JobRunner:
         self._idle_workers: list[WorkerProcess] = []
         self._workers: set[WorkerProcess] = set()
         self._serial = 0
+        self._watch: asyncio.TimerHandle | None = None
 
     @property
     def idle(self) -> bool:
@@ -110,6 +114,55 @@ class JobRunner:
             job.started = time.time()
             self.events.job_started(job)
             self._send(worker, job.job_id, job.payload)
+        self._arm_watch()
+
+    # ------------------------------------------------------------ memory and walltime
+
+    def _arm_watch(self) -> None:
+        if self._watch is None and self.running:
+            self._watch = self._loop.call_later(WATCH_INTERVAL, self._check_limits)
+
+    def _check_limits(self) -> None:
+        """Kill jobs that use more memory or time than they asked for (resource errors)."""
+        self._watch = None
+        now = time.time()
+        for job in list(self.running.values()):
+            if job.worker is None:
+                continue
+            res = job.resources
+            elapsed = now - job.started
+            if elapsed > res.walltime:
+                self._overrun(
+                    job, "walltime",
+                    f"walltime exceeded: the job ran {elapsed:.0f}s, longer than the "
+                    f"{res.walltime}s it asked for; ask for more (walltime=...)",
+                )  # fmt: skip
+                continue
+            rss = tree_rss(job.worker.pid)
+            job.peak_rss = max(job.peak_rss, rss)
+            if rss > res.memory:
+                self._overrun(
+                    job, "memory",
+                    f"out of memory: the job used {format_memory(rss)}, more than the "
+                    f"{format_memory(res.memory)} it asked for; ask for more (memory=...)",
+                )  # fmt: skip
+        self._arm_watch()
+
+    def _overrun(self, job: HeldJob, resource: str, message: str) -> None:
+        assert job.worker is not None
+        log.info("job %s: %s", job.job_id, message)
+        self._kill(job.worker)
+        outcome = JobOutcome(
+            exit_code=128 + 9,
+            error_class="resource",
+            error=message,
+            result=None,
+            wall_time=max(0.0, time.time() - job.started),
+            cpu_time=0.0,
+            max_rss=job.peak_rss or None,
+            resource=resource,
+        )
+        self._finish(job, outcome)
 
     def _send(self, worker: WorkerProcess, job_id: int, payload: bytes) -> None:
         scratch = self._scratch(worker)
@@ -219,6 +272,9 @@ class JobRunner:
 
     def close(self) -> None:
         """Stop all workers; running jobs are killed."""
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
         self.kill_running()
         self.queue.clear()
         for worker in list(self._workers):

@@ -53,6 +53,8 @@ class JobOutcome:
     wall_time: float
     cpu_time: float
     max_rss: int | None
+    #: with error_class "resource": "memory" or "walltime"
+    resource: str | None = None
 
 
 class _Channel:

@@ -93,11 +93,12 @@ def test_sites_and_pilots(env: FakeGateway, capsys: pytest.CaptureFixture[str]) 
         {
             "name": "local",
             "kind": "local",
-            "status": "ok",
+            "status": "online",
             "pilots": {"idle": 2},
             "slot": {"cores": 4, "memory": 8 * 1024**3, "walltime": 3600, "gpus": 0},
             "min_warm": 1,
             "max_pilots": 8,
+            "max_queued": 8,
         }
     )
     assert main(["sites"]) == 0

@@ -225,14 +225,18 @@ def test_acquire_respects_the_walltime_a_pilot_has_left(idle_gateway: GatewayPro
         (job_id,) = user.post(
             "/jobs", json={"jobs": [_job(resources={"memory": "100 MB", "walltime": "1h"})]}
         ).json()["job_ids"]
-        pilot_id, token = _register(idle_gateway, http)
-        auth = {"Authorization": f"Bearer {token}"}
         shape = {"max_jobs": 5, "cores": 1, "memory": "1 GiB"}
 
-        def acquire(**extra: object) -> list[int]:
-            got = http.post(f"/pilots/{pilot_id}/acquire", json={**shape, **extra}, headers=auth)
-            return [j["job_id"] for j in got.json()["jobs"]]
+        def acquire(**extra: object) -> tuple[list[int], bool]:
+            pilot_id, token = _register(idle_gateway, http)
+            auth = {"Authorization": f"Bearer {token}"}
+            got = http.post(
+                f"/pilots/{pilot_id}/acquire", json={**shape, **extra}, headers=auth
+            ).json()
+            return [j["job_id"] for j in got["jobs"]], got["retire"]
 
-        assert acquire(walltime_left=0) == []  # no time left: nothing, not everything
-        assert acquire(walltime_left=1800) == []  # the job needs an hour
-        assert acquire(walltime_left=7200) == [job_id]
+        # no time left: nothing, not everything; and a pilot too short for the work that
+        # waits leaves, so that a fresh one can take it
+        assert acquire(walltime_left=0) == ([], True)
+        assert acquire(walltime_left=1800) == ([], True)  # the job needs an hour
+        assert acquire(walltime_left=7200) == ([job_id], False)

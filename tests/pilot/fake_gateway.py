@@ -68,7 +68,14 @@ class FakeGateway:
     # ----------------------------------------------------------- test helpers
 
     def add_job(
-        self, fn: Any, *args: Any, inline: bool = True, cores: int = 1, **kwargs: Any
+        self,
+        fn: Any,
+        *args: Any,
+        inline: bool = True,
+        cores: int = 1,
+        memory: int = 1024**3,
+        walltime: int = 3600,
+        **kwargs: Any,
     ) -> int:
         job_id = self._next_id
         self._next_id += 1
@@ -79,7 +86,7 @@ class FakeGateway:
                 job_id=job_id,
                 attempt=1,
                 kind="function",
-                resources=Resources(cores=cores, memory=1024**2),
+                resources=Resources(cores=cores, memory=memory, walltime=walltime),
                 payload=payload if inline else None,
                 payload_size=len(payload),
             )

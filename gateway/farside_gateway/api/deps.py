@@ -43,6 +43,15 @@ async def user(who: Annotated[Principal, Depends(principal)]) -> Principal:
     return who
 
 
+async def admin(who: Annotated[Principal, Depends(user)]) -> Principal:
+    if not who.admin:
+        raise Forbidden(
+            "this endpoint is for admins; create an admin token with "
+            "`farside gateway token --user NAME --admin`"
+        )
+    return who
+
+
 def pilot_of(who: Principal, pilot_id: int) -> Principal:
     if who.kind != "pilot" or who.pilot_id != pilot_id:
         raise Forbidden(f"this token may not act for pilot {pilot_id}")
@@ -52,3 +61,4 @@ def pilot_of(who: Principal, pilot_id: int) -> Principal:
 RuntimeDep = Annotated[Runtime, Depends(runtime)]
 PrincipalDep = Annotated[Principal, Depends(principal)]
 UserDep = Annotated[Principal, Depends(user)]
+AdminDep = Annotated[Principal, Depends(admin)]

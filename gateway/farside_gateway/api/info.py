@@ -1,15 +1,26 @@
-"""Who am I, sites and pilots."""
+"""Who am I, sites (and their run-time status) and pilots."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
 from pydantic import TypeAdapter
+from sqlalchemy import Connection, delete, insert
 
-from farside_pilot.protocol.models import PilotInfo, Resources, SiteInfo, WhoAmI
+from farside_pilot.protocol import NotFound
+from farside_pilot.protocol.models import (
+    MAX_WALLTIME,
+    PilotInfo,
+    Resources,
+    SiteInfo,
+    SiteStatusChange,
+    WhoAmI,
+)
 
+from ..db.schema import site_status
 from ..pool import queries
-from .deps import PrincipalDep, RuntimeDep, UserDep
-from .jobs import JSON
+from ..runtime import Runtime
+from .deps import AdminDep, PrincipalDep, RuntimeDep, UserDep
+from .jobs import JSON, json_response
 
 router = APIRouter(tags=["info"])
 _SITES = TypeAdapter(list[SiteInfo])
@@ -20,31 +31,76 @@ _PILOTS = TypeAdapter(list[PilotInfo])
 async def whoami(who: PrincipalDep) -> WhoAmI:
     """The identity behind the token (any kind of token)."""
     kind = "admin" if who.admin else who.kind
-    return WhoAmI(name=who.name, kind=kind, pilot_id=who.pilot_id)
+    return WhoAmI(name=who.name, kind=kind, pilot_id=who.pilot_id, groups=list(who.groups))
+
+
+async def _site_infos(rt: Runtime) -> list[SiteInfo]:
+    counts = await rt.db.read(queries.pilot_counts)
+    infos = []
+    for s in rt.config.sites:
+        health = rt.sites[s.name].health
+        infos.append(
+            SiteInfo(
+                name=s.name,
+                kind=s.plugin,
+                status=s.status,
+                status_reason=rt.status_reasons.get(s.name),
+                healthy=health.healthy,
+                last_error=health.last_error,
+                slot=Resources(
+                    cores=s.cores,
+                    memory=s.memory,
+                    gpus=s.gpus,
+                    walltime=s.walltime or MAX_WALLTIME,
+                    gpu_model=s.gpu_model,
+                    arch=s.arch,
+                ),
+                environments=s.environments,
+                pilots=counts.get(s.name, {}),
+                min_warm=s.min_warm,
+                max_pilots=s.max_pilots,
+                max_queued=s.queue_limit,
+            )
+        )
+    return infos
 
 
 @router.get("/sites", response_model=list[SiteInfo])
 async def sites(_: UserDep, rt: RuntimeDep) -> Response:
-    """Configured sites, their slot shape and their live pilots by state."""
-    counts = await rt.db.read(queries.pilot_counts)
-    infos = [
-        SiteInfo(
-            name=s.name,
-            kind=s.plugin,
-            status=s.status,
-            slot=Resources(
-                cores=s.cores,
-                memory=s.memory,
-                gpus=s.gpus,
-                walltime=s.walltime or 30 * 86400,
-            ),
-            pilots=counts.get(s.name, {}),
-            min_warm=s.min_warm,
-            max_pilots=s.max_pilots,
+    """Configured sites: slot shape, status, health and live pilots by state."""
+    return Response(_SITES.dump_json(await _site_infos(rt)), media_type=JSON)
+
+
+def _store_status(
+    conn: Connection, site: str, change: SiteStatusChange, by: str, now: float
+) -> None:
+    conn.execute(delete(site_status).where(site_status.c.site == site))
+    conn.execute(
+        insert(site_status).values(
+            site=site, status=change.status, reason=change.reason, changed_by=by, changed_at=now
         )
-        for s in rt.config.sites
-    ]
-    return Response(_SITES.dump_json(infos), media_type=JSON)
+    )
+
+
+@router.put("/sites/{name}/status", response_model=SiteInfo)
+async def set_site_status(
+    name: str, body: SiteStatusChange, who: AdminDep, rt: RuntimeDep
+) -> Response:
+    """Set a site online, draining (no new work; held jobs finish) or offline (its pilots
+    are stopped and their jobs retried on other sites). Admins only; survives restarts."""
+    if rt.config.site(name) is None:
+        raise NotFound(f"site {name!r} is not configured; sites: {sorted(rt.sites)}")
+    await rt.db.write(_store_status, name, body, who.name, rt.now())
+    overrides = {s: (st, rs) for s, (st, rs) in _current(rt).items()}
+    overrides[name] = (body.status, body.reason)
+    rt.apply_site_status(overrides)
+    rt.notifier.wake_work()  # the provisioner acts now, not at its next pass
+    info = next(i for i in await _site_infos(rt) if i.name == name)
+    return json_response(info)
+
+
+def _current(rt: Runtime) -> dict[str, tuple[str, str | None]]:
+    return {s.name: (s.status, rt.status_reasons.get(s.name)) for s in rt.config.sites}
 
 
 @router.get("/pilots", response_model=list[PilotInfo])

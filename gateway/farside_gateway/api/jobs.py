@@ -20,7 +20,7 @@ from farside_pilot.protocol.models import (
 
 from ..broker.match import check_runnable
 from ..pool import queries
-from ..pool.submit import NewJob, cancel_jobs, submit_jobs
+from ..pool.submit import NewJob, Submitter, cancel_jobs, submit_jobs
 from .deps import RuntimeDep, UserDep
 
 router = APIRouter(tags=["jobs"])
@@ -49,7 +49,9 @@ async def submit(body: SubmitRequest, who: UserDep, rt: RuntimeDep) -> Response:
                 placed.append(NewJob(spec, None, key, size))
             else:
                 placed.append(NewJob(spec, spec.payload, None, size))
-        ids = await rt.write_and_publish(submit_jobs, who.name, placed)
+        scouts = rt.config.scouts
+        submitter = Submitter(who.name, who.share_group, scouts.threshold, scouts.count)
+        ids = await rt.write_and_publish(submit_jobs, submitter, placed)
     except BaseException:
         for key in blob_keys:  # nothing half-written: no orphan blobs either
             await rt.blobs.delete(key)

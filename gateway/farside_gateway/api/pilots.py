@@ -22,6 +22,7 @@ from farside_pilot.protocol.models import (
     Resources,
 )
 
+from ..broker.match import needs_longer_slot
 from ..notify import wait_for_signal
 from ..pool import pilots as pilot_records
 from ..pool import queries
@@ -84,10 +85,11 @@ async def acquire_jobs(
     rows = []
     while not retire:
         waiter = rt.notifier.work.waiter(rt.notifier.WORK)
-        if taking:
+        if taking and site is not None:
             rows = await rt.write_and_publish(
-                acquire, slot, body, rt.lease_policy, skip_locked=not rt.db.is_sqlite
-            )
+                acquire, slot, site, body, rt.lease_policy, rt.share_rules,
+                skip_locked=not rt.db.is_sqlite,
+            )  # fmt: skip
         remaining = deadline - loop.time()
         if rows or remaining <= 0 or rt.stopping.is_set():
             break
@@ -95,6 +97,11 @@ async def acquire_jobs(
     idle_for = body.idle_seconds + wait if body.idle_seconds > 0 else 0.0
     if not rows and not retire and idle_for >= idle_timeout:
         retire = await _may_go(rt, pilot_id, slot.site)
+    # queued work waits that this pilot could run but for its remaining walltime: it
+    # leaves, and the provisioner starts a fresh pilot for that work
+    short_of_time = not rows and not retire and taking and body.walltime_left is not None
+    if short_of_time and site is not None and await rt.db.read(needs_longer_slot, site, body):
+        retire = await rt.db.write(pilot_records.decide_retire, pilot_id, slot.site, 0)
     assignments = [
         # rows come from our own database: construct, skip re-validating (hot path)
         Assignment.model_construct(

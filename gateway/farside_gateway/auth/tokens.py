@@ -28,6 +28,12 @@ class Principal:
     name: str
     admin: bool = False
     pilot_id: int | None = None
+    #: fair-share groups (user tokens); the first one counts for fair share
+    groups: tuple[str, ...] = ()
+
+    @property
+    def share_group(self) -> str | None:
+        return self.groups[0] if self.groups else None
 
     @property
     def owner_filter(self) -> str | None:
@@ -48,6 +54,7 @@ class TokenOptions(TypedDict, total=False):
     pilot_id: int | None  # a pilot token acts for this pilot only
     ttl: float | None  # seconds until it expires; None: never
     description: str | None
+    groups: list[str]  # fair-share groups of a user
 
 
 def store_token(
@@ -68,8 +75,13 @@ def store_token(
             created_at=now,
             expires_at=now + ttl if ttl else None,
             description=options.get("description"),
+            groups=_groups_column(options.get("groups") or []),
         )
     )
+
+
+def _groups_column(groups: list[str]) -> str | None:
+    return "," + ",".join(groups) + "," if groups else None
 
 
 def issue_token(
@@ -85,7 +97,10 @@ def lookup_token(conn: Connection, token: str, now: float) -> Principal | None:
     row = conn.execute(select(tokens).where(tokens.c.token_hash == hash_token(token))).first()
     if row is None or (row.expires_at is not None and row.expires_at < now):
         return None
-    return Principal(kind=row.kind, name=row.subject, admin=row.admin, pilot_id=row.pilot_id)
+    groups = tuple(g for g in (row.groups or "").split(",") if g)
+    return Principal(
+        kind=row.kind, name=row.subject, admin=row.admin, pilot_id=row.pilot_id, groups=groups
+    )
 
 
 def revoke_pilot_tokens(conn: Connection, pilot_id: int) -> None:

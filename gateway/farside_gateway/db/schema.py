@@ -53,11 +53,24 @@ jobs = Table(
     Column("memory", BigInteger, nullable=False),
     Column("walltime", Integer, nullable=False),
     Column("gpus", Integer, nullable=False),
-    # ",a,b," so that a site filter is a LIKE in SQL; NULL means any site
+    Column("gpu_model", String(64)),
+    Column("arch", String(32)),
+    Column("env", String(200)),
+    # ",a,b," so that a site filter is a LIKE in SQL; NULL means any site. The user's
+    # order of preference is kept in ``site_order`` (the LIKE column is sorted).
     Column("sites", String(2000)),
+    Column("site_order", String(2000)),
+    # the fair-share group the owner's token named at submission
+    Column("share_group", String(200)),
+    # resources the user left to the gateway ("memory,walltime"): scouts may correct them
+    Column("tunable", String(32)),
+    # 1: a scout of a large map; 2: waits (pending) for its map's scouts
+    Column("scout", Integer, nullable=False, default=0),
+    Column("adjusted", Text),
     Column("max_attempts", Integer, nullable=False),
     Column("user_failures", Integer, nullable=False, default=0),
     Column("system_failures", Integer, nullable=False, default=0),
+    Column("resource_failures", Integer, nullable=False, default=0),
     Column("attempt", Integer, nullable=False, default=0),
     Column("parents_left", Integer, nullable=False, default=0),
     Column("pilot_id", Id),
@@ -83,6 +96,8 @@ jobs = Table(
 )
 # The broker's scan: queued jobs, best first.
 Index("ix_jobs_queue", jobs.c.state, jobs.c.priority.desc(), jobs.c.id)
+# Fair share: each user's queued jobs best first, and the distinct users with queued work.
+Index("ix_jobs_owner_queue", jobs.c.state, jobs.c.owner, jobs.c.priority.desc(), jobs.c.id)
 Index("ix_jobs_owner", jobs.c.owner, jobs.c.id)
 Index("ix_jobs_owner_group", jobs.c.owner, jobs.c.group_name)
 Index("ix_jobs_pilot", jobs.c.pilot_id, jobs.c.state)
@@ -186,7 +201,21 @@ tokens = Table(
     Column("created_at", Float, nullable=False),
     Column("expires_at", Float),
     Column("description", String(200)),
+    # fair-share groups of a user token, ",a,b,"
+    Column("groups", String(1000)),
     sqlite_autoincrement=True,
+)
+
+# Run-time site status set by an admin; it wins over the configuration file's ``status``
+# and survives restarts (and is seen by every replica).
+site_status = Table(
+    "site_status",
+    metadata,
+    Column("site", String(64), primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("reason", Text),
+    Column("changed_by", String(200), nullable=False),
+    Column("changed_at", Float, nullable=False),
 )
 
 #: A result row of any shape (SQLAlchemy 2.1's Row is variadic).

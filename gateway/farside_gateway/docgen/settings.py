@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 import tomllib
@@ -112,6 +113,8 @@ def _type_text(annotation: Any, metadata: Sequence[object] = ()) -> str:
         return f"list of {_type_text(item)}"
     if origin is dict:
         return "table"
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return "table (see below)"
     name = getattr(annotation, "__name__", str(annotation))
     text = _KIND_TEXT[kind] if kind else _SCALARS.get(annotation, name)
     limits = _constraints(metadata, kind or "")
@@ -123,6 +126,8 @@ def _factory_doc(field: FieldInfo) -> str | None:
     if isinstance(extra, dict) and isinstance(extra.get("doc_default"), str):
         return str(extra["doc_default"])
     factory = field.default_factory
+    if isinstance(factory, type) and issubclass(factory, BaseModel):
+        return "see below"
     if factory in (dict, list):
         return "`{}`" if factory is dict else "`[]`"
     doc = getattr(factory, "__doc__", None)
@@ -158,10 +163,36 @@ def config_example() -> str:
     return text
 
 
+def _sub_tables() -> list[tuple[str, type[BaseModel]]]:
+    """Settings of GatewayConfig that are tables of their own (``[fair_share]``, ...)."""
+    found = []
+    for name, f in GatewayConfig.model_fields.items():
+        factory = f.default_factory
+        if isinstance(factory, type) and issubclass(factory, BaseModel):
+            found.append((name, factory))
+    return found
+
+
+def _commented(model: type[BaseModel]) -> list[str]:
+    lines = []
+    for name, f in model.model_fields.items():
+        if f.is_required():
+            lines.append(f"# {name} = ...  # required")
+        elif f.default_factory is not None:
+            shown = {dict: "{}", list: "[]"}.get(f.default_factory, "...  # computed")  # type: ignore[call-overload]
+            lines.append(f"# {name} = {shown}")
+        elif f.default is None:
+            lines.append(f"# {name} =  # unset")
+        else:
+            lines.append(f"# {name} = {_toml_value(f.default)}")
+    return lines
+
+
 def _all_settings_toml() -> str:
     lines = ["# every setting, commented out at its default"]
+    tables = dict(_sub_tables())
     for name, f in GatewayConfig.model_fields.items():
-        if name == "sites":
+        if name == "sites" or name in tables:
             continue
         if f.default_factory is not None or f.is_required():
             lines.append(f"# {name} = ...  # {_default_text(f)}")
@@ -169,18 +200,26 @@ def _all_settings_toml() -> str:
             lines.append(f"# {name} =  # unset")
         else:
             lines.append(f"# {name} = {_toml_value(f.default)}")
+    for name, model in tables.items():
+        lines += ["", f"[{name}]", *_commented(model)]
     lines += ["", "[[sites]]"]
-    for name, f in SiteConfig.model_fields.items():
-        if name == "name":
-            lines.append('name = "local"  # required')
-        elif f.default_factory is not None:
-            shown = "{}" if f.default_factory is dict else "...  # computed"
-            lines.append(f"# {name} = {shown}")
-        elif f.default is None:
-            lines.append(f"# {name} =  # unset")
-        else:
-            lines.append(f"# {name} = {_toml_value(f.default)}")
+    lines += [
+        'name = "local"  # required' if line.startswith("# name =") else line
+        for line in _commented(SiteConfig)
+    ]
     return "\n".join(lines) + "\n"
+
+
+def _sub_table_sections() -> list[str]:
+    parts = []
+    for name, model in _sub_tables():
+        parts += [
+            f"\n## `[{name}]`\n\n",
+            rst_to_md(inspect.cleandoc(model.__doc__ or "")),
+            "\n\n",
+            _fields_table(model),
+        ]
+    return parts
 
 
 def configuration_md() -> str:
@@ -203,6 +242,7 @@ def configuration_md() -> str:
             rst_to_md(gateway_doc.strip()),
             "\n\n",
             _fields_table(GatewayConfig),
+            *_sub_table_sections(),
             "\n## Sites\n\n",
             rst_to_md(site_doc.strip()),
             " Each `[[sites]]` table takes:\n\n",

@@ -19,9 +19,11 @@ from farside_pilot.protocol.models import (
 )
 
 from ..broker.match import queued_fitting
+from ..config import SiteConfig
 from ..db.engine import insert_rows
 from ..db.schema import AnyRow, attempts, jobs, log_lines, pilots
 from .changes import Changes
+from .fairshare import ShareRules, claimants, plan
 from .outcomes import (
     ACTIVE,
     HELD_COLUMNS,
@@ -46,57 +48,43 @@ class PilotSlot:
 def acquire(
     conn: Connection,
     slot: PilotSlot,
+    site: SiteConfig,
     request: AcquireRequest,
     policy: LeasePolicy,
+    rules: ShareRules,
     changes: Changes,
     *,
     skip_locked: bool,
 ) -> list[AnyRow]:
-    """Claim up to ``max_jobs`` queued jobs that each fit the slot; best first.
+    """Claim up to ``max_jobs`` queued jobs that each fit the slot, fairly among users.
 
-    One statement picks and claims (UPDATE ... WHERE id IN (best queued) RETURNING): its
-    text never changes, so the database plans it once, and no row is read twice.
+    Fair share decides how many jobs each user with queued work gets (see ``fairshare``);
+    within a user, higher priority and then older jobs go first.
     """
-    best = (
-        select(jobs.c.id)
-        .where(
-            queued_fitting(
-                slot.site, request.cores, request.memory, request.gpus, request.walltime_left
-            )
-        )
-        .order_by(jobs.c.priority.desc(), jobs.c.id)
-        .limit(request.max_jobs)
-    )
-    if skip_locked:
-        best = best.with_for_update(skip_locked=True)
-    claimed = conn.execute(
-        update(jobs)
-        .where(jobs.c.id.in_(best))
-        .values(
-            state=S.ASSIGNED.value,
-            pilot_id=slot.pilot_id,
-            site=slot.site,
-            attempt=jobs.c.attempt + 1,
-            lease_expires=changes.now + policy.lease_timeout,
-        )
-        .returning(
-            jobs.c.id,
-            jobs.c.owner,
-            jobs.c.kind,
-            jobs.c.priority,
-            jobs.c.cores,
-            jobs.c.memory,
-            jobs.c.walltime,
-            jobs.c.gpus,
-            jobs.c.attempt,  # the new attempt number
-            jobs.c.payload,
-            jobs.c.payload_size,
-        )
-    ).all()
-    # RETURNING keeps no order; hand them out best first
-    rows = sorted(claimed, key=lambda r: (-r.priority, r.id))
+    rows: list[AnyRow] = []
+    carry = 0  # jobs a user was planned but had none fitting: offered to the next
+    for user, planned in plan(claimants(conn, rules), rules, request.max_jobs):
+        want = planned + carry
+        _, cores_left = user.room(rules)
+        if cores_left is None:
+            got = _claim(conn, slot, site, request, policy, changes, user.owner, want,
+                         request.cores, skip_locked)  # fmt: skip
+        else:
+            # a core cap: claim one at a time, each within what is left under the cap
+            got = []
+            while len(got) < want and cores_left > 0:
+                one = _claim(conn, slot, site, request, policy, changes, user.owner, 1,
+                             min(request.cores, cores_left), skip_locked)  # fmt: skip
+                if not one:
+                    break
+                got += one
+                cores_left -= one[0].cores
+        rows += got
+        carry = want - len(got)
     if not rows:
         return []
+    # RETURNING keeps no order; hand them out best first
+    rows.sort(key=lambda r: (-r.priority, r.id))
     insert_rows(
         conn,
         attempts,
@@ -117,6 +105,59 @@ def acquire(
         changes.transition(row.id, row.owner, S.QUEUED, S.ASSIGNED, row.attempt)
     changes.flush(conn)
     return rows
+
+
+def _claim(
+    conn: Connection,
+    slot: PilotSlot,
+    site: SiteConfig,
+    request: AcquireRequest,
+    policy: LeasePolicy,
+    changes: Changes,
+    owner: str,
+    limit: int,
+    cores: int,
+    skip_locked: bool,
+) -> list[AnyRow]:
+    """One statement picks and claims a user's best fitting jobs (UPDATE ... WHERE id IN
+    (best queued) RETURNING): its text never changes, so the database plans it once."""
+    best = (
+        select(jobs.c.id)
+        .where(
+            jobs.c.owner == owner,
+            queued_fitting(site, cores, request.memory, request.gpus, request.walltime_left),
+        )
+        .order_by(jobs.c.priority.desc(), jobs.c.id)
+        .limit(limit)
+    )
+    if skip_locked:
+        best = best.with_for_update(skip_locked=True)
+    return list(
+        conn.execute(
+            update(jobs)
+            .where(jobs.c.id.in_(best))
+            .values(
+                state=S.ASSIGNED.value,
+                pilot_id=slot.pilot_id,
+                site=slot.site,
+                attempt=jobs.c.attempt + 1,
+                lease_expires=changes.now + policy.lease_timeout,
+            )
+            .returning(
+                jobs.c.id,
+                jobs.c.owner,
+                jobs.c.kind,
+                jobs.c.priority,
+                jobs.c.cores,
+                jobs.c.memory,
+                jobs.c.walltime,
+                jobs.c.gpus,
+                jobs.c.attempt,  # the new attempt number
+                jobs.c.payload,
+                jobs.c.payload_size,
+            )
+        ).all()
+    )
 
 
 def heartbeat(
@@ -238,7 +279,7 @@ def report(
         error_class = ErrorClass(upd.error_class or ErrorClass.USER)
         fail_attempts(
             conn, [row], error_class, upd.error or "the job failed", policy, changes,
-            outcome=outcome_params(prepared),
+            outcome=outcome_params(prepared), resource=upd.resource,
         )  # fmt: skip
     changes.flush(conn)
     return len(updates)

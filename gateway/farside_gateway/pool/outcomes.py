@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, func, update
@@ -10,6 +10,7 @@ from sqlalchemy import Connection, and_, bindparam, func, update
 from farside_pilot.protocol import JobState
 from farside_pilot.protocol.models import ACTIVE_STATES, JobUpdate
 
+from ..config import SiteConfig
 from ..db.schema import attempts, jobs
 
 S = JobState
@@ -25,13 +26,28 @@ HELD_COLUMNS = (
     jobs.c.max_attempts,
     jobs.c.user_failures,
     jobs.c.system_failures,
+    jobs.c.resource_failures,
+    jobs.c.cores,
+    jobs.c.memory,
+    jobs.c.walltime,
+    jobs.c.gpus,
+    jobs.c.gpu_model,
+    jobs.c.arch,
+    jobs.c.env,
+    jobs.c.site_order,
+    jobs.c.adjusted,
 )
 
 
 @dataclass(frozen=True)
 class LeasePolicy:
+    """The gateway's rules for ending attempts."""
+
     lease_timeout: float
     max_system_attempts: int
+    max_resource_attempts: int = 3
+    #: the configured sites: how much memory and walltime a retry may ask for
+    sites: tuple[SiteConfig, ...] = field(default=())
 
 
 @dataclass(frozen=True)

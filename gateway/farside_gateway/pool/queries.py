@@ -46,8 +46,15 @@ def _job_info(row: AnyRow) -> dict[str, Any]:
         "pilot_id": row.pilot_id,
         "attempts": row.attempt,
         "resources": Resources(
-            cores=row.cores, memory=row.memory, walltime=row.walltime, gpus=row.gpus
+            cores=row.cores,
+            memory=row.memory,
+            walltime=row.walltime,
+            gpus=row.gpus,
+            gpu_model=row.gpu_model,
+            arch=row.arch,
         ),
+        "env": row.env,
+        "adjusted": row.adjusted,
         "priority": row.priority,
         "created": _dt(row.created_at),
         "queued": _dt(row.queued_at),

@@ -2,18 +2,25 @@
 
 System errors (a lost pilot, an expired lease, a batch job that vanished) count against the
 gateway's ``max_system_attempts``, never against the user's ``max_attempts``; user errors
-(the function raised) are retried only while ``max_attempts`` allows.
+(the function raised) are retried only while ``max_attempts`` allows. Resource errors (out
+of memory, walltime exceeded) are retried with more of that resource, up to what the
+largest site that could run the job offers and ``max_resource_attempts`` times.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import Connection, select, update
 
-from farside_pilot.protocol import ErrorClass, JobState
+from farside_pilot.protocol import ErrorClass, JobState, format_memory, format_walltime
+from farside_pilot.protocol.models import MAX_WALLTIME
 
 from ..auth.tokens import revoke_pilot_tokens
+from ..broker.match import Need, fits
 from ..db.schema import AnyRow, attempts, jobs, pilots
 from .changes import Changes
 from .outcomes import ACTIVE, HELD_COLUMNS, LeasePolicy, store_outcomes
@@ -32,14 +39,24 @@ def fail_attempts(
     changes: Changes,
     *,
     outcome: dict[str, Any] | None = None,
+    resource: str | None = None,
 ) -> None:
     """End the current attempt of each held job; retry it or fail it, by error class."""
     dead: list[int] = []
     for row in rows:
         user_failures, system_failures = row.user_failures, row.system_failures
+        resource_failures = row.resource_failures
+        more: dict[str, Any] = {}
         if error_class is ErrorClass.USER:
             user_failures += 1
             retry = user_failures < row.max_attempts
+        elif error_class is ErrorClass.RESOURCE and resource in ("memory", "walltime"):
+            resource_failures += 1
+            measured = (outcome or {}).get("_rss" if resource == "memory" else "_wall")
+            more, why_not = _more_of(row, resource, measured, policy)
+            retry = bool(more) and resource_failures < policy.max_resource_attempts
+            if not retry:
+                reason += f"; {why_not or 'no more retries with more ' + resource}"
         else:
             system_failures += 1
             retry = system_failures < policy.max_system_attempts
@@ -49,7 +66,11 @@ def fail_attempts(
             "_start": None,
         }  # fmt: skip
         params = {**params, "_class": error_class.value, "_error": reason}
-        counters = {"user_failures": user_failures, "system_failures": system_failures}
+        counters = {
+            "user_failures": user_failures,
+            "system_failures": system_failures,
+            "resource_failures": resource_failures,
+        }
         if retry:
             conn.execute(
                 update(attempts)
@@ -76,12 +97,16 @@ def fail_attempts(
                     error_class=error_class.value,
                     error=reason,
                     **counters,
+                    **more,
                 )
             )
+            retrying = "retrying"
+            if more:
+                retrying += " with " + str(more["adjusted"]).rsplit("; ", 1)[-1]
             changes.transition(
                 row.id, row.owner, row.state, S.QUEUED, row.attempt,
                 error_class=error_class.value,
-                reason=f"attempt {row.attempt} failed ({error_class.value}): {reason}; retrying",
+                reason=f"attempt {row.attempt} failed ({error_class.value}): {reason}; {retrying}",
             )  # fmt: skip
         else:
             conn.execute(update(jobs).where(jobs.c.id == row.id).values(**counters))
@@ -94,6 +119,33 @@ def fail_attempts(
     fail_children(conn, dead, changes)
 
 
+def _more_of(
+    row: Any, resource: str, measured: float | None, policy: LeasePolicy
+) -> tuple[dict[str, Any], str | None]:
+    """Columns for a retry with more ``resource`` (twice as much, or 1.5 times what was
+    measured, whichever is more, capped by the largest site that could run the job);
+    empty with the reason when no site offers more."""
+    need = Need.of_row(row)
+    current = int(row.memory if resource == "memory" else row.walltime)
+    # sites that could run the job if this resource did not matter
+    relaxed = replace(need, memory=0) if resource == "memory" else replace(need, walltime=0)
+    candidates = [s for s in policy.sites if fits(s, relaxed)]
+    show: Callable[[int], str]
+    if resource == "memory":
+        limit = max((s.memory for s in candidates), default=current)
+        show = format_memory
+    else:
+        limit = max((s.walltime or MAX_WALLTIME for s in candidates), default=current)
+        show = format_walltime
+    wanted = max(current * 2, math.ceil((measured or 0) * 1.5))
+    new = min(limit, wanted)
+    if new <= current:
+        return {}, f"no site offers more than {show(limit)} of {resource}"
+    note = f"{resource} {show(current)} → {show(new)}"
+    adjusted = f"{row.adjusted}; {note}" if row.adjusted else note
+    return {resource: new, "adjusted": adjusted}, None
+
+
 def release_pilot(
     conn: Connection,
     pilot_id: int,
@@ -101,8 +153,15 @@ def release_pilot(
     reason: str,
     policy: LeasePolicy,
     changes: Changes,
+    *,
+    error_class: ErrorClass = ErrorClass.SYSTEM,
+    resource: str | None = None,
 ) -> None:
-    """A pilot is gone (exited, lost, its batch job ended): retry everything it held."""
+    """A pilot is gone (exited, lost, its batch job ended): retry everything it held.
+
+    ``error_class``/``resource``: what the batch system said, e.g. that it killed the
+    pilot's batch job for using too much memory.
+    """
     conn.execute(
         update(pilots)
         .where(pilots.c.id == pilot_id, pilots.c.state.in_(LIVE_PILOT_STATES))
@@ -115,7 +174,7 @@ def release_pilot(
         ).all()
     )
     if rows:
-        fail_attempts(conn, rows, ErrorClass.SYSTEM, reason, policy, changes)
+        fail_attempts(conn, rows, error_class, reason, policy, changes, resource=resource)
     changes.flush(conn)
 
 

@@ -28,14 +28,55 @@ class NewJob:
     payload_size: int
 
 
+@dataclass(frozen=True)
+class Submitter:
+    """Who submits, and the gateway's rules that shape what is stored."""
+
+    owner: str
+    share_group: str | None = None
+    scout_threshold: int = 0  # maps of more than this many jobs send scouts; 0: never
+    scout_count: int = 0
+
+
 def _sites_column(sites: list[str]) -> str | None:
     return "," + ",".join(sorted(set(sites))) + "," if sites else None
 
 
+def _order_column(sites: list[str]) -> str | None:
+    return ",".join(dict.fromkeys(sites)) if sites else None
+
+
+def _tunable(spec: JobSpec) -> str | None:
+    """Resources the user left to the gateway: those not given explicitly."""
+    left = [r for r in ("memory", "walltime") if r not in spec.resources.model_fields_set]
+    return ",".join(left) or None
+
+
+def _scout_roles(specs: list[JobSpec], who: Submitter) -> list[int]:
+    """1 for a scout, 2 for a job that waits for its map's scouts, 0 otherwise.
+
+    A map is the jobs of one request that share a group; only its jobs with something
+    to tune and no parents take part (a dependent job waits for its parents anyway).
+    """
+    roles = [0] * len(specs)
+    if who.scout_count <= 0:
+        return roles
+    members: dict[str, list[int]] = {}
+    for index, spec in enumerate(specs):
+        if spec.group and not spec.after and _tunable(spec):
+            members.setdefault(spec.group, []).append(index)
+    for indexes in members.values():
+        if len(indexes) > who.scout_threshold:
+            for n, index in enumerate(indexes):
+                roles[index] = 1 if n < who.scout_count else 2
+    return roles
+
+
 def submit_jobs(
-    conn: Connection, owner: str, new_jobs: list[NewJob], changes: Changes
+    conn: Connection, who: Submitter, new_jobs: list[NewJob], changes: Changes
 ) -> list[int]:
-    """Insert jobs; a job with unfinished parents waits in ``pending``."""
+    """Insert jobs; a job with unfinished parents, or waiting for scouts, is ``pending``."""
+    owner = who.owner
     parent_ids = {p for job in new_jobs for p in job.spec.after}
     parent_state: dict[int, str] = {}
     if parent_ids:
@@ -52,14 +93,15 @@ def submit_jobs(
             )
     rows: list[dict[str, Any]] = []
     initial: list[tuple[JobState, str | None]] = []
-    for job in new_jobs:
+    roles = _scout_roles([job.spec for job in new_jobs], who)
+    for job, role in zip(new_jobs, roles, strict=True):
         spec = job.spec
         parents = set(spec.after)
         dead = sorted(p for p in parents if parent_state[p] in _FAILED_PARENT)
         left = sum(1 for p in parents if parent_state[p] != S.FINISHED.value)
         if dead:
             state, reason = S.FAILED, f"dependency job {dead[0]} {parent_state[dead[0]]}"
-        elif left:
+        elif left or role == 2:
             state, reason = S.PENDING, None
         else:
             state, reason = S.QUEUED, None
@@ -77,7 +119,16 @@ def submit_jobs(
                 "memory": res.memory,
                 "walltime": res.walltime,
                 "gpus": res.gpus,
+                "gpu_model": res.gpu_model if res.gpus else None,
+                "arch": res.arch,
+                "env": spec.env,
                 "sites": _sites_column(spec.sites),
+                "site_order": _order_column(spec.sites),
+                "share_group": who.share_group,
+                "tunable": _tunable(spec),
+                "scout": role,
+                "adjusted": None,
+                "resource_failures": 0,
                 "max_attempts": spec.max_attempts,
                 "user_failures": 0,
                 "system_failures": 0,

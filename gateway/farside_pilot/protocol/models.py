@@ -85,7 +85,15 @@ class Resources(_Strict):
     memory: Memory = Field(1024**3, description="bytes; strings such as '2 GiB' are accepted")
     walltime: Walltime = Field(3600, description="seconds; strings such as '10m' are accepted")
     gpus: int = Field(0, ge=0, le=MAX_GPUS)
+    gpu_model: str | None = Field(
+        None, max_length=64, description="GPU model the job needs, e.g. 'A100'; None: any"
+    )
+    arch: str | None = Field(
+        None, max_length=32, description="CPU architecture, e.g. 'x86_64' or 'aarch64'; None: any"
+    )
 
+
+ResourceName = Literal["memory", "walltime"]
 
 # ---------------------------------------------------------------- user side
 
@@ -101,7 +109,13 @@ class JobSpec(_Strict):
     max_attempts: int = Field(1, ge=1, le=100, description="attempts a user error may use")
     priority: int = Field(0, ge=-1000, le=1000)
     after: list[int] = Field(default_factory=list, max_length=MAX_JOBS_PER_SUBMIT)
-    sites: list[Name] = Field(default_factory=list, description="allowed sites; empty means any")
+    sites: list[Name] = Field(
+        default_factory=list,
+        description="allowed sites in order of preference; empty means any",
+    )
+    env: Name | None = Field(
+        None, description="environment (image, software profile) the job needs; None: any site's"
+    )
 
 
 class SubmitRequest(_Strict):
@@ -122,6 +136,10 @@ class JobInfo(_Strict):
     pilot_id: int | None
     attempts: int
     resources: Resources
+    env: str | None = None
+    adjusted: str | None = Field(
+        None, description="how the gateway changed the resources asked for (scouts, retries)"
+    )
     priority: int
     created: datetime
     queued: datetime | None
@@ -218,16 +236,33 @@ class WhoAmI(_Strict):
     name: str
     kind: Literal["user", "admin", "site", "pilot"]
     pilot_id: int | None = None
+    groups: list[str] = Field(default_factory=list, description="fair-share groups")
+
+
+SiteStatus = Literal["online", "draining", "offline"]
 
 
 class SiteInfo(_Strict):
     name: str
     kind: str
-    status: str
+    status: SiteStatus
+    status_reason: str | None = None
+    healthy: bool = Field(True, description="False after repeated failed pilot submissions")
+    last_error: str | None = Field(None, description="the batch system's last refusal")
     slot: Resources
+    environments: list[str] = Field(default_factory=list)
     pilots: dict[str, int]
     min_warm: int
     max_pilots: int
+    max_queued: int
+
+
+class SiteStatusChange(_Strict):
+    """An admin sets a site's status: ``draining`` takes no new work and lets held jobs
+    finish; ``offline`` also stops its pilots, whose jobs are retried on other sites."""
+
+    status: SiteStatus
+    reason: str | None = Field(None, max_length=500)
 
 
 class PilotInfo(_Strict):
@@ -311,6 +346,9 @@ class JobUpdate(_Strict):
     exit_code: int | None = None
     error_class: ErrorClass | None = None
     error: str | None = Field(None, max_length=10_000)
+    resource: ResourceName | None = Field(
+        None, description="with error_class 'resource': which resource ran out"
+    )
     wall_time: float | None = Field(None, ge=0)
     cpu_time: float | None = Field(None, ge=0)
     max_rss: int | None = Field(None, ge=0)
