@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
-# Set up and run every check: lint, format, types, and the whole test suite (unit,
-# integration on SQLite and on a real PostgreSQL that scripts/postgres.sh starts).
-# Extra arguments go to pytest, e.g. scripts/test.sh -m "not postgres" -x
+# Set up and run every check: lint, format, types, docs, then the test suites against real
+# services that the project's own scripts install and start:
+#   default    unit + integration on SQLite and PostgreSQL (scripts/postgres.sh) and Slurm
+#              (scripts/slurm.sh)
+#   htcondor   the HTCondor site against a real pool (scripts/htcondor.sh: Debian trixie chroot)
+#   kubernetes the Kubernetes site against a real API server (scripts/kubernetes.sh: built from
+#              Debian's source once, cached outside the repository)
+# With arguments, they go to one pytest run instead, e.g. scripts/test.sh -m "not postgres" -x
+# FARSIDE_TEST_SUITES picks suites for an argument-less run (default: all three).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export FARSIDE_TEST_POSTGRES=${FARSIDE_TEST_POSTGRES:-$(bash scripts/postgres.sh)}
+bash scripts/slurm.sh >/dev/null
 echo "== ruff"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
@@ -13,5 +20,23 @@ echo "== mypy"
 .venv/bin/mypy
 echo "== docs are current"
 .venv/bin/python -m farside_gateway.docgen --check
-echo "== pytest"
-.venv/bin/pytest "$@"
+if [ "$#" -gt 0 ]; then
+  echo "== pytest $*"
+  exec .venv/bin/pytest "$@"
+fi
+for suite in ${FARSIDE_TEST_SUITES:-default htcondor kubernetes}; do
+  case "$suite" in
+    default)
+      echo "== pytest: default suite"
+      .venv/bin/pytest -m "not htcondor and not kubernetes" ;;
+    htcondor)
+      echo "== pytest: HTCondor suite"
+      bash scripts/htcondor.sh
+      .venv/bin/pytest -m htcondor ;;
+    kubernetes)
+      echo "== pytest: Kubernetes suite"
+      bash scripts/kubernetes.sh
+      .venv/bin/pytest -m kubernetes ;;
+    *) echo "unknown suite $suite (default, htcondor, kubernetes)" >&2; exit 2 ;;
+  esac
+done

@@ -147,13 +147,22 @@ class GatewayProcess:
         return out.stdout.strip().splitlines()[-1]
 
     def pilot_pids(self) -> list[int]:
-        """Process ids of the pilots this gateway's local site started (from the database)."""
-        rows: list[tuple[str | None]] = []
+        """Process ids of the pilots this gateway's local sites started (from the database).
+
+        Only ``local`` sites: another plugin's batch ids are not process ids, and killing
+        process groups by them could hit anything on the machine.
+        """
+        local = {
+            site["name"]
+            for site in self.settings.get("sites", [])
+            if site.get("plugin", "local") == "local"
+        }
+        rows: list[tuple[str | None, str]] = []
         if self.database_url is None:
             db = self.state_dir / "farside.db"
             if db.exists():
                 with sqlite3.connect(db) as conn:
-                    rows = conn.execute("select batch_id from pilots").fetchall()
+                    rows = conn.execute("select batch_id, site from pilots").fetchall()
         else:
             import sqlalchemy
 
@@ -161,14 +170,14 @@ class GatewayProcess:
             try:
                 with engine.connect() as conn:
                     rows = [
-                        (r[0],)
-                        for r in conn.execute(sqlalchemy.text("select batch_id from pilots"))
+                        (r[0], r[1])
+                        for r in conn.execute(sqlalchemy.text("select batch_id, site from pilots"))
                     ]
             except sqlalchemy.exc.SQLAlchemyError:
                 rows = []
             finally:
                 engine.dispose()
-        return [int(r[0]) for r in rows if r[0] and r[0].isdigit()]
+        return [int(r[0]) for r in rows if r[0] and r[0].isdigit() and r[1] in local]
 
 
 def wait_until(predicate: Any, timeout: float = 30.0, interval: float = 0.05) -> Any:

@@ -32,7 +32,7 @@ from .broker.plan import SiteView, head_size, place
 from .config import SiteConfig
 from .db.schema import AnyRow, jobs, pilots, site_status
 from .pool import pilots as pilot_records
-from .pool.retries import release_pilot
+from .pool.retries import release_pilot, take_back
 from .sites.base import BatchState, BatchStatus, Site
 
 log = logging.getLogger(__name__)
@@ -173,6 +173,12 @@ class Provisioner:
                     f"ended{why} without the pilot saying goodbye",
                     rt.lease_policy, error_class=error_class, resource=resource,
                 )  # fmt: skip
+                if pilot.state == "submitted":
+                    # it never started: as bad as a refused submission, so back off rather
+                    # than replace it at once, pass after pass
+                    site.submission_failed(
+                        RuntimeError(f"pilot {pilot.id} ended before it registered{why}"), now
+                    )
                 continue
             if offline:
                 await self._stop(site, pilot, "its site was set offline")
@@ -193,11 +199,12 @@ class Provisioner:
         return alive
 
     async def _stop(self, site: Site, pilot: AnyRow, why: str) -> None:
-        """Cancel a pilot's batch job: the pilot gets SIGTERM, reports, says goodbye, and
-        whatever it held is retried elsewhere. Marked retiring so that it is asked once."""
+        """Take a pilot's jobs back (they are retried elsewhere) and cancel its batch job:
+        the pilot gets SIGTERM and says goodbye. Marked retiring, so this happens once."""
         if pilot.state == "retiring":
             return
-        await self.rt.db.write(pilot_records.mark_retiring, pilot.id, why)
+        reason = f"pilot {pilot.id} on site {site.name} stopped: {why}"
+        await self.rt.write_and_publish(take_back, pilot.id, reason, self.rt.lease_policy)
         if pilot.batch_id:
             await site.cancel(pilot.batch_id)
         log.info("site %s: stopping pilot %d: %s", site.name, pilot.id, why)

@@ -68,6 +68,7 @@ class Runtime:
         #: the configuration file's statuses, to fall back on when an override is removed
         self.file_status = {s.name: s.status for s in config.sites}
         self.status_reasons: dict[str, str | None] = {}
+        self._sites_started = False
         self.stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.provisioner = Provisioner(self)
@@ -108,8 +109,8 @@ class Runtime:
         # time the gateway was down must not count against pilots: give every live pilot
         # and lease a full timeout from now to reconnect
         await self.db.write(grant_grace, self.now(), self.config.heartbeat_timeout)
-        for site in self.sites.values():
-            await site.start()
+        if not self._sites_started:
+            await self.start_sites()
         self._tasks = [
             asyncio.create_task(
                 self._loop(
@@ -138,6 +139,13 @@ class Runtime:
                 name="provisioner",
             ),
         ]
+
+    async def start_sites(self) -> None:
+        """Let each site plugin check its batch system (before serving, so that a missing
+        ``sbatch`` is a one-line error, not a traceback from inside the server)."""
+        for site in self.sites.values():
+            await site.start()
+        self._sites_started = True
 
     async def _release_scouted(self) -> None:
         await self.write_and_publish(release_scouted, self.config.scouts, self.config.sites)

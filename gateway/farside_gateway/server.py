@@ -116,6 +116,7 @@ def serve(
     server = _Server(uv_config, runtime, stop_pilots_on_exit)
 
     async def main() -> None:
+        await runtime.start_sites()
         serving = asyncio.create_task(server.serve(sockets=[sock]))
         while not server.started:
             if serving.done():

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import shutil
@@ -378,6 +379,10 @@ class Pilot:
         self.reporter.log(job.job_id, job.attempt, stream, when, text)
 
     def job_ended(self, job: HeldJob, outcome: JobOutcome) -> None:
+        if outcome.error_class == "system" and self.config.batch_id:
+            outcome = dataclasses.replace(
+                outcome, error=f"{outcome.error} (batch job {self.config.batch_id})"
+            )
         self.prefetch.observe(outcome.wall_time)
         self.outcomes.report_end(job, outcome)
         self._room.set()

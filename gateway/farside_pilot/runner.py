@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import shutil
+import signal
 import time
 from dataclasses import dataclass
 from typing import Protocol
@@ -225,10 +226,16 @@ class JobRunner:
             self.dispatch()
             return
         exit_code = 128 - returncode if returncode < 0 else returncode
+        # a batch system ends a job by signalling every process in it (scancel, preemption,
+        # walltime): that is the site's doing, not the user's code
+        by_site = returncode == -signal.SIGTERM
+        why = "the job ended its worker process"
+        if by_site:
+            why = "the pilot's batch job is being ended"
         outcome = JobOutcome(
             exit_code=exit_code,
-            error_class="user",
-            error=f"the job ended its worker process: {describe_exit(returncode)}",
+            error_class="system" if by_site else "user",
+            error=f"{why}: {describe_exit(returncode)}",
             result=None,
             wall_time=max(0.0, time.time() - job.started),
             cpu_time=0.0,

@@ -155,13 +155,9 @@ def _assert_retried_as_system_error(client: Any, future: Any, batch_id: str) -> 
     assert last.state == "finished"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="scancel SIGTERMs every process of the job, the job's worker too, and the pilot "
-    "reports that as the user's error; needs the pilot to count a worker killed by SIGTERM "
-    "while it stops as a system error (farside_pilot/runner.py)",
-)
 def test_scancel_of_a_busy_pilot_retries_its_job(slurm_gateway, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Plain scancel SIGTERMs every process of the batch job, the job's worker too: the
+    pilot counts that as the site's doing (system), not the user's."""
     _, client, _ = slurm_gateway(max_pilots=2)
     future, batch_id = _run_until_its_pilot_job_is(["scancel"], client, tmp_path)
     _assert_retried_as_system_error(client, future, batch_id)
@@ -199,6 +195,8 @@ def test_partition_slurm_refuses_is_reported(slurm_gateway) -> None:  # type: ig
     assert all(p.batch_id is None for p in failed)
     assert client.job(future.job_id).state == "queued"
     assert not site_jobs(site, "--states=all")
+    (info,) = [s for s in client.sites() if s.name == site]
+    assert "invalid partition" in (info.last_error or "")
     client.close()
 
 

@@ -70,7 +70,11 @@ async def acquire_jobs(
     pilot_of(who, pilot_id)
     slot, state = await _slot(rt, pilot_id)
     site = rt.config.site(slot.site)
-    taking = site is not None and site.status == "online" and state == "running"
+
+    # re-read on every pass of the long-poll: an admin may drain the site meanwhile
+    def taking() -> bool:
+        return site is not None and site.status == "online" and state == "running"
+
     loop = asyncio.get_running_loop()
     idle_timeout = body.idle_timeout or (site.idle_timeout if site is not None else 0.0)
     wait = min(body.wait, rt.config.max_poll)
@@ -85,7 +89,7 @@ async def acquire_jobs(
     rows = []
     while not retire:
         waiter = rt.notifier.work.waiter(rt.notifier.WORK)
-        if taking and site is not None:
+        if taking() and site is not None:
             rows = await rt.write_and_publish(
                 acquire, slot, site, body, rt.lease_policy, rt.share_rules,
                 skip_locked=not rt.db.is_sqlite,
@@ -99,7 +103,7 @@ async def acquire_jobs(
         retire = await _may_go(rt, pilot_id, slot.site)
     # queued work waits that this pilot could run but for its remaining walltime: it
     # leaves, and the provisioner starts a fresh pilot for that work
-    short_of_time = not rows and not retire and taking and body.walltime_left is not None
+    short_of_time = not rows and not retire and taking() and body.walltime_left is not None
     if short_of_time and site is not None and await rt.db.read(needs_longer_slot, site, body):
         retire = await rt.db.write(pilot_records.decide_retire, pilot_id, slot.site, 0)
     assignments = [

@@ -258,6 +258,7 @@ def list_pilots(conn: Connection, live_only: bool) -> list[PilotInfo]:
             registered=_dt(r.registered_at),
             last_seen=_dt(r.last_seen),
             running_jobs=running.get(r.id, 0),
+            reason=r.reason,
         )
         for r in rows
     ]

@@ -178,6 +178,28 @@ def release_pilot(
     changes.flush(conn)
 
 
+def take_back(
+    conn: Connection, pilot_id: int, reason: str, policy: LeasePolicy, changes: Changes
+) -> None:
+    """Stop a live pilot's work at once (its site went offline): it is marked retiring,
+    and whatever it held is retried elsewhere as a system error; its next heartbeat tells
+    it to drop those jobs."""
+    conn.execute(
+        update(pilots)
+        .where(pilots.c.id == pilot_id, pilots.c.state.in_(LIVE_PILOT_STATES))
+        .values(state="retiring", reason=reason)
+    )
+    rows = list(
+        conn.execute(
+            select(*HELD_COLUMNS).where(jobs.c.pilot_id == pilot_id, jobs.c.state.in_(ACTIVE))
+        ).all()
+    )
+    if rows:
+        fail_attempts(conn, rows, ErrorClass.SYSTEM, reason, policy, changes)
+        changes.pilots.add(pilot_id)
+    changes.flush(conn)
+
+
 def reap(conn: Connection, policy: LeasePolicy, heartbeat_timeout: float, changes: Changes) -> int:
     """Fail expired leases and pilots that went silent; return how many jobs were affected."""
     silent = conn.execute(

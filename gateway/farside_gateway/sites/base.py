@@ -143,7 +143,8 @@ class Site(abc.ABC):
         """Prepare (e.g. check the batch system's commands exist)."""
 
     async def stop(self) -> None:  # noqa: B027 - optional hook
-        """Release what the plugin holds; pilots of a batch system keep running."""
+        """Stop this gateway's pilots (``farside up`` on Ctrl-C, a gateway stopped without
+        ``--keep-pilots``) and release what the plugin holds."""
 
     # ------------------------------------------------------------ shared machinery
 

@@ -277,6 +277,7 @@ class PilotInfo(_Strict):
     registered: datetime | None
     last_seen: datetime | None
     running_jobs: int
+    reason: str | None = Field(None, description="why it ended (or is stopping)")
 
 
 # ---------------------------------------------------------------- pilot side
