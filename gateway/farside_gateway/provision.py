@@ -50,7 +50,13 @@ _NEED_COLUMNS = (
     jobs.c.site_order,
 )
 #: what batch systems say when they kill a job for its memory (Slurm, Kubernetes, HTCondor)
-_OUT_OF_MEMORY = ("OUT_OF_MEMORY", "OOMKilled", "memory usage exceeded", "MemoryLimitExceeded")
+_OUT_OF_MEMORY = (
+    "OUT_OF_MEMORY",  # Slurm
+    "OOMKilled",  # Kubernetes
+    "over memory limit",  # HTCondor's hold reason (code 34)
+    "memory usage exceeded",
+    "MemoryLimitExceeded",
+)
 
 
 def classify_batch_end(reason: str | None) -> tuple[ErrorClass, str | None]:
@@ -120,10 +126,15 @@ class Provisioner:
 
     def __init__(self, runtime: Any) -> None:
         self.rt = runtime
+        self._cancelled: set[int] = set()  # pilots whose batch jobs this process cancelled
 
     async def run_once(self) -> None:
         rt = self.rt
-        rt.apply_site_status(await rt.db.read(site_overrides))
+        # an admin's change that lands while we read must not be undone by what we read
+        version = rt.status_version
+        overrides = await rt.db.read(site_overrides)
+        if version == rt.status_version:
+            rt.apply_site_status(overrides)
         snapshot = await rt.db.read(read_snapshot, rt.config.sites)
         views: list[SiteView] = []
         for site in rt.sites.values():
@@ -200,13 +211,15 @@ class Provisioner:
 
     async def _stop(self, site: Site, pilot: AnyRow, why: str) -> None:
         """Take a pilot's jobs back (they are retried elsewhere) and cancel its batch job:
-        the pilot gets SIGTERM and says goodbye. Marked retiring, so this happens once."""
-        if pilot.state == "retiring":
+        the pilot gets SIGTERM and says goodbye. Once per pilot."""
+        if pilot.id in self._cancelled:
             return
         reason = f"pilot {pilot.id} on site {site.name} stopped: {why}"
+        # also a pilot that was already retiring: it may still hold jobs
         await self.rt.write_and_publish(take_back, pilot.id, reason, self.rt.lease_policy)
         if pilot.batch_id:
             await site.cancel(pilot.batch_id)
+        self._cancelled.add(pilot.id)
         log.info("site %s: stopping pilot %d: %s", site.name, pilot.id, why)
 
     async def submit(self, site: Site, count: int) -> None:

@@ -68,6 +68,7 @@ class Runtime:
         #: the configuration file's statuses, to fall back on when an override is removed
         self.file_status = {s.name: s.status for s in config.sites}
         self.status_reasons: dict[str, str | None] = {}
+        self.status_version = 0
         self._sites_started = False
         self.stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -77,8 +78,13 @@ class Runtime:
     def now() -> float:
         return time.time()
 
-    def apply_site_status(self, overrides: dict[str, tuple[str, str | None]]) -> None:
-        """Apply admins' run-time site statuses (from the database) over the file's."""
+    def apply_site_status(
+        self, overrides: dict[str, tuple[str, str | None]], *, changed: bool = False
+    ) -> None:
+        """Apply admins' run-time site statuses (from the database) over the file's;
+        ``changed``: an admin just set one (readers that started earlier must not undo it)."""
+        if changed:
+            self.status_version += 1
         for site in self.config.sites:
             status, reason = overrides.get(site.name, (self.file_status[site.name], None))
             if site.status != status:

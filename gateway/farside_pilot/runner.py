@@ -135,7 +135,7 @@ class JobRunner:
             if elapsed > res.walltime:
                 self._overrun(
                     job, "walltime",
-                    f"walltime exceeded: the job ran {elapsed:.0f}s, longer than the "
+                    f"walltime exceeded: the job ran {elapsed:.1f}s, longer than the "
                     f"{res.walltime}s it asked for; ask for more (walltime=...)",
                 )  # fmt: skip
                 continue

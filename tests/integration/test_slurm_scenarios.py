@@ -58,7 +58,8 @@ def test_two_gpu_job_lands_on_the_gpu_partition_never_the_cpu_site(two_sites) ->
         return all(f.done() for f in futures)
 
     wait_until(all_done, timeout=120)
-    assert [f.result() for f in futures] == ["0,1"] * 3  # Slurm granted two GPUs each
+    # Slurm granted each pilot two of the node's four GPUs
+    assert all(len(f.result().split(",")) == 2 for f in futures), [f.result() for f in futures]
     for fut in futures:
         assert client.job(fut.job_id).site == gpu
     assert seen_gpu_jobs  # the pilots were jobs of the gpu site

@@ -93,7 +93,7 @@ async def set_site_status(
     await rt.db.write(_store_status, name, body, who.name, rt.now())
     overrides = {s: (st, rs) for s, (st, rs) in _current(rt).items()}
     overrides[name] = (body.status, body.reason)
-    rt.apply_site_status(overrides)
+    rt.apply_site_status(overrides, changed=True)
     rt.notifier.wake_work()  # the provisioner acts now, not at its next pass
     info = next(i for i in await _site_infos(rt) if i.name == name)
     return json_response(info)

@@ -186,7 +186,7 @@ def take_back(
     it to drop those jobs."""
     conn.execute(
         update(pilots)
-        .where(pilots.c.id == pilot_id, pilots.c.state.in_(LIVE_PILOT_STATES))
+        .where(pilots.c.id == pilot_id, pilots.c.state.in_(["submitted", "running"]))
         .values(state="retiring", reason=reason)
     )
     rows = list(
