@@ -239,3 +239,27 @@ def test_scouts_size_the_rest_of_a_large_map(make_gateway) -> None:  # type: ign
     for job in client.jobs(group=fixed.group):
         assert job.resources.memory == 200 * 1024**2
     client.close()
+
+
+def test_per_user_cap_on_running_jobs(make_gateway) -> None:  # type: ignore[no-untyped-def]
+    gw: GatewayProcess = make_gateway(
+        sites=[_site(min_warm=3, max_pilots=3)],
+        fair_share={"max_running_jobs_per_user": 1},
+    )
+    client = gw.client()
+    wait_until(lambda: sum(1 for p in client.pilots() if p.state == "running") == 3)
+
+    @farside.task(gateway=client, memory="100 MB")
+    def nap(x: int) -> int:
+        time.sleep(1)
+        return x
+
+    result = nap.map(range(3))
+    most = 0
+    while not all(f.done() for f in result.futures):
+        held = [j for j in client.jobs(group=result.group) if j.state in ("assigned", "running")]
+        most = max(most, len(held))
+        time.sleep(0.05)
+    assert list(result) == [0, 1, 2]
+    assert most == 1  # three idle pilots, yet one job at a time
+    client.close()

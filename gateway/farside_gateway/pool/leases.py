@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, select, update
+from sqlalchemy import Connection, and_, bindparam, select, text, update
 
 from farside_pilot.protocol import Conflict, ErrorClass, JobState
 from farside_pilot.protocol.models import (
@@ -36,6 +36,8 @@ from .retries import fail_attempts
 from .submit import release_children
 
 S = JobState
+#: PostgreSQL advisory lock that serialises acquires while per-user caps are configured
+CAPS_LOCK = 0x66617274
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,11 @@ def acquire(
     Fair share decides how many jobs each user with queued work gets (see ``fairshare``);
     within a user, higher priority and then older jobs go first.
     """
+    if (rules.max_jobs or rules.max_cores) and conn.dialect.name == "postgresql":
+        # caps are read-then-claim: concurrent acquires (several pilots, several replicas)
+        # would each see the user under the cap. Serialise them; held until commit. SQLite
+        # has a single writer already.
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CAPS_LOCK})
     rows: list[AnyRow] = []
     carry = 0  # jobs a user was planned but had none fitting: offered to the next
     for user, planned in plan(claimants(conn, rules), rules, request.max_jobs):
