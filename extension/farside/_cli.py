@@ -72,10 +72,13 @@ def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 def _jobs(gw: Gateway, args: argparse.Namespace) -> int:
     jobs = gw.jobs(state=args.state, group=args.group, limit=args.limit)
     rows = [
-        [j.id, j.name, j.state.value, j.site, j.attempts, _when(j.created), _when(j.ended), j.error]
+        [
+            j.id, j.name, j.state.value, j.site, j.attempts, _when(j.created), _when(j.ended),
+            j.error or j.adjusted,  # a failure's reason, else how the gateway resized the job
+        ]
         for j in jobs
-    ]
-    header = ["id", "name", "state", "site", "attempts", "created", "ended", "error"]
+    ]  # fmt: skip
+    header = ["id", "name", "state", "site", "attempts", "created", "ended", "error / note"]
     print(table(header, rows) if rows else "no jobs")
     return 0
 

@@ -143,7 +143,7 @@ class Provisioner:
             except Exception:
                 log.exception("observing site %s failed; will retry", site.name)
                 continue
-            views.append(self._view(site.config, alive, snapshot))
+            views.append(self._view(site.config, alive, snapshot, site.health.healthy))
         wanted = place(views, snapshot.head)
         for site in rt.sites.values():
             if wanted.get(site.name):
@@ -152,7 +152,9 @@ class Provisioner:
                 except Exception:
                     log.exception("provisioning site %s failed; will retry", site.name)
 
-    def _view(self, cfg: SiteConfig, alive: list[AnyRow], snapshot: Snapshot) -> SiteView:
+    def _view(
+        self, cfg: SiteConfig, alive: list[AnyRow], snapshot: Snapshot, healthy: bool
+    ) -> SiteView:
         running = sum(1 for p in alive if p.state == "running")
         queued = sum(1 for p in alive if p.state == "submitted")
         cores, memory, gpus = snapshot.held.get(cfg.name, (0, 0, 0))
@@ -161,7 +163,7 @@ class Provisioner:
             cfg, running, queued,
             free_cores=slots * cfg.cores - cores,
             free_memory=slots * cfg.memory - memory,
-            free_gpus=slots * cfg.gpus - gpus,
+            free_gpus=slots * cfg.gpus - gpus, healthy=healthy,
         )  # fmt: skip
 
     async def observe(self, site: Site, live: list[AnyRow]) -> list[AnyRow]:

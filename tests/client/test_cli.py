@@ -50,6 +50,8 @@ def test_jobs_table(env: FakeGateway, capsys: pytest.CaptureFixture[str]) -> Non
         "created",
         "ended",
         "error",
+        "/",
+        "note",
     ]
     assert [line.split()[0] for line in lines[1:]] == [str(i) for i in sorted(ids, reverse=True)]
     assert main(["jobs", "--state", "failed"]) == 0

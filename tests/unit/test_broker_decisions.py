@@ -61,6 +61,10 @@ def test_place_prefers_free_room_then_weight_then_preference() -> None:
     # no room anywhere: the higher (running+1)/(queued+1) gets the pilot
     views = [view(a, running=3, queued=0), view(b, running=0, queued=2)]
     assert place(views, [need()]) == {"a": 1, "b": 0}
+    # a site whose submissions keep failing comes after a healthy one
+    sick = view(a, running=3)
+    sick.healthy = False
+    assert place([sick, view(b)], [need()]) == {"a": 0, "b": 1}
     # equal weights: the user's order of preference decides
     views = [view(a), view(b)]
     assert place(views, [need(sites=("b", "a"))]) == {"a": 0, "b": 1}

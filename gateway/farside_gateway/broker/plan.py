@@ -5,9 +5,10 @@ queued jobs at the head of the queue (as many as all sites together could run at
 are walked best first; each goes to the best-ranked online site that fits it:
 
 1. a site with free room on pilots it already has (running or waiting in the batch queue);
-2. else the highest PanDA weight ``(running + 1) / (queued + 1)`` — a site that starts
+2. else a healthy site before one whose submissions keep failing;
+3. else the highest PanDA weight ``(running + 1) / (queued + 1)`` — a site that starts
    its pilots promptly gets more, one whose queue is backed up gets fewer;
-3. else the user's order of preference (the job's ``sites`` list).
+4. else the user's order of preference (the job's ``sites`` list).
 
 A site gets a new pilot only for a job that needs it and only within its limits
 (``max_pilots``, ``max_queued``), so it never has more waiting pilots than demand; on top
@@ -34,6 +35,7 @@ class SiteView:
     free_memory: int
     free_gpus: int
     new: int = 0  # pilots this pass decides to submit
+    healthy: bool = True  # False after repeated failed submissions
 
     @property
     def name(self) -> str:
@@ -68,10 +70,10 @@ class SiteView:
         return (self.running + 1) / (self.queued + self.new + 1)
 
 
-def rank(view: SiteView, need: Need) -> tuple[int, float, int]:
+def rank(view: SiteView, need: Need) -> tuple[int, int, float, int]:
     """Sort key of a fitting site for one job: smaller is better."""
     preference = need.sites.index(view.name) if view.name in need.sites else len(need.sites)
-    return (0 if view.has_room(need) else 1, -view.weight(), preference)
+    return (0 if view.has_room(need) else 1, 0 if view.healthy else 1, -view.weight(), preference)
 
 
 def place(views: Sequence[SiteView], needs: Sequence[Need]) -> dict[str, int]:
