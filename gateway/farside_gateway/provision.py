@@ -27,7 +27,7 @@ from sqlalchemy import Connection, func, select
 
 from farside_pilot.protocol import ErrorClass, JobState
 
-from .broker.match import Need
+from .broker.match import NEED_COLUMNS, Need
 from .broker.plan import SiteView, head_size, place
 from .config import SiteConfig
 from .db.schema import AnyRow, jobs, pilots, site_status
@@ -39,16 +39,6 @@ log = logging.getLogger(__name__)
 
 _HELD = [JobState.ASSIGNED.value, JobState.RUNNING.value]
 _GONE = BatchStatus(BatchState.GONE)
-_NEED_COLUMNS = (
-    jobs.c.cores,
-    jobs.c.memory,
-    jobs.c.walltime,
-    jobs.c.gpus,
-    jobs.c.gpu_model,
-    jobs.c.arch,
-    jobs.c.env,
-    jobs.c.site_order,
-)
 #: what batch systems say when they kill a job for its memory (Slurm, Kubernetes, HTCondor)
 _OUT_OF_MEMORY = (
     "OUT_OF_MEMORY",  # Slurm
@@ -94,16 +84,7 @@ def read_snapshot(conn: Connection, sites: list[SiteConfig]) -> Snapshot:
     head = [
         Need.of_row(row)
         for row in conn.execute(
-            select(
-                jobs.c.cores,
-                jobs.c.memory,
-                jobs.c.walltime,
-                jobs.c.gpus,
-                jobs.c.gpu_model,
-                jobs.c.arch,
-                jobs.c.env,
-                jobs.c.site_order,
-            )
+            select(*NEED_COLUMNS)
             .where(jobs.c.state == JobState.QUEUED.value)
             .order_by(jobs.c.priority.desc(), jobs.c.id)
             .limit(head_size(sites))

@@ -15,6 +15,7 @@ import pytest
 import farside
 from farside_pilot.protocol.errors import InvalidRequest
 from harness import GatewayProcess, wait_until
+from scenarios import last_start_of, two_users_submit_at_once
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -115,22 +116,8 @@ def test_fair_share_both_users_progress_from_the_start(make_gateway) -> None:  #
     bob = gw.client(gw.make_user_token("bob"))
     wait_until(lambda: sum(1 for p in alice.pilots() if p.state == "running") == 2)
 
-    def nap(x: int) -> int:
-        time.sleep(0.05)
-        return x
-
-    many = farside.task(nap, gateway=alice, memory="100 MB").map(range(200))
-    few = farside.task(nap, gateway=bob, memory="100 MB").map(range(20))
-    assert list(few) == list(range(20))
-    assert list(many) == list(range(200))
-    starts = sorted(
-        (j.started, j.owner)
-        for client in (alice, bob)
-        for j in client.jobs(limit=1000)
-        if j.started is not None
-    )
-    owners = [owner for _, owner in starts]
-    last_bob = max(i for i, owner in enumerate(owners) if owner == "bob")
+    owners = two_users_submit_at_once(alice, bob)
+    last_bob = last_start_of(owners, "bob")
     # bob's 20 interleave with alice's 200 rather than waiting behind them: with equal
     # shares all of his have started by the time ~40 jobs have (60 leaves slack)
     assert last_bob < 60, owners[:80]

@@ -15,6 +15,7 @@ import pytest
 import farside
 from farside_pilot.protocol.errors import InvalidRequest
 from harness import GatewayProcess, wait_until
+from scenarios import last_start_of, two_users_submit_at_once
 from slurm_support import site_jobs, slurm_cluster, slurm_site
 
 pytestmark = [pytest.mark.integration, pytest.mark.slurm, pytest.mark.slow]
@@ -104,22 +105,8 @@ def test_fair_share_both_users_progress_from_the_start(slurm_cluster: Path, make
     alice = gw.client(gw.make_user_token("alice"))
     bob = gw.client(gw.make_user_token("bob"))
 
-    def nap(x: int) -> int:
-        time.sleep(0.1)
-        return x
-
-    many = farside.task(nap, gateway=alice, memory="100 MB").map(range(200))
-    few = farside.task(nap, gateway=bob, memory="100 MB").map(range(20))
-    assert list(few) == list(range(20))
-    assert list(many) == list(range(200))
-    starts = sorted(
-        (j.started, j.owner)
-        for client in (alice, bob)
-        for j in client.jobs(limit=1000)
-        if j.started is not None
-    )
-    owners = [owner for _, owner in starts]
-    last_bob = max(i for i, owner in enumerate(owners) if owner == "bob")
+    owners = two_users_submit_at_once(alice, bob, nap=0.1)
+    last_bob = last_start_of(owners, "bob")
     assert last_bob < 80, owners[:100]  # bob's 20 did not wait behind alice's 200
     alice.close()
     bob.close()

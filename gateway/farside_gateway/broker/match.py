@@ -18,6 +18,18 @@ from farside_pilot.protocol.models import MAX_WALLTIME, AcquireRequest, JobSpec,
 from ..config import SiteConfig
 from ..db.schema import jobs
 
+#: The job columns a :class:`Need` is made of (``Need.of_row``).
+NEED_COLUMNS = (
+    jobs.c.cores,
+    jobs.c.memory,
+    jobs.c.walltime,
+    jobs.c.gpus,
+    jobs.c.gpu_model,
+    jobs.c.arch,
+    jobs.c.env,
+    jobs.c.site_order,
+)
+
 
 @dataclass(frozen=True)
 class Need:

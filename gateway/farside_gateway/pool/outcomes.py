@@ -10,6 +10,7 @@ from sqlalchemy import Connection, and_, bindparam, func, update
 from farside_pilot.protocol import JobState
 from farside_pilot.protocol.models import ACTIVE_STATES, JobUpdate
 
+from ..broker.match import NEED_COLUMNS
 from ..config import SiteConfig
 from ..db.schema import attempts, jobs
 
@@ -27,14 +28,7 @@ HELD_COLUMNS = (
     jobs.c.user_failures,
     jobs.c.system_failures,
     jobs.c.resource_failures,
-    jobs.c.cores,
-    jobs.c.memory,
-    jobs.c.walltime,
-    jobs.c.gpus,
-    jobs.c.gpu_model,
-    jobs.c.arch,
-    jobs.c.env,
-    jobs.c.site_order,
+    *NEED_COLUMNS,  # a resource retry asks which sites could run it with more
     jobs.c.adjusted,
 )
 

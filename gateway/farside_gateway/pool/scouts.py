@@ -23,7 +23,7 @@ from sqlalchemy import Connection, and_, select, update
 from farside_pilot.protocol import JobState, format_memory, format_walltime
 from farside_pilot.protocol.models import MAX_WALLTIME, TERMINAL_STATES
 
-from ..broker.match import Need, fits
+from ..broker.match import NEED_COLUMNS, Need, fits
 from ..config import ScoutConfig, SiteConfig
 from ..db.schema import AnyRow, jobs
 from .changes import Changes
@@ -93,12 +93,7 @@ def _release(
         jobs.c.scout == WAITING,
         jobs.c.state == S.PENDING.value,
     )
-    sample = conn.execute(
-        select(
-            jobs.c.cores, jobs.c.memory, jobs.c.walltime, jobs.c.gpus, jobs.c.gpu_model,
-            jobs.c.arch, jobs.c.env, jobs.c.site_order,
-        ).where(waiting).limit(1)
-    ).first()  # fmt: skip
+    sample = conn.execute(select(*NEED_COLUMNS).where(waiting).limit(1)).first()
     note = "scouts measured nothing (none finished); resources unchanged"
     rss = [r.max_rss for r in done if r.max_rss]
     wall = [r.wall_time for r in done if r.wall_time is not None]

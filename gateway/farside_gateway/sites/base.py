@@ -32,6 +32,7 @@ in the site's configuration).
 from __future__ import annotations
 
 import abc
+import asyncio
 import enum
 import logging
 import shlex
@@ -41,7 +42,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from farside_pilot.protocol import ConfigurationError, env
 
@@ -68,6 +69,60 @@ class NoOptions(BaseModel):
     """A plugin without settings of its own: ``options`` must be empty."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+class BatchScriptOptions(BaseModel):
+    """Settings every plugin that submits pilot scripts through commands shares."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prologue: str | None = Field(
+        None,
+        description="Shell lines run before the pilot starts, inside its batch job (module "
+        "loads, a venv's activate), e.g. 'module load python'.",
+    )
+    pilot_command: list[str] | None = Field(
+        None,
+        description="Command that starts a pilot on the batch node; default: the gateway's own "
+        "Python with `-m farside_pilot`, which must exist at the same path there (a shared "
+        "file system).",
+    )
+    command_timeout: float = Field(
+        60.0, gt=0, description="Seconds a batch-system command may take before it is killed."
+    )
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What a batch-system command did: exit status (127: could not start, 124: timed out)
+    and its output."""
+
+    code: int
+    out: str
+    err: str
+
+
+async def run_command(argv: list[str], limit: float) -> CommandResult:
+    """Run one command without blocking the event loop; kill it after ``limit`` seconds."""
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+    except OSError as exc:
+        return CommandResult(127, "", f"cannot run {argv[0]}: {exc}")
+    try:
+        async with asyncio.timeout(limit):
+            out, err = await proc.communicate()
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        return CommandResult(124, "", f"{argv[0]} took longer than {limit:.0f}s")
+    return CommandResult(
+        proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace")
+    )
 
 
 class SubmitError(RuntimeError):
@@ -149,7 +204,10 @@ class Site(abc.ABC):
     # ------------------------------------------------------------ shared machinery
 
     def pilot_command(self) -> list[str]:
-        return [sys.executable, "-m", "farside_pilot"]
+        """The command that starts a pilot: the ``pilot_command`` option if the plugin has
+        one and it is set, else this gateway's Python with ``-m farside_pilot``."""
+        configured = getattr(self.options, "pilot_command", None)
+        return list(configured) if configured else [sys.executable, "-m", "farside_pilot"]
 
     def launch_for(self, pilot_id: int, token: str) -> PilotLaunch:
         base = self.state_dir / "pilots" / self.name

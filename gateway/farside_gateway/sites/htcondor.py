@@ -45,11 +45,19 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from farside_pilot.protocol import ConfigurationError
 
-from .base import BatchState, BatchStatus, PilotLaunch, Site, SubmitError
+from .base import (
+    BatchScriptOptions,
+    BatchState,
+    BatchStatus,
+    PilotLaunch,
+    Site,
+    SubmitError,
+    run_command,
+)
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +70,7 @@ _ATTRS = "ClusterId,ProcId,JobStatus,HoldReason,RemoveReason,ExitCode,ExitBySign
 _CHUNK = 500  # job ids per condor_q / condor_history call: keeps command lines short
 
 
-class HTCondorOptions(BaseModel):
+class HTCondorOptions(BatchScriptOptions):
     """Settings of an ``htcondor`` site (its ``options`` table)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -100,24 +108,11 @@ class HTCondorOptions(BaseModel):
         description="More submit-description commands, written after the plugin's own (so they "
         "win), e.g. {accounting_group = 'group_physics', '+ProjectName' = '\"farside\"'}.",
     )
-    prologue: str | None = Field(
-        None,
-        description="Shell lines run before the pilot starts (module loads, a venv's "
-        "activate), inside its batch job.",
-    )
-    pilot_command: list[str] | None = Field(
-        None,
-        description="Command that starts a pilot on the execute node; default: the gateway's "
-        "own Python with `-m farside_pilot`, which must exist at the same path there.",
-    )
     vacate_time: int = Field(
         60,
         ge=0,
         description="Seconds a removed pilot gets between SIGTERM and SIGKILL "
         "(job_max_vacate_time), to report its jobs and say goodbye.",
-    )
-    command_timeout: float = Field(
-        60.0, gt=0, description="Seconds an HTCondor command may take before it is killed."
     )
 
     @field_validator("extra_submit")
@@ -291,10 +286,6 @@ class HTCondorSite(Site):
                 "site %s: condor_rm %s exited %d: %s", self.name, batch_id, code, _brief(err or out)
             )
 
-    def pilot_command(self) -> list[str]:
-        options: HTCondorOptions = self.options
-        return list(options.pilot_command) if options.pilot_command else super().pilot_command()
-
     # ------------------------------------------------------------ commands
 
     def command(self, tool: str, *args: str) -> list[str]:
@@ -311,32 +302,20 @@ class HTCondorSite(Site):
     async def _run(self, tool: str, *args: str) -> tuple[int, str, str]:
         argv = self.command(tool, *args)
         timeout = self.options.command_timeout
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-            )
-        except OSError as exc:
+        done = await run_command(argv, timeout)
+        if done.code == 127 and done.err.startswith("cannot run"):
             program = shlex.join(argv[: 1 + len(self.options.command_prefix)])
             raise CondorCommandError(
-                f"cannot run {program} ({exc}); install HTCondor's tools or point the site's "
-                "options.bin_dir at them (for the test pool: the directory scripts/htcondor.sh "
-                "prints)"
-            ) from None
-        try:
-            async with asyncio.timeout(timeout):
-                out, err = await proc.communicate()
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
+                f"cannot run {program} ({done.err}); install HTCondor's tools or point the "
+                "site's options.bin_dir at them (for the test pool: the directory "
+                "scripts/htcondor.sh prints)"
+            )
+        if done.code == 124 and done.err.endswith(f"took longer than {timeout:.0f}s"):
             raise CondorCommandError(
                 f"{tool} did not answer within {timeout:.0f}s; is the schedd overloaded or "
                 "down? (raise options.command_timeout if it is merely slow)"
-            ) from None
-        assert proc.returncode is not None
-        return proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")
+            )
+        return done.code, done.out, done.err
 
     async def _ads(self, tool: str, args: list[str]) -> list[dict[str, Any]]:
         code, out, err = await self._run(tool, "-json", "-attributes", _ATTRS, *args)

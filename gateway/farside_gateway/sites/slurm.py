@@ -23,11 +23,19 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from farside_pilot.protocol import ConfigurationError
 
-from .base import BatchState, BatchStatus, PilotLaunch, Site, SubmitError
+from .base import (
+    BatchScriptOptions,
+    BatchState,
+    BatchStatus,
+    PilotLaunch,
+    Site,
+    SubmitError,
+    run_command,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +49,7 @@ _UNKNOWN_IDS = "Invalid job id specified"
 _ACCOUNTING_OFF = "accounting storage is disabled"
 
 
-class SlurmOptions(BaseModel):
+class SlurmOptions(BatchScriptOptions):
     """The ``options`` table of a site with ``plugin = "slurm"``."""
 
     model_config = ConfigDict(extra="forbid")
@@ -55,27 +63,16 @@ class SlurmOptions(BaseModel):
         description="Further `sbatch` arguments, e.g. ['--constraint=skylake']; on the command "
         "line, so they override the script's #SBATCH lines.",
     )
-    prologue: str | None = Field(
-        None, description="Shell lines run before the pilot starts, e.g. 'module load python'."
-    )
     template: Path | None = Field(
         None,
         description="An operator-written batch script (string.Template) used instead of the "
         "built-in one; it must contain $command (see docs/how-to/slurm.md).",
-    )
-    pilot_command: list[str] | None = Field(
-        None,
-        description="Command that starts a pilot on a compute node; default: the gateway's own "
-        "Python with `-m farside_pilot` (right when nodes share its file system).",
     )
     sbatch: str = Field("sbatch", description="The `sbatch` command (name on PATH or a path).")
     squeue: str = Field("squeue", description="The `squeue` command.")
     scancel: str = Field("scancel", description="The `scancel` command.")
     sacct: str = Field("sacct", description="The `sacct` command (used only with accounting).")
     sinfo: str = Field("sinfo", description="The `sinfo` command (checked at gateway start).")
-    command_timeout: float = Field(
-        60.0, gt=0, description="Seconds a Slurm command may take before it counts as failed."
-    )
     stop_grace: float = Field(
         15.0,
         ge=0,
@@ -142,9 +139,6 @@ class SlurmSite(Site):
             await self._run(self.options.scancel, *left)
 
     # ------------------------------------------------------------------ submit
-
-    def pilot_command(self) -> list[str]:
-        return self.options.pilot_command or super().pilot_command()
 
     def sbatch_header(self, launch: PilotLaunch) -> str:
         """The ``#SBATCH`` lines of one pilot's job: its slot, where it logs, the options."""
@@ -251,23 +245,8 @@ class SlurmSite(Site):
 
     async def _run(self, *argv: str) -> tuple[int, str, str]:
         """Run one Slurm command; its exit status, stdout and stderr. Never blocks the loop."""
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-            )
-        except OSError as exc:
-            return 127, "", f"cannot run {argv[0]}: {exc}"
-        try:
-            async with asyncio.timeout(self.options.command_timeout):
-                out, err = await proc.communicate()
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
-            return 124, "", f"{argv[0]} took longer than {self.options.command_timeout:.0f}s"
-        return proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace")
+        done = await run_command(list(argv), self.options.command_timeout)
+        return done.code, done.out, done.err
 
 
 _GONE = BatchStatus(BatchState.GONE)
