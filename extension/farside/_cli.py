@@ -70,7 +70,7 @@ def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 
 
 def _jobs(gw: Gateway, args: argparse.Namespace) -> int:
-    jobs = gw.jobs(state=args.state, group=args.group, limit=args.limit)
+    jobs = gw.jobs(state=args.state, group=args.group, limit=args.limit, batch_id=args.batch_id)
     rows = [
         [
             j.id, j.name, j.state.value, j.site, j.attempts, _when(j.created), _when(j.ended),
@@ -243,6 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--state", help="only jobs in this state (queued, running, failed, ...)")
     p.add_argument("--group", help="only jobs of this group (one map)")
     p.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    p.add_argument(
+        "--batch-id", help="only jobs that ran on the pilot of this batch job (squeue's id, ...)"
+    )
     p.set_defaults(func=_jobs)
 
     p = add("job", "show one job with its history and attempts")

@@ -270,9 +270,17 @@ class Gateway:
         state: JobState | str | None = None,
         group: str | None = None,
         limit: int | None = None,
+        batch_id: str | None = None,
     ) -> list[JobInfo]:
-        """Your jobs, newest first, optionally of one ``state`` or ``group``."""
-        params = {"state": str(state) if state else None, "group": group, "limit": limit}
+        """Your jobs, newest first, optionally of one ``state`` or ``group``, or those with
+        an attempt on the pilot whose batch job is ``batch_id`` (as squeue, condor_q or
+        kubectl name it)."""
+        params = {
+            "state": str(state) if state else None,
+            "group": group,
+            "limit": limit,
+            "batch_id": batch_id,
+        }
         return self._api.get("/jobs", JobList, params=params).jobs
 
     def job(self, job_id: int) -> JobDetail:

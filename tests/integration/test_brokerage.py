@@ -85,6 +85,10 @@ def test_out_of_memory_task_is_retried_with_more_memory_and_succeeds(make_gatewa
     assert first.error_class == "resource"
     assert "out of memory" in (first.error or "")
     assert second.state == "finished"
+    # and back, from the batch job (here the pilot's pid) to the jobs that ran in it
+    assert first.batch_id is not None
+    assert job.id in [j.id for j in client.jobs(batch_id=first.batch_id)]
+    assert client.jobs(batch_id="no-such-batch-job") == []
     # at least doubled (or 1.5 times what it was seen using, if that is more)
     assert detail.resources.memory >= 300 * 1024**2
     assert detail.adjusted is not None

@@ -67,11 +67,13 @@ async def list_jobs(
     group: str | None = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
     before_id: int | None = None,
+    batch_id: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Response:
-    """Your jobs, newest first (admins: everyone's)."""
+    """Your jobs, newest first (admins: everyone's); ``batch_id``: those with an attempt on
+    the pilot of that batch job."""
     jobs = await rt.db.read(
         queries.list_jobs, who.owner_filter, state.value if state else None, group, limit,
-        before_id,
+        before_id, batch_id,
     )  # fmt: skip
     return json_response(JobList(jobs=jobs))
 

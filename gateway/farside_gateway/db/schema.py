@@ -134,6 +134,8 @@ attempts = Table(
     UniqueConstraint("job_id", "number"),
     sqlite_autoincrement=True,
 )
+# From a batch job (squeue, condor_q, kubectl) back to the jobs that ran in it.
+Index("ix_attempts_batch_id", attempts.c.batch_id)
 
 events = Table(
     "events",

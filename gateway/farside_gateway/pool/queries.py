@@ -76,8 +76,12 @@ def list_jobs(
     group: str | None,
     limit: int,
     before_id: int | None,
+    batch_id: str | None = None,
 ) -> list[JobInfo]:
     query = select(*_INFO_COLUMNS).order_by(jobs.c.id.desc()).limit(limit)
+    if batch_id is not None:
+        ran_there = select(attempts.c.job_id).where(attempts.c.batch_id == batch_id)
+        query = query.where(jobs.c.id.in_(ran_there))
     if owner is not None:
         query = query.where(jobs.c.owner == owner)
     if state is not None:

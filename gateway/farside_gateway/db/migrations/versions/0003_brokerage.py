@@ -1,4 +1,5 @@
-"""brokerage: GPU model, architecture, environment, fair-share groups, scouts, site status
+"""brokerage: GPU model, architecture, environment, fair-share groups, scouts, site status,
+attempts by batch id
 
 Revision ID: 0003
 Revises: 0002
@@ -37,6 +38,8 @@ def upgrade() -> None:
             ["state", "owner", sa.literal_column("priority DESC"), "id"],
             unique=False,
         )
+    with op.batch_alter_table("attempts", schema=None) as batch_op:
+        batch_op.create_index("ix_attempts_batch_id", ["batch_id"], unique=False)
     with op.batch_alter_table("tokens", schema=None) as batch_op:
         batch_op.add_column(sa.Column("groups", sa.String(1000), nullable=True))
     op.create_table(
@@ -54,6 +57,8 @@ def downgrade() -> None:
     op.drop_table("site_status")
     with op.batch_alter_table("tokens", schema=None) as batch_op:
         batch_op.drop_column("groups")
+    with op.batch_alter_table("attempts", schema=None) as batch_op:
+        batch_op.drop_index("ix_attempts_batch_id")
     with op.batch_alter_table("jobs", schema=None) as batch_op:
         batch_op.drop_index("ix_jobs_owner_queue")
         for column in reversed(_job_columns()):
