@@ -273,6 +273,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="also pilots that have ended")
     p.set_defaults(func=_pilots)
 
+    p = add("login", "log in at the gateway's OIDC issuer (device code in a browser)")
+    p.add_argument("--issuer", help="OIDC issuer URL (default: the one the gateway names)")
+    p.add_argument("--client-id", help="OIDC client (default: the one the gateway names)")
+
     for name, func, help_text in (
         ("whoami", _whoami, "show who the gateway thinks you are"),
         ("sites", _sites, "list the sites: status, health, slot and pilots"),
@@ -292,6 +296,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 1
     try:
+        if args.command == "login":  # needs no token: it gets one
+            from ._login import login_main
+
+            return login_main(args.url, args.issuer, args.client_id)
         with Gateway(args.url, args.token, set_as_default=False) as gw:
             return int(args.func(gw, args))
     except FarsideError as exc:

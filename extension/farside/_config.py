@@ -12,6 +12,9 @@ Each of the address and the token is resolved on its own, first match wins:
 
    The token file holds the token on one line and should be readable only by its owner
    (mode 0600). A relative ``token_file`` is taken relative to the config directory.
+4. the OIDC access token of ``farside login`` (``oidc-token.json`` in the same directory),
+   refreshed when it is about to expire; it is used only for the gateway it was obtained
+   for, and gives that gateway's address when nothing else does (:mod:`farside._login`).
 
 >>> resolve_config(url="http://gw:8765/", token="t0k").url
 'http://gw:8765'
@@ -30,7 +33,7 @@ from farside_pilot.protocol import ConfigurationError, env
 
 CLIENT_FILE = "client.json"
 
-__all__ = ["ClientConfig", "client_file", "config_dir", "resolve_config"]
+__all__ = ["ClientConfig", "client_file", "config_dir", "resolve_config", "resolve_url"]
 
 
 @dataclass(frozen=True)
@@ -109,14 +112,33 @@ def resolve_config(url: str | None = None, token: str | None = None) -> ClientCo
                 if not token_path.is_absolute():
                     token_path = path.parent / token_path
                 token, token_source = _read_token_file(token_path), str(token_path)
+    if not token:
+        from ._login import cached_token  # here: _login imports this module
+
+        found = cached_token(url)
+        if found is not None:
+            token, token_source, login_url = found
+            if not url and login_url:
+                url, url_source = login_url, token_source
     if not url:
         raise ConfigurationError(
-            "no farside gateway is configured. Run `farside up` to start a local one, or set "
-            f"{env.GATEWAY_URL} and {env.TOKEN} (looked for {client_file()})."
+            "no farside gateway is configured. Run `farside up` to start a local one, "
+            f"`farside login --url URL` for a remote one, or set {env.GATEWAY_URL} and "
+            f"{env.TOKEN} (looked for {client_file()})."
         )
     if not token:
         raise ConfigurationError(
-            f"no token for the farside gateway at {url}. Set {env.TOKEN}, pass token=, or run "
-            f"`farside up` to write {client_file()}."
+            f"no token for the farside gateway at {url}. Run `farside login`, set {env.TOKEN}, "
+            f"pass token=, or run `farside up` to write {client_file()}."
         )
     return ClientConfig(url.rstrip("/"), token.strip(), url_source, token_source)
+
+
+def resolve_url(url: str | None = None) -> str | None:
+    """The gateway address alone (argument > environment > ``client.json``), or None."""
+    if url:
+        return url.rstrip("/")
+    if os.environ.get(env.GATEWAY_URL):
+        return os.environ[env.GATEWAY_URL].rstrip("/")
+    found = _read_client_file(client_file()).get("url")
+    return found.rstrip("/") if found else None

@@ -160,6 +160,124 @@ class ScoutConfig(BaseModel):
     min_walltime: Walltime = Field(60, description="Never correct walltime below this.")
 
 
+_ASYMMETRIC = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512")
+_LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
+
+
+class OidcConfig(BaseModel):
+    """OIDC access tokens (e.g. from INDIGO IAM): users log in at the issuer with
+    ``farside login`` and send its access token; the gateway checks the JWT's signature against the
+    issuer's published keys, its issuer, audience and expiry, and takes the user's name and
+    groups from its claims. Off unless ``issuer`` is set; farside's own tokens work either way.
+    See ``docs/how-to/oidc.md``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    issuer: str | None = Field(
+        None,
+        description="Issuer URL, exactly as in the tokens' `iss` claim; its discovery document "
+        "is `<issuer>/.well-known/openid-configuration`. Unset: OIDC tokens are not accepted.",
+    )
+    audience: list[str] = Field(
+        default_factory=list,
+        description="Accepted `aud` values; a token must name at least one. Required with "
+        "`issuer`, so that tokens the issuer made for other services are refused.",
+    )
+    username_claim: list[str] = Field(
+        default_factory=lambda: ["preferred_username", "sub"],
+        description="Claims that name the user, tried in order; the first present wins. "
+        "Default: `preferred_username`, then `sub`.",
+        json_schema_extra={"doc_default": '`["preferred_username", "sub"]`'},
+    )
+    groups_claim: str = Field(
+        "groups",
+        min_length=1,
+        description="Claim with the user's groups (a list, or one space-separated string): "
+        "fair-share groups, the first one `[fair_share] groups` lists counting. A leading `/` "
+        "(IAM's `wlcg.groups`) is dropped.",
+    )
+    admin_groups: list[str] = Field(default_factory=list, description="Their members are admins.")
+    allowed_groups: list[str] = Field(
+        default_factory=list,
+        description="If set, only members of at least one of these groups may use the gateway.",
+    )
+    algorithms: list[str] = Field(
+        default_factory=lambda: ["RS256", "ES256", "PS256"],
+        description=f"Signature algorithms accepted; any of {', '.join(_ASYMMETRIC)}.",
+        json_schema_extra={"doc_default": '`["RS256", "ES256", "PS256"]`'},
+    )
+    leeway: float = Field(
+        30.0, ge=0, le=300, description="Seconds of clock skew allowed on `exp`, `nbf`, `iat`."
+    )
+    jwks_cache_ttl: float = Field(
+        3600.0,
+        gt=0,
+        description="Seconds the issuer's keys are kept; a token signed by a key not among "
+        "them fetches them again at once (at most every `jwks_min_refresh` seconds).",
+    )
+    jwks_min_refresh: float = Field(
+        10.0, ge=0, description="Least seconds between two fetches of the issuer's keys."
+    )
+    client_id: str | None = Field(
+        None,
+        description="Public client (device authorization grant) that `farside login` uses; "
+        "advertised at `GET /api/v1/auth`.",
+    )
+    login_scopes: list[str] = Field(
+        default_factory=lambda: ["openid", "profile", "offline_access"],
+        description="Scopes `farside login` asks for (`offline_access` brings a refresh token).",
+        json_schema_extra={"doc_default": '`["openid", "profile", "offline_access"]`'},
+    )
+    login_params: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra parameters `farside login` sends with its device authorization "
+        'request, e.g. `{audience = "farside"}` (IAM) or `{resource = "urn:farside"}` '
+        "(RFC 8707), so that the token is made for this gateway's audience.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _lists(cls, data: Any) -> Any:
+        # a single value reads naturally in TOML (audience = "farside"); store it as a list
+        if isinstance(data, dict):
+            for key in ("audience", "username_claim", "admin_groups", "allowed_groups"):
+                if isinstance(data.get(key), str):
+                    data = {**data, key: [data[key]]}
+        return data
+
+    @model_validator(mode="after")
+    def _consistent(self) -> OidcConfig:
+        bad = sorted(set(self.algorithms) - set(_ASYMMETRIC))
+        if bad or not self.algorithms:
+            raise ValueError(
+                f"oidc.algorithms: {', '.join(bad) or 'empty'} not allowed; use some of "
+                f"{', '.join(_ASYMMETRIC)} (shared-secret and `none` signatures are refused)"
+            )
+        if not self.username_claim or not all(self.username_claim):
+            raise ValueError("oidc.username_claim must name at least one claim")
+        if self.issuer is None:
+            return self
+        scheme, _, rest = self.issuer.partition("://")
+        host = rest.split("/", 1)[0].rsplit(":", 1)[0] if rest else ""
+        if scheme not in ("https", "http") or not host:
+            raise ValueError(f"oidc.issuer {self.issuer!r} is not an http(s) URL")
+        if scheme == "http" and host not in _LOOPBACK:
+            raise ValueError(
+                f"oidc.issuer {self.issuer!r} must use https (plain http only on loopback)"
+            )
+        if not self.audience or not all(self.audience):
+            raise ValueError(
+                "oidc.audience is required with oidc.issuer: name the audience the issuer "
+                'puts in tokens for this gateway (e.g. audience = ["farside"])'
+            )
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.issuer is not None
+
+
 def _default_sites() -> list[SiteConfig]:
     """One `local` site: 1-core slots, one warm pilot, up to one pilot per core (at least 2)."""
     return [SiteConfig(name="local", min_warm=1, max_pilots=max(2, os.cpu_count() or 2))]
@@ -225,6 +343,9 @@ class GatewayConfig(BaseModel):
         120.0, gt=0, description="A submitted pilot that has not registered by then is given up."
     )
     sites: list[SiteConfig] = Field(default_factory=_default_sites, description="Sites to use.")
+    oidc: OidcConfig = Field(
+        default_factory=OidcConfig, description="OIDC access tokens (off unless issuer is set)."
+    )
 
     @model_validator(mode="after")
     def _unique_sites(self) -> GatewayConfig:

@@ -1,4 +1,9 @@
-"""Who is calling: bearer-token dependencies for user and pilot endpoints."""
+"""Who is calling: bearer-token dependencies for user and pilot endpoints.
+
+A bearer token with a farside prefix (``fsu_``, ``fss_``, ``fsp_``) is looked up in the
+gateway's token table; any other is checked as an OIDC access token when ``[oidc]`` names
+an issuer (:mod:`farside_gateway.auth.oidc`).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from fastapi import Depends, Request
 
 from farside_pilot.protocol import Forbidden, Unauthorized
 
+from ..auth.oidc import OidcValidator, is_farside_token
 from ..auth.tokens import Principal, lookup_token
 from ..runtime import Runtime
 
@@ -27,14 +33,30 @@ async def principal(request: Request) -> Principal:
         )
     token = token.strip()
     rt = runtime(request)
+    if not is_farside_token(token) and rt.config.oidc.enabled:
+        return await oidc_validator(request).principal(token)
     now = rt.now()
     cached, who = rt.tokens.get(token, now)
     if not cached:
         who = await rt.db.read(lookup_token, token, now)
         rt.tokens.put(token, who, now)
     if who is None:
-        raise Unauthorized("unknown or expired token; get a new one (e.g. restart `farside up`)")
+        raise Unauthorized(
+            "unknown or expired token; get a new one (e.g. restart `farside up`, or "
+            "`farside gateway token`)"
+        )
     return who
+
+
+def oidc_validator(request: Request) -> OidcValidator:
+    """The app's validator, made on first use (it keeps the issuer's keys and recent
+    validations for the life of the process)."""
+    validator: OidcValidator | None = getattr(request.app.state, "oidc", None)
+    if validator is None:
+        config = runtime(request).config
+        validator = OidcValidator(config.oidc, share_groups=config.fair_share.groups)
+        request.app.state.oidc = validator
+    return validator
 
 
 async def user(who: Annotated[Principal, Depends(principal)]) -> Principal:
