@@ -7,7 +7,7 @@ envelope is rebuilt with :func:`~farside_pilot.protocol.error_from_envelope`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -44,6 +44,31 @@ def _describe(exc: httpx.TransportError) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
+def _from_login(config: ClientConfig) -> bool:
+    from ._login import token_file
+
+    return config.token_source == str(token_file())
+
+
+class BearerAuth(httpx.Auth):
+    """The bearer token, set on each request.
+
+    A ``farside login`` token is looked up again for every request (the cache refreshes it
+    with the refresh token when it is near expiry), so a notebook kernel outlives its
+    first access token; other tokens are fixed.
+    """
+
+    def __init__(self, token: str, fresh: Callable[[], str | None] | None = None) -> None:
+        self._token = token
+        self._fresh = fresh
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        if self._fresh is not None:
+            self._token = self._fresh() or self._token
+        request.headers["Authorization"] = f"Bearer {self._token}"
+        yield request
+
+
 class Api:
     """Typed, thread-safe access to ``<url>/api/v1`` with a bearer token.
 
@@ -54,16 +79,22 @@ class Api:
         self.config = config
         self.url = config.url
         self._transport = transport
-        self._headers = {
-            "Authorization": f"Bearer {config.token}",
-            "User-Agent": "farside-client",
-        }
+        self._headers = {"User-Agent": "farside-client"}
+        self.from_login = _from_login(config)
+        self._auth = BearerAuth(config.token, self._fresh_login_token if self.from_login else None)
         self.client = self._new_client(REQUEST_TIMEOUT)
+
+    def _fresh_login_token(self) -> str | None:
+        from ._login import cached_token  # refreshed with the refresh token when near expiry
+
+        found = cached_token(self.url)
+        return found[0] if found is not None else None
 
     def _new_client(self, timeout: httpx.Timeout) -> httpx.Client:
         return httpx.Client(
             base_url=self.url + API_PREFIX,
             headers=self._headers,
+            auth=self._auth,
             timeout=timeout,
             transport=self._transport,
         )
@@ -89,10 +120,15 @@ class Api:
             body = response.text
         error = error_from_envelope(response.status_code, body)
         if isinstance(error, Unauthorized):
+            advice = (
+                "run `farside login` again"
+                if self.from_login
+                else f"run `farside up` again for a local gateway, or set {env.TOKEN}"
+            )
             error = Unauthorized(
                 f"the farside gateway at {self.url} rejected the token from "
                 f"{self.config.token_source} ({error.message or 'unauthorized'}). Get a fresh "
-                f"token: run `farside up` again for a local gateway, or set {env.TOKEN}.",
+                f"token: {advice}.",
                 error.details,
             )
         raise error

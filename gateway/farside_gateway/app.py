@@ -1,7 +1,8 @@
 """The ASGI application: ``create_app(config)``.
 
-Every endpoint under ``/api/v1`` needs a bearer token. ``/openapi.json`` and ``/docs``
-describe the API and carry no data, so they are open.
+Every endpoint under ``/api/v1`` needs a bearer token (a farside token or an OIDC access
+token), except ``GET /api/v1/auth``, which tells clients how to log in. ``/openapi.json``
+and ``/docs`` describe the API and carry no data, so they are open.
 """
 
 from __future__ import annotations

@@ -206,3 +206,25 @@ def test_the_client_refreshes_an_expiring_token(gateway: GatewayProcess, tmp_pat
     second = json.loads(token_file.read_text())
     assert second["access_token"] != first["access_token"]
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+
+
+def test_a_long_session_outlives_its_first_access_token(
+    gateway: GatewayProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One Gateway object (a notebook kernel) keeps working after its access token expired:
+    each request takes the login cache's token, refreshed when near expiry."""
+    config_dir = tmp_path / "bob-kernel"
+    _login(gateway, config_dir, "bob", "--client-id", SHORT_CLIENT)
+    monkeypatch.setenv("FARSIDE_CONFIG_DIR", str(config_dir))
+    import farside
+
+    gw = farside.Gateway()
+    try:
+        assert gw.whoami().name == "bob"
+        first = json.loads((config_dir / "oidc-token.json").read_text())["access_token"]
+        exp = jwt.decode(first, options={"verify_signature": False})["exp"]
+        wait_until(lambda: time.time() > exp + 0.5, timeout=30)
+        assert gw.whoami().name == "bob"  # the same object, a fresh token
+        assert json.loads((config_dir / "oidc-token.json").read_text())["access_token"] != first
+    finally:
+        gw.close()
