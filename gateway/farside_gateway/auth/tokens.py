@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, TypedDict, Unpack
 
 from sqlalchemy import Connection, delete, insert, select
@@ -30,6 +30,8 @@ class Principal:
     pilot_id: int | None = None
     #: fair-share groups (user tokens); the first one counts for fair share
     groups: tuple[str, ...] = ()
+    #: when the token expires (farside tokens with a TTL); a cached lookup ends there too
+    expires_at: float | None = field(default=None, compare=False, repr=False)
 
     @property
     def share_group(self) -> str | None:
@@ -99,7 +101,12 @@ def lookup_token(conn: Connection, token: str, now: float) -> Principal | None:
         return None
     groups = tuple(g for g in (row.groups or "").split(",") if g)
     return Principal(
-        kind=row.kind, name=row.subject, admin=row.admin, pilot_id=row.pilot_id, groups=groups
+        kind=row.kind,
+        name=row.subject,
+        admin=row.admin,
+        pilot_id=row.pilot_id,
+        groups=groups,
+        expires_at=row.expires_at,
     )
 
 
@@ -127,7 +134,10 @@ class TokenCache:
     def put(self, token: str, principal: Principal | None, now: float) -> None:
         if len(self._entries) > 10_000:
             self._entries.clear()
-        self._entries[token] = (now + self.ttl, principal)
+        until = now + self.ttl
+        if principal is not None and principal.expires_at is not None:
+            until = min(until, principal.expires_at)  # never past the token's expiry
+        self._entries[token] = (until, principal)
 
     def forget_pilot(self, pilot_id: int) -> None:
         for key, (_, principal) in list(self._entries.items()):
