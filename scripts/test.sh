@@ -6,8 +6,10 @@
 #   htcondor   the HTCondor site against a real pool (scripts/htcondor.sh: Debian trixie chroot)
 #   kubernetes the Kubernetes site against a real API server (scripts/kubernetes.sh: built from
 #              Debian's source once, cached outside the repository)
+#   browser    JupyterHub + configurable-http-proxy (scripts/hub.sh) + the OIDC provider
+#              (scripts/oidc.sh), driven in headless Chromium (scripts/browser.sh)
 # With arguments, they go to one pytest run instead, e.g. scripts/test.sh -m "not postgres" -x
-# FARSIDE_TEST_SUITES picks suites for an argument-less run (default: all three).
+# FARSIDE_TEST_SUITES picks suites for an argument-less run (default: all four).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -24,11 +26,11 @@ if [ "$#" -gt 0 ]; then
   echo "== pytest $*"
   exec .venv/bin/pytest "$@"
 fi
-for suite in ${FARSIDE_TEST_SUITES:-default htcondor kubernetes}; do
+for suite in ${FARSIDE_TEST_SUITES:-default htcondor kubernetes browser}; do
   case "$suite" in
     default)
       echo "== pytest: default suite"
-      .venv/bin/pytest -m "not htcondor and not kubernetes" ;;
+      .venv/bin/pytest -m "not htcondor and not kubernetes and not browser" ;;
     htcondor)
       echo "== pytest: HTCondor suite"
       bash scripts/htcondor.sh
@@ -37,6 +39,11 @@ for suite in ${FARSIDE_TEST_SUITES:-default htcondor kubernetes}; do
       echo "== pytest: Kubernetes suite"
       bash scripts/kubernetes.sh
       .venv/bin/pytest -m kubernetes ;;
-    *) echo "unknown suite $suite (default, htcondor, kubernetes)" >&2; exit 2 ;;
+    browser)
+      echo "== pytest: browser suite"
+      bash scripts/hub.sh
+      bash scripts/browser.sh
+      .venv/bin/pytest -m browser ;;
+    *) echo "unknown suite $suite (default, htcondor, kubernetes, browser)" >&2; exit 2 ;;
   esac
 done

@@ -98,7 +98,9 @@ def resolve_config(url: str | None = None, token: str | None = None) -> ClientCo
     if not url and os.environ.get(env.GATEWAY_URL):
         url, url_source = os.environ[env.GATEWAY_URL], f"${env.GATEWAY_URL}"
     if not token and os.environ.get(env.TOKEN):
-        token, token_source = os.environ[env.TOKEN], f"${env.TOKEN}"
+        from ._profile import fresh_token  # in a hub server: renewed through the hub
+
+        token, token_source = fresh_token(os.environ[env.TOKEN]), f"${env.TOKEN}"
     if not url or not token:
         path = client_file()
         data = _read_client_file(path)

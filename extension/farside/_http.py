@@ -7,6 +7,7 @@ envelope is rebuilt with :func:`~farside_pilot.protocol.error_from_envelope`.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Generator, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -59,13 +60,13 @@ class BearerAuth(httpx.Auth):
     """
 
     def __init__(self, token: str, fresh: Callable[[], str | None] | None = None) -> None:
-        self._token = token
+        self.token = token
         self._fresh = fresh
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         if self._fresh is not None:
-            self._token = self._fresh() or self._token
-        request.headers["Authorization"] = f"Bearer {self._token}"
+            self.token = self._fresh() or self.token
+        request.headers["Authorization"] = f"Bearer {self.token}"
         yield request
 
 
@@ -81,8 +82,18 @@ class Api:
         self._transport = transport
         self._headers = {"User-Agent": "farside-client"}
         self.from_login = _from_login(config)
-        self._auth = BearerAuth(config.token, self._fresh_login_token if self.from_login else None)
+        fresh: Callable[[], str | None] | None = None
+        if self.from_login:
+            fresh = self._fresh_login_token
+        elif config.token_source == f"${env.TOKEN}" and os.environ.get("JUPYTERHUB_API_TOKEN"):
+            fresh = self._fresh_hub_token  # a JupyterHub server: the hub renews the token
+        self._auth = BearerAuth(config.token, fresh)
         self.client = self._new_client(REQUEST_TIMEOUT)
+
+    def _fresh_hub_token(self) -> str | None:
+        from ._profile import fresh_token  # asks the hub only when the token nears expiry
+
+        return fresh_token(self._auth.token)
 
     def _fresh_login_token(self) -> str | None:
         from ._login import cached_token  # refreshed with the refresh token when near expiry

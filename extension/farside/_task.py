@@ -32,6 +32,7 @@ from farside_pilot.protocol.payload import dump_function, encode_call
 
 from ._futures import FarsideFuture, MapResult
 from ._gateway import SUBMIT_CHUNK, Gateway, get_gateway
+from ._profile import task_defaults
 
 __all__ = ["Task", "task"]
 
@@ -282,6 +283,8 @@ def task(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
     >>> hello("world")
     'hello world'
     """
+    # in a JupyterHub server, the profile the user chose (e.g. ML+GPU) sets env and gpus
+    options = {**task_defaults(), **options}
     if fn is not None:
         return Task(fn, **options)
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from farside_pilot.protocol import ConfigurationError, FarsideError
 
 from .config import GatewayConfig, load_config
+from .hub_platform import HubLauncher, HubSettings, find_proxy
 from .local_platform import TokenFiles, config_dir, state_dir
 from .runtime import Runtime
 
@@ -52,10 +53,12 @@ def _setup_logging(level: str) -> None:
 
 
 def _run(config: GatewayConfig, tokens: TokenFiles | None, banner: bool, example: bool,
-         once: bool, stop_pilots: bool) -> int:  # fmt: skip
+         once: bool, stop_pilots: bool, hub: HubLauncher | None = None) -> int:  # fmt: skip
     from .server import serve
 
     def ready(runtime: Runtime) -> None:
+        if hub is not None:
+            hub.start_in_background(runtime.public_url)
         if tokens is not None:
             client_json = tokens.write_client_config(runtime.public_url)
             if banner:
@@ -66,7 +69,11 @@ def _run(config: GatewayConfig, tokens: TokenFiles | None, banner: bool, example
             ).start()
 
     hooks = [tokens.register] if tokens is not None else []
-    return serve(config, stop_pilots_on_exit=stop_pilots, on_ready=ready, bootstrap=hooks)
+    try:
+        return serve(config, stop_pilots_on_exit=stop_pilots, on_ready=ready, bootstrap=hooks)
+    finally:
+        if hub is not None:  # the hub stops its proxy and the users' servers
+            hub.stop()
 
 
 def _example_then(runtime: Runtime, example: bool, once: bool) -> None:
@@ -124,12 +131,51 @@ def up_main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--once", action="store_true", help="stop after start-up (and the example, if asked)"
     )
+    hub_options = parser.add_argument_group(
+        "JupyterHub",
+        "--hub puts JupyterHub in front (docs/how-to/jupyterhub.md); the OIDC "
+        "client secret comes from $FARSIDE_HUB_CLIENT_SECRET",
+    )
+    hub_options.add_argument("--hub", action="store_true", help="run JupyterHub too")
+    hub_options.add_argument("--issuer", help="OIDC issuer users log in at (required with --hub)")
+    hub_options.add_argument("--client-id", default="farside-hub", help="the hub's OIDC client")
+    hub_options.add_argument("--audience", default="farside", help="aud of tokens for farside")
+    hub_options.add_argument("--hub-port", type=int, default=8000, help="the hub's port")
+    hub_options.add_argument("--hub-api-port", type=int, default=8081, help="hub API port")
+    hub_options.add_argument(
+        "--allowed-group",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="OIDC group that may log in (repeatable; default: anyone)",
+    )
+    hub_options.add_argument(
+        "--admin-group",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="OIDC group whose members are hub and farside admins",
+    )
+    hub_options.add_argument("--proxy", help="configurable-http-proxy (default: scripts/hub.sh's)")
     args = parser.parse_args(argv)
     _setup_logging(args.log_level)
     try:
-        config = _load(args, state_dir=state_dir())
+        defaults: dict[str, object] = {"state_dir": state_dir()}
+        hub = None
+        if args.hub:
+            if not args.issuer:
+                parser.error("--hub needs --issuer (the OIDC issuer users log in at)")
+            settings = HubSettings(
+                state_dir=state_dir() / "hub", gateway_url="", issuer=args.issuer,
+                client_id=args.client_id, hub_port=args.hub_port, api_port=args.hub_api_port,
+                proxy_api_port=args.hub_api_port + 1, proxy=find_proxy(args.proxy),
+                allowed_groups=args.allowed_group, admin_groups=args.admin_group,
+            )  # fmt: skip
+            hub = HubLauncher(settings, args.audience)
+            defaults.update(hub.gateway_defaults())
+        config = _load(args, **defaults)
         tokens = TokenFiles(config_dir())
-        return _run(config, tokens, True, args.example, args.once, stop_pilots=True)
+        return _run(config, tokens, True, args.example, args.once, stop_pilots=True, hub=hub)
     except FarsideError as exc:
         print(f"farside up: {exc}", file=sys.stderr)
         return 1

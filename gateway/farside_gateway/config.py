@@ -278,6 +278,54 @@ class OidcConfig(BaseModel):
         return self.issuer is not None
 
 
+class HubConfig(BaseModel):
+    """JupyterHub API tokens: the gateway as a hub service (``/services/farside``). A token
+    is accepted when the hub says it carries ``access:services!service=<service_name>``; the
+    hub user's name is the farside user. Off unless ``api_url`` is set. See
+    ``docs/how-to/jupyterhub.md``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    api_url: str | None = Field(
+        None,
+        description="The hub's REST API, e.g. `http://127.0.0.1:8081/hub/api` (what the hub "
+        "gives its services as `JUPYTERHUB_API_URL`). Unset: hub tokens are not accepted.",
+    )
+    service_name: str = Field(
+        "farside",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+        description="The gateway's name in the hub's `services`; tokens need "
+        "`access:services!service=<this>`.",
+    )
+    admin_groups: list[str] = Field(
+        default_factory=list, description="Members of these hub groups are admins."
+    )
+    hub_admins_are_admins: bool = Field(False, description="Hub admins are gateway admins.")
+    allowed_groups: list[str] = Field(
+        default_factory=list,
+        description="If set, only members of at least one of these hub groups may use the "
+        "gateway with a hub token.",
+    )
+    cache_seconds: float = Field(
+        60.0,
+        ge=0,
+        le=3600,
+        description="Seconds the hub's answer about a token is remembered (a token revoked at "
+        "the hub still works this long).",
+    )
+
+    @model_validator(mode="after")
+    def _url(self) -> HubConfig:
+        if self.api_url is not None and not self.api_url.startswith(("http://", "https://")):
+            raise ValueError(f"hub.api_url {self.api_url!r} is not an http(s) URL")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.api_url is not None
+
+
 def _default_sites() -> list[SiteConfig]:
     """One `local` site: 1-core slots, one warm pilot, up to one pilot per core (at least 2)."""
     return [SiteConfig(name="local", min_warm=1, max_pilots=max(2, os.cpu_count() or 2))]
@@ -345,6 +393,9 @@ class GatewayConfig(BaseModel):
     sites: list[SiteConfig] = Field(default_factory=_default_sites, description="Sites to use.")
     oidc: OidcConfig = Field(
         default_factory=OidcConfig, description="OIDC access tokens (off unless issuer is set)."
+    )
+    hub: HubConfig = Field(
+        default_factory=HubConfig, description="JupyterHub API tokens (off unless api_url is set)."
     )
 
     @model_validator(mode="after")

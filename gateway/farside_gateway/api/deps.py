@@ -2,7 +2,8 @@
 
 A bearer token with a farside prefix (``fsu_``, ``fss_``, ``fsp_``) is looked up in the
 gateway's token table; any other is checked as an OIDC access token when ``[oidc]`` names
-an issuer (:mod:`farside_gateway.auth.oidc`).
+an issuer (:mod:`farside_gateway.auth.oidc`); one that is not a JWT is checked as a
+JupyterHub API token when ``[hub]`` names a hub (:mod:`farside_gateway.auth.hub`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from fastapi import Depends, Request
 
 from farside_pilot.protocol import Forbidden, Unauthorized
 
+from ..auth.hub import HubValidator, looks_like_jwt
 from ..auth.oidc import OidcValidator, is_farside_token
 from ..auth.tokens import Principal, lookup_token
 from ..runtime import Runtime
@@ -33,6 +35,8 @@ async def principal(request: Request) -> Principal:
         )
     token = token.strip()
     rt = runtime(request)
+    if not is_farside_token(token) and rt.config.hub.enabled and not looks_like_jwt(token):
+        return await hub_validator(request).principal(token)
     if not is_farside_token(token) and rt.config.oidc.enabled:
         return await oidc_validator(request).principal(token)
     now = rt.now()
@@ -56,6 +60,16 @@ def oidc_validator(request: Request) -> OidcValidator:
         config = runtime(request).config
         validator = OidcValidator(config.oidc, share_groups=config.fair_share.groups)
         request.app.state.oidc = validator
+    return validator
+
+
+def hub_validator(request: Request) -> HubValidator:
+    """The app's hub token checker, made on first use (it caches the hub's answers)."""
+    validator: HubValidator | None = getattr(request.app.state, "hub", None)
+    if validator is None:
+        config = runtime(request).config
+        validator = HubValidator(config.hub, share_groups=config.fair_share.groups)
+        request.app.state.hub = validator
     return validator
 
 

@@ -1,0 +1,141 @@
+"""A real JupyterHub for tests: OIDC provider (with a hub client), gateway, hub and proxy.
+
+``scripts/oidc.sh`` installs panva's oidc-provider; the hub needs a confidential client
+whose redirect URI names the hub's port, so :func:`start_hub_provider` runs a second
+instance of the same provider with the same users and one extra client, ``farside-hub``,
+on a free port. ``scripts/hub.sh`` installs the proxy. The hub is the one ``farside up
+--hub`` runs (:mod:`farside_gateway.hub_platform`), so the tests try the shipped config.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from farside_gateway.hub_platform import HubProcess, HubSettings
+from harness import GatewayProcess
+from oidc_support import REPO, start_provider
+
+HUB_CLIENT = "farside-hub"
+OIDC_APP = Path(os.environ.get("FARSIDE_OIDC_DIR", "/tmp/farside-oidc")) / "app"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def proxy_path() -> str:
+    done = subprocess.run(["bash", str(REPO / "scripts" / "hub.sh")], capture_output=True,
+                          text=True, timeout=300, check=False)  # fmt: skip
+    if done.returncode != 0:
+        pytest.fail(f"scripts/hub.sh could not install the proxy:\n{done.stderr}")
+    return done.stdout.strip().splitlines()[-1]
+
+
+def artifacts_dir() -> Path:
+    path = Path(os.environ.get("FARSIDE_TEST_ARTIFACTS") or REPO / "tests" / "artifacts")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@dataclass
+class HubStack:
+    issuer: str
+    gateway: GatewayProcess
+    hub: HubProcess
+    admin_token: str  # a hub service token with admin scopes, for REST calls in tests
+
+    @property
+    def url(self) -> str:
+        return self.hub.settings.url
+
+    def hub_api(self) -> httpx.Client:
+        return httpx.Client(base_url=self.hub.settings.api_url, timeout=60,
+                            headers={"Authorization": f"token {self.admin_token}"})  # fmt: skip
+
+
+def start_hub_provider(
+    state: Path, callback: str, secret: str
+) -> tuple[str, subprocess.Popen[bytes]]:
+    start_provider()  # installs the provider's node_modules (and runs the shared instance)
+    config = state / "oidc"
+    config.mkdir(parents=True, exist_ok=True)
+    src = REPO / "scripts" / "oidc"
+    clients: list[dict[str, Any]] = json.loads((src / "clients.json").read_text())
+    clients.append({
+        "client_id": HUB_CLIENT, "client_secret": secret, "client_name": "farside's JupyterHub",
+        "redirect_uris": [callback], "response_types": ["code"],
+        "grant_types": ["authorization_code", "refresh_token"],
+        "token_endpoint_auth_method": "client_secret_basic",
+    })  # fmt: skip
+    (config / "clients.json").write_text(json.dumps(clients))
+    (config / "users.json").write_text((src / "users.json").read_text())
+    port = free_port()
+    issuer = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "OIDC_PORT": str(port), "OIDC_ISSUER": issuer,
+           "OIDC_CONFIG": str(config), "OIDC_STATE": str(config)}  # fmt: skip
+    with (state / "oidc.log").open("ab") as log:
+        proc = subprocess.Popen(["node", str(OIDC_APP / "provider.mjs")], env=env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    for _ in range(200):
+        try:
+            if httpx.get(f"{issuer}/.well-known/openid-configuration").status_code == 200:
+                return issuer, proc
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    proc.kill()
+    pytest.fail(f"the hub's OIDC provider did not start:\n{(state / 'oidc.log').read_text()}")
+
+
+def hub_stack(state: Path) -> Iterator[HubStack]:
+    """OIDC provider, gateway ([oidc] + [hub]) and hub; torn down in reverse order."""
+    secret, admin_token = secrets.token_hex(16), secrets.token_hex(16)
+    settings = HubSettings(
+        state_dir=state / "hub", gateway_url="", issuer="", client_id=HUB_CLIENT,
+        hub_port=free_port(), api_port=free_port(), proxy_api_port=free_port(),
+        proxy=proxy_path(), allowed_groups=["analysts", "cms", "farside-admins"],
+        admin_groups=["farside-admins"], service_token=secrets.token_hex(16),
+    )  # fmt: skip
+    issuer, provider = start_hub_provider(state, settings.url + "/hub/oauth_callback", secret)
+    settings.issuer = issuer
+    gateway = GatewayProcess(
+        state / "gateway",
+        oidc={"issuer": issuer, "audience": ["farside"], "admin_groups": ["farside-admins"]},
+        hub={"api_url": settings.api_url, "admin_groups": ["farside-admins"]},
+    )
+    hub: HubProcess | None = None
+    try:
+        gateway.start()
+        settings.gateway_url = gateway.url
+        # a tester service with admin scopes, added after farside_hub's part of the config
+        extra = f"""
+c.JupyterHub.services.append({{"name": "tester", "api_token": {admin_token!r}}})
+c.JupyterHub.load_roles.append({{"name": "tester", "services": ["tester"],
+    "scopes": ["admin:users", "admin:servers", "tokens", "list:users", "read:users"]}})
+"""
+        settings.extra_config = extra
+        hub = HubProcess(settings, secret).start()
+        yield HubStack(issuer, gateway, hub, admin_token)
+    finally:
+        if hub is not None:
+            hub.stop()
+        gateway.cleanup()
+        provider.kill()
+        provider.wait()

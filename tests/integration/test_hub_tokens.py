@@ -1,0 +1,49 @@
+"""The gateway as a JupyterHub service: it accepts a hub token with the scope
+``access:services!service=farside`` and refuses one without, saying why."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from hub_support import HubStack, hub_stack
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubStack]:
+    yield from hub_stack(tmp_path_factory.mktemp("hub"))
+
+
+def _token(stack: HubStack, user: str, scopes: list[str]) -> str:
+    with stack.hub_api() as api:
+        api.post(f"/users/{user}")  # 409 when she exists: fine
+        response = api.post(f"/users/{user}/tokens", json={"scopes": scopes, "expires_in": 600})
+        assert response.status_code == 201, response.text
+        token: str = response.json()["token"]
+        return token
+
+
+def test_hub_token_with_the_service_scope_is_accepted(hub: HubStack) -> None:
+    token = _token(hub, "alice", ["access:services!service=farside"])
+    with hub.gateway.http(token) as gw:
+        response = gw.get("/whoami")
+    assert response.status_code == 200, response.text
+    assert response.json()["name"] == "alice"
+
+
+def test_hub_token_without_the_scope_is_refused(hub: HubStack) -> None:
+    token = _token(hub, "alice", ["read:users:name!user"])
+    with hub.gateway.http(token) as gw:
+        response = gw.get("/whoami")
+    assert response.status_code == 403, response.text
+    assert "access:services!service=farside" in response.text
+
+
+def test_unknown_hub_token_is_refused(hub: HubStack) -> None:
+    with hub.gateway.http("0123456789abcdef0123456789abcdef") as gw:
+        response = gw.get("/whoami")
+    assert response.status_code == 401, response.text
+    assert "JupyterHub does not know this token" in response.text
