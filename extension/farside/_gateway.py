@@ -186,6 +186,34 @@ class Gateway:
 
         return Task(fn, gateway=self).map(*iterables)
 
+    def offload(self, dsk: Any, keys: Any, **options: Any) -> Any:
+        """A Dask scheduler that runs the graph as jobs in the pool:
+        ``dask.compute(x, scheduler=gw.offload)``.
+
+        The graph is cut into one job per chain of tasks; intermediate values move between
+        jobs through the gateway, never through this notebook, and pilots need nothing but
+        the gateway's HTTPS. ``options`` (or the ``farside.offload`` Dask config) take the
+        resources of ``@farside.task`` (``cores``, ``memory``, ``walltime``, ``gpus``,
+        ``sites``, ...) for every job, and ``group`` to name the jobs' group (default
+        ``offload-<random>``). A failed task's exception is raised here.
+
+        >>> total, = dask.compute((x + x.T).sum(), scheduler=gw.offload)  # doctest: +SKIP
+        """
+        from ._offload import offload
+
+        return offload(self, dsk, keys, **options)
+
+    def compute(self, *collections: Any, **options: Any) -> tuple[Any, ...]:
+        """``dask.compute(*collections, scheduler=self.offload, **options)``: a tuple of
+        results, one per collection (see :meth:`offload`).
+
+        >>> counts, = gw.compute(bag.frequencies(), memory="2 GiB")  # doctest: +SKIP
+        """
+        from dask.base import compute
+
+        results = compute(*collections, scheduler=self.offload, **options)  # type: ignore[no-untyped-call]
+        return tuple(results)
+
     def _track(self, job_ids: list[int]) -> list[FarsideFuture[Any]]:
         futures: list[FarsideFuture[Any]] = [FarsideFuture(self, i) for i in job_ids]
         ready: list[tuple[FarsideFuture[Any], JobEvent]] = []

@@ -149,6 +149,13 @@ class GatewayClient:
         response = await self.request("GET", self._pilot(f"/jobs/{job_id}/payload"))
         return response.content
 
+    async def inputs(self, job_id: int, parents: list[int]) -> dict[int, bytes]:
+        """The outcome bytes of a held job's input jobs, fetched side by side."""
+        answers = await asyncio.gather(
+            *(self.request("GET", self._pilot(f"/jobs/{job_id}/inputs/{p}")) for p in parents)
+        )
+        return {p: answer.content for p, answer in zip(parents, answers, strict=True)}
+
     async def upload_result(self, job_id: int, attempt: int, data: bytes) -> None:
         await self.request(
             "PUT", self._pilot(f"/jobs/{job_id}/result"), content=data, params={"attempt": attempt}

@@ -305,25 +305,35 @@ class Pilot:
             )
             return
         self.runner.add(job)
-        if job.payload is None:
-            self._spawn(self._fetch_payload(job))
+        if not job.ready:
+            self._spawn(self._fetch(job))
 
-    async def _fetch_payload(self, job: HeldJob) -> None:
+    async def _fetch(self, job: HeldJob) -> None:
+        """Fetch what the job needs to start: a payload too large to ride along with the
+        assignment, and the outcomes of its input jobs."""
         assert self.runner is not None
+        what = "payload"
         try:
-            payload = await self.client.payload(job.job_id)
-        except (NotFound, Conflict):
+            payload = job.payload
+            if payload is None:
+                payload = await self.client.payload(job.job_id)
+            what = "inputs"
+            inputs = await self.client.inputs(job.job_id, job.assignment.inputs)
+        except (NotFound, Conflict) as exc:
             self.runner.drop(job.job_id)
+            # a missing input is news for the gateway; otherwise the job is no longer ours
+            if what == "inputs" and isinstance(exc, NotFound):
+                self.outcomes.report_end(job, system_failure(f"cannot fetch an input: {exc}"))
             self._note_activity()
             return
         except ApiError as exc:
             if exc.status in (401, 403):
                 raise
             self.runner.drop(job.job_id)
-            self.outcomes.report_end(job, system_failure(f"cannot fetch the job's payload: {exc}"))
+            self.outcomes.report_end(job, system_failure(f"cannot fetch the job's {what}: {exc}"))
             return
         if job.job_id in self.runner.queue:
-            job.payload = payload
+            job.payload, job.inputs = payload, inputs
             self.runner.dispatch()
 
     def _spawn(self, coro: Awaitable[None]) -> None:

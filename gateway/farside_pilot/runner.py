@@ -33,10 +33,14 @@ BIG_PAYLOAD = 64 * 1024
 
 @dataclass
 class HeldJob:
-    """A job this pilot holds: queued until it starts, then running on ``worker``."""
+    """A job this pilot holds: queued until it starts, then running on ``worker``.
+
+    It may start once its payload is here and, if it has inputs, their outcome bytes.
+    """
 
     assignment: Assignment
     payload: bytes | None = None
+    inputs: dict[int, bytes] | None = None
     worker: WorkerProcess | None = None
     started: float = 0.0
     peak_rss: int = 0  # of the worker's process tree, as the limit watch saw it
@@ -52,6 +56,10 @@ class HeldJob:
     @property
     def resources(self) -> Resources:
         return self.assignment.resources
+
+    @property
+    def ready(self) -> bool:
+        return self.payload is not None and (self.inputs is not None or not self.assignment.inputs)
 
 
 class RunnerEvents(Protocol):
@@ -102,7 +110,7 @@ class JobRunner:
         for job in list(self.queue.values()):
             if self.slot.free.cores < 1:
                 return  # the common case with a long prefetch queue: stop scanning it
-            if job.payload is None or not self.slot.can_start(job.resources):
+            if not job.ready or not self.slot.can_start(job.resources):
                 continue
             worker = self._take_worker()
             if worker is None:
@@ -114,7 +122,7 @@ class JobRunner:
             worker.job_id = job.job_id
             job.started = time.time()
             self.events.job_started(job)
-            self._send(worker, job.job_id, job.payload)
+            self._send(worker, job)
         self._arm_watch()
 
     # ------------------------------------------------------------ memory and walltime
@@ -165,12 +173,17 @@ class JobRunner:
         )
         self._finish(job, outcome)
 
-    def _send(self, worker: WorkerProcess, job_id: int, payload: bytes) -> None:
+    def _send(self, worker: WorkerProcess, job: HeldJob) -> None:
+        assert job.payload is not None
         scratch = self._scratch(worker)
-        if len(payload) > BIG_PAYLOAD:
-            self._loop.run_in_executor(None, worker.run, job_id, payload, scratch)
+        size = len(job.payload) + sum(map(len, (job.inputs or {}).values()))
+        args = (job.job_id, job.payload, scratch, job.inputs)
+        if job.inputs:
+            job.inputs = {}  # the worker has them now; the pilot need not hold them too
+        if size > BIG_PAYLOAD:
+            self._loop.run_in_executor(None, worker.run, *args)
         else:
-            worker.run(job_id, payload, scratch)
+            worker.run(*args)
 
     def _scratch(self, worker: WorkerProcess) -> str:
         return os.path.join(self.workdir, f"worker-{worker.pid}")

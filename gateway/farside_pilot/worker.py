@@ -2,7 +2,9 @@
 
 Started by :class:`farside_pilot.workers.WorkerProcess` as
 ``python -m farside_pilot.worker IN_FD OUT_FD``. It reads ``("run", job_id, payload,
-scratch_dir)`` and ``("stop",)`` messages from ``IN_FD`` and writes to ``OUT_FD``:
+scratch_dir, inputs)`` and ``("stop",)`` messages from ``IN_FD`` and writes to ``OUT_FD``
+(``inputs``: None, or the outcome bytes of the job's input jobs by job id, decoded here
+because the pilot itself never unpickles user data):
 
 * ``("ready", pid)`` once, after start-up;
 * ``("log", job_id, stream, time, text)`` for each line the job prints;
@@ -35,7 +37,14 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any, Literal
 
-from .protocol.payload import PayloadError, decode_call, encode_exception, encode_value
+from .protocol.payload import (
+    PayloadError,
+    decode_call,
+    decode_outcome,
+    encode_exception,
+    encode_value,
+    substitute_inputs,
+)
 
 FUNCTION_CACHE_SIZE = 32
 Stream = Literal["stdout", "stderr", "system"]
@@ -270,8 +279,8 @@ class Worker:
                 return
             if message[0] == "stop":
                 return
-            _, job_id, payload, scratch = message
-            self._run(job_id, payload, scratch)
+            _, job_id, payload, scratch, inputs = message
+            self._run(job_id, payload, scratch, inputs)
 
     def _load_function(self, data: bytes, digest: str) -> Any:
         fn = self._functions.get(digest)
@@ -284,7 +293,9 @@ class Worker:
             self._functions.popitem(last=False)
         return fn
 
-    def _prepare(self, payload: bytes) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
+    def _prepare(
+        self, payload: bytes, inputs: dict[int, bytes] | None
+    ) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
         try:
             call = decode_call(payload)
         except PayloadError as exc:
@@ -301,9 +312,17 @@ class Worker:
             ) from exc
         except Exception as exc:
             raise _Failure("user", f"cannot unpickle the call: {_short(exc)}", exc) from exc
+        if inputs:
+            values = {parent: _input_value(parent, data) for parent, data in inputs.items()}
+            try:
+                args, kwargs = substitute_inputs((args, kwargs), values)
+            except PayloadError as exc:
+                raise _Failure("user", str(exc), exc) from exc
         return fn, tuple(args), dict(kwargs)
 
-    def _run(self, job_id: int, payload: bytes, scratch: str) -> None:
+    def _run(
+        self, job_id: int, payload: bytes, scratch: str, inputs: dict[int, bytes] | None = None
+    ) -> None:
         if not os.path.isdir(scratch):  # makedirs(exist_ok) raises and catches every time
             os.makedirs(scratch, exist_ok=True)
         os.chdir(scratch)
@@ -313,7 +332,7 @@ class Worker:
         t0 = time.perf_counter()
         exit_code, error_class, error = 0, None, None
         try:
-            fn, args, kwargs = self._prepare(payload)
+            fn, args, kwargs = self._prepare(payload, inputs)
             value = fn(*args, **kwargs)
             result = encode_value(value)
         except _Failure as failure:
@@ -342,6 +361,18 @@ class Worker:
                 self._fflush()
             for capture in self._captures:
                 capture.sync()
+
+
+def _input_value(parent: int, data: bytes) -> Any:
+    try:
+        ok, value = decode_outcome(data)
+    except PayloadError as exc:
+        raise _Failure("user", f"cannot load the result of input job {parent}: {exc}", exc) from exc
+    if not ok:
+        # the gateway hands out only finished parents' outcomes; an error one is a bug there
+        error = PayloadError(f"input job {parent} ended in an error, not a value")
+        raise _Failure("system", str(error), error)
+    return value
 
 
 def main(argv: list[str]) -> None:

@@ -80,10 +80,14 @@ class WorkerProcess:
         self._recv_conn.close()
         self._on_message(self, ("exited", returncode))
 
-    def run(self, job_id: int, payload: bytes, scratch: str) -> None:
-        """Send a job; may block while a large payload goes through the pipe."""
+    def run(
+        self, job_id: int, payload: bytes, scratch: str, inputs: dict[int, bytes] | None = None
+    ) -> None:
+        """Send a job (and its inputs' outcome bytes); may block while a large one goes
+        through the pipe."""
         self.job_id = job_id
-        data = pickle.dumps(("run", job_id, payload, scratch), protocol=pickle.HIGHEST_PROTOCOL)
+        message = ("run", job_id, payload, scratch, inputs)
+        data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
         with self._send_lock:
             self._send_conn.send_bytes(data)
 

@@ -43,6 +43,8 @@ class FakeGateway:
         self.heartbeat_interval = heartbeat_interval
         self.queue: list[Assignment] = []
         self.payloads: dict[int, bytes] = {}
+        self.inputs: dict[tuple[int, int], bytes] = {}  # (job, parent) -> outcome bytes
+        self.input_requests: list[tuple[int, int]] = []
         self.registration: PilotRegistration | None = None
         self.acquires: list[AcquireRequest] = []
         self.heartbeats: list[HeartbeatRequest] = []
@@ -75,6 +77,7 @@ class FakeGateway:
         cores: int = 1,
         memory: int = 1024**3,
         walltime: int = 3600,
+        inputs: dict[int, bytes] | None = None,
         **kwargs: Any,
     ) -> int:
         job_id = self._next_id
@@ -89,8 +92,11 @@ class FakeGateway:
                 resources=Resources(cores=cores, memory=memory, walltime=walltime),
                 payload=payload if inline else None,
                 payload_size=len(payload),
+                inputs=list(inputs or {}),
             )
         )
+        for parent, outcome in (inputs or {}).items():
+            self.inputs[job_id, parent] = outcome
         self._poke()
         return job_id
 
@@ -160,6 +166,12 @@ class FakeGateway:
                 return httpx.Response(204)
             if action == "jobs" and parts[4] == "payload":
                 return httpx.Response(200, content=self.payloads[int(parts[3])])
+            if action == "jobs" and parts[4] == "inputs":
+                key = (int(parts[3]), int(parts[5]))
+                self.input_requests.append(key)
+                if key not in self.inputs:
+                    return _error(404, "not_found", f"job {key[1]} is not an input")
+                return httpx.Response(200, content=self.inputs[key])
             if action == "jobs" and parts[4] == "result":
                 self.results[int(parts[3])] = request.content
                 return httpx.Response(204)

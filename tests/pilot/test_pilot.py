@@ -282,3 +282,44 @@ async def test_long_jobs_are_not_hoarded(
     await asyncio.sleep(0.1)
     # one runs; the others stay at the gateway for another pilot
     assert len(gateway.queue) == 2
+
+
+def add_up(values: list[int], scale: int = 1) -> int:
+    return sum(values) * scale
+
+
+async def test_inputs_are_fetched_and_put_in_place_before_the_job_starts(
+    gateway: FakeGateway, start: Callable[..., asyncio.Task[int]]
+) -> None:
+    from farside_pilot.protocol.payload import InputRef, encode_value
+
+    plain = gateway.add_job(square, 3)
+    with_inputs = gateway.add_job(
+        add_up,
+        [InputRef(101), 5, InputRef(102)],
+        scale=InputRef(101),
+        inline=False,
+        inputs={101: encode_value(2), 102: encode_value(30)},
+    )
+    start()
+    await gateway.wait_for(lambda: gateway.done(plain, with_inputs))
+    assert gateway.outcome(with_inputs) == (True, (2 + 5 + 30) * 2)
+    assert gateway.outcome(plain) == (True, 9)
+    # only the job with inputs asked for them
+    assert sorted(gateway.input_requests) == [(with_inputs, 101), (with_inputs, 102)]
+
+
+async def test_an_input_the_gateway_does_not_have_fails_the_job(
+    gateway: FakeGateway, start: Callable[..., asyncio.Task[int]]
+) -> None:
+    from farside_pilot.protocol.payload import InputRef
+
+    job = gateway.add_job(add_up, [InputRef(9)], inputs={})
+    gateway.queue[-1].inputs = [9]
+    start()
+    await gateway.wait_for(lambda: gateway.done(job))
+    final = gateway.final(job)
+    assert final is not None
+    assert final.state == "failed"
+    assert final.error_class == "system"
+    assert "cannot fetch an input" in (final.error or "")

@@ -1,4 +1,5 @@
-"""Pilot endpoints: register, acquire (long-poll), heartbeat (long-poll), report, exit."""
+"""Pilot endpoints: register, acquire (long-poll), heartbeat (long-poll), report, exit, and
+the raw bodies of held jobs: payload and inputs down, result up."""
 
 from __future__ import annotations
 
@@ -117,6 +118,7 @@ async def acquire_jobs(
             ),
             payload=r.payload,
             payload_size=r.payload_size,
+            inputs=queries.parse_ids(r.inputs),
         )
         for r in rows
     ]
@@ -182,10 +184,13 @@ async def pilot_report(
     return json_response(ReportResponse(applied=applied))
 
 
-async def _require_held(rt: Runtime, pilot_id: int, job_id: int) -> None:
+async def _require_held(
+    rt: Runtime, pilot_id: int, job_id: int, attempt: int | None = None
+) -> None:
     held = await rt.db.read(held_jobs, pilot_id, {job_id})
-    if job_id not in held:
-        raise Conflict(f"pilot {pilot_id} does not hold job {job_id}", {"job_ids": [job_id]})
+    if job_id not in held or (attempt is not None and held[job_id].attempt != attempt):
+        what = f"job {job_id}" + (f" (attempt {attempt})" if attempt is not None else "")
+        raise Conflict(f"pilot {pilot_id} does not hold {what}", {"job_ids": [job_id]})
 
 
 @router.put("/{pilot_id}/jobs/{job_id}/result", status_code=204)
@@ -199,7 +204,7 @@ async def upload_result(
 ) -> Response:
     """Upload a large outcome (raw body) before reporting the job with result_uploaded."""
     pilot_of(who, pilot_id)
-    await _require_held(rt, pilot_id, job_id)
+    await _require_held(rt, pilot_id, job_id, attempt)
     await rt.blobs.put(_result_key(job_id, attempt), await request.body())
     return Response(status_code=204)
 
@@ -216,6 +221,23 @@ async def download_payload(
     pilot_of(who, pilot_id)
     await _require_held(rt, pilot_id, job_id)
     inline, blob = await rt.db.read(queries.job_payload, job_id)
+    data = inline if inline is not None else await rt.blobs.get(blob or "")
+    return Response(data, media_type="application/octet-stream")
+
+
+@router.get(
+    "/{pilot_id}/jobs/{job_id}/inputs/{parent_id}",
+    response_class=Response,
+    responses={200: {"content": {"application/octet-stream": {}}}},
+)
+async def download_input(
+    pilot_id: int, job_id: int, parent_id: int, who: PrincipalDep, rt: RuntimeDep
+) -> Response:
+    """The outcome (pickled, raw) of ``parent_id``, one of the held job's ``inputs``; the
+    pilot hands it to the worker, which puts the parent's value into the job's call."""
+    pilot_of(who, pilot_id)
+    await _require_held(rt, pilot_id, job_id)
+    inline, blob = await rt.db.read(queries.job_input, job_id, parent_id)
     data = inline if inline is not None else await rt.blobs.get(blob or "")
     return Response(data, media_type="application/octet-stream")
 

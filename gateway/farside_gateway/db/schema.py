@@ -73,6 +73,9 @@ jobs = Table(
     Column("resource_failures", Integer, nullable=False, default=0),
     Column("attempt", Integer, nullable=False, default=0),
     Column("parents_left", Integer, nullable=False, default=0),
+    # parents whose results the job takes as arguments, "12,15" in the user's order (those
+    # of its job_deps marked input); read with the assignment, so no extra query
+    Column("inputs", Text),
     Column("pilot_id", Id),
     Column("site", String(64)),
     Column("lease_expires", Float),
@@ -109,6 +112,10 @@ job_deps = Table(
     metadata,
     Column("child_id", Id, ForeignKey("jobs.id"), primary_key=True),
     Column("parent_id", Id, ForeignKey("jobs.id"), primary_key=True),
+    # the child takes the parent's result as an input: that result is the child's, not the
+    # notebook's, and stays off the clients' event stream. Marked here, not on the parent's
+    # row, so that submitting a child never locks (nor deadlocks on) a running parent.
+    Column("input", Boolean, nullable=False, default=False),
 )
 Index("ix_job_deps_parent", job_deps.c.parent_id)
 

@@ -162,6 +162,7 @@ def _claim(
                 jobs.c.attempt,  # the new attempt number
                 jobs.c.payload,
                 jobs.c.payload_size,
+                jobs.c.inputs,
             )
         ).all()
     )
@@ -214,11 +215,12 @@ def report(
     """Apply a pilot's batch atomically: all of it, or 409 naming the jobs it does not hold."""
     wanted = {p.update.job_id for p in updates} | {entry.job_id for entry in logs}
     held = held_jobs(conn, pilot_id, wanted)
+    # an update or log line of an earlier attempt (the job was retried meanwhile) is stale
     stale = {
         p.update.job_id
         for p in updates
         if p.update.job_id in held and held[p.update.job_id].attempt != p.update.attempt
-    }
+    } | {e.job_id for e in logs if e.job_id in held and held[e.job_id].attempt != e.attempt}
     bad = sorted((wanted - held.keys()) | stale)
     if bad:
         raise Conflict(

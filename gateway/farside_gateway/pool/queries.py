@@ -6,7 +6,7 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, exists, func, select
 
 from farside_pilot.protocol import ErrorClass, JobState, NotFound
 from farside_pilot.protocol.models import (
@@ -33,6 +33,11 @@ def _dt(value: float | None) -> datetime | None:
 
 
 _INFO_COLUMNS = [c for c in jobs.c if c.name not in ("payload", "result")]
+
+
+def parse_ids(text: str | None) -> list[int]:
+    """Job ids stored as "12,15" (``jobs.inputs``); None or "" is none."""
+    return [int(part) for part in text.split(",")] if text else []
 
 
 def _job_info(row: AnyRow) -> dict[str, Any]:
@@ -130,8 +135,8 @@ def job_detail(conn: Connection, job_id: int, owner: str | None) -> JobDetail:
         )
     ]
     return JobDetail.model_validate(
-        {**_job_info(row), "after": sorted(parents), "history": history,
-         "attempt_list": attempt_list}
+        {**_job_info(row), "after": sorted(parents), "inputs": parse_ids(row.inputs),
+         "history": history, "attempt_list": attempt_list}
     )  # fmt: skip
 
 
@@ -151,6 +156,26 @@ def job_result(conn: Connection, job_id: int, owner: str | None) -> tuple[bytes 
 def job_payload(conn: Connection, job_id: int) -> tuple[bytes | None, str | None]:
     row = conn.execute(select(jobs.c.payload, jobs.c.payload_blob).where(jobs.c.id == job_id)).one()
     return row.payload, row.payload_blob
+
+
+def job_input(conn: Connection, job_id: int, parent_id: int) -> tuple[bytes | None, str | None]:
+    """Return ``(inline bytes, blob key)`` of the outcome of ``parent_id``, an input of
+    ``job_id``; 404 if it is not one, or has no result."""
+    inputs = conn.execute(select(jobs.c.inputs).where(jobs.c.id == job_id)).scalar_one_or_none()
+    if parent_id not in parse_ids(inputs):
+        raise NotFound(f"job {parent_id} is not an input of job {job_id}")
+    row = conn.execute(
+        select(jobs.c.result, jobs.c.result_blob, jobs.c.state).where(jobs.c.id == parent_id)
+    ).one()
+    if row.state != JobState.FINISHED.value or (row.result is None and row.result_blob is None):
+        raise NotFound(f"input job {parent_id} of job {job_id} has no result (state {row.state})")
+    return row.result, row.result_blob
+
+
+#: some job takes this one's result as an input
+_FEEDS = (
+    exists().where(job_deps.c.parent_id == jobs.c.id, job_deps.c.input.is_(True)).label("feeds")
+)
 
 
 def event_head(conn: Connection) -> int:
@@ -185,7 +210,9 @@ def events_since(
         results = {
             r.id: r
             for r in conn.execute(
-                select(jobs.c.id, jobs.c.result, jobs.c.result_size).where(jobs.c.id.in_(ended))
+                select(jobs.c.id, jobs.c.result, jobs.c.result_size, _FEEDS).where(
+                    jobs.c.id.in_(ended)
+                )
             )
         }
     out = []
@@ -194,7 +221,9 @@ def events_since(
         res = results.get(r.job_id) if r.state in _TERMINAL else None
         if res is not None:
             size = res.result_size
-            if res.result is not None and len(res.result) <= result_limit:
+            # a result that feeds other jobs is theirs, not the notebook's: not inlined
+            small = res.result is not None and len(res.result) <= result_limit
+            if small and not res.feeds:
                 inline = res.result
         out.append(
             # our own rows: construct without re-validating, enums made by hand (hot path)

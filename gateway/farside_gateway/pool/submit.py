@@ -6,7 +6,17 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, and_, bindparam, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    and_,
+    bindparam,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 
 from farside_pilot.protocol import ErrorClass, InvalidRequest, JobState, NotFound
 from farside_pilot.protocol.models import ACTIVE_STATES, TERMINAL_STATES, JobSpec
@@ -16,6 +26,22 @@ from .changes import Changes
 
 S = JobState
 _FAILED_PARENT = {S.FAILED.value, S.CANCELLED.value}
+#: PostgreSQL advisory lock between submitting children and settling their parents
+DEPS_LOCK = 0x66646570
+
+
+def _lock_deps(conn: Connection, exclusive: bool) -> None:
+    """Order a submission with parents against parents ending, on PostgreSQL.
+
+    A submission reads its parents' states and inserts its links; a parent ending looks
+    its children up by those links. Run side by side, neither sees the other's work and
+    the child waits forever. Submissions take this lock exclusively, parents ending take
+    it shared (they do not wait for one another). A submission takes no row lock a
+    settling parent holds, so the two cannot deadlock. SQLite has a single writer already.
+    """
+    if conn.dialect.name == "postgresql":
+        fn = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+        conn.execute(text(f"SELECT {fn}(:key)"), {"key": DEPS_LOCK})
 
 
 @dataclass(frozen=True)
@@ -75,11 +101,16 @@ def _scout_roles(specs: list[JobSpec], who: Submitter) -> list[int]:
 def submit_jobs(
     conn: Connection, who: Submitter, new_jobs: list[NewJob], changes: Changes
 ) -> list[int]:
-    """Insert jobs; a job with unfinished parents, or waiting for scouts, is ``pending``."""
+    """Insert jobs; a job with unfinished parents, or waiting for scouts, is ``pending``.
+
+    ``inputs`` (parents whose results a job takes) are a subset of ``after``, which the
+    spec checks; so the ownership check of ``after`` covers them too.
+    """
     owner = who.owner
     parent_ids = {p for job in new_jobs for p in job.spec.after}
     parent_state: dict[int, str] = {}
     if parent_ids:
+        _lock_deps(conn, exclusive=True)
         found = conn.execute(
             select(jobs.c.id, jobs.c.state).where(jobs.c.id.in_(parent_ids), jobs.c.owner == owner)
         ).all()
@@ -134,6 +165,7 @@ def submit_jobs(
                 "system_failures": 0,
                 "attempt": 0,
                 "parents_left": left,
+                "inputs": ",".join(map(str, dict.fromkeys(spec.inputs))) or None,
                 "payload": job.payload,
                 "payload_blob": job.payload_blob,
                 "payload_size": job.payload_size,
@@ -147,7 +179,7 @@ def submit_jobs(
     result = conn.execute(insert(jobs).returning(jobs.c.id, sort_by_parameter_order=True), rows)
     ids = [row.id for row in result]
     dep_rows = [
-        {"child_id": job_id, "parent_id": parent}
+        {"child_id": job_id, "parent_id": parent, "input": parent in job.spec.inputs}
         for job_id, job in zip(ids, new_jobs, strict=True)
         for parent in set(job.spec.after)
     ]
@@ -164,6 +196,7 @@ def release_children(conn: Connection, finished_ids: list[int], changes: Changes
     """Parents finished: children whose parents have all finished become queued."""
     if not finished_ids:
         return
+    _lock_deps(conn, exclusive=False)
     links = conn.execute(
         select(job_deps.c.child_id).where(job_deps.c.parent_id.in_(finished_ids))
     ).all()
@@ -195,6 +228,8 @@ def release_children(conn: Connection, finished_ids: list[int], changes: Changes
 
 def fail_children(conn: Connection, dead_ids: list[int], changes: Changes) -> None:
     """Parents failed or were cancelled: their waiting descendants fail, saying which parent."""
+    if dead_ids:
+        _lock_deps(conn, exclusive=False)
     frontier = list(dead_ids)
     while frontier:
         links = conn.execute(

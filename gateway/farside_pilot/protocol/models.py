@@ -4,7 +4,8 @@ The client, the gateway and the pilot all import these models, so the wire forma
 once. Every model forbids unknown fields: a misspelt field is an error, not silently lost.
 Resources travel as integers (bytes, seconds) but are accepted as strings ("2 GiB", "10m").
 Binary payloads travel base64-encoded inside JSON, or as raw bodies on the ``/result`` and
-``/payload`` endpoints when they are large.
+``/payload`` endpoints when they are large (and on ``/inputs``, where a pilot fetches the
+results of a job's parents).
 """
 
 from __future__ import annotations
@@ -14,7 +15,14 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    model_validator,
+)
 
 from .units import parse_memory, parse_walltime
 
@@ -116,6 +124,22 @@ class JobSpec(_Strict):
     env: Name | None = Field(
         None, description="environment (image, software profile) the job needs; None: any site's"
     )
+    inputs: list[int] = Field(
+        default_factory=list,
+        max_length=MAX_JOBS_PER_SUBMIT,
+        description="parent jobs (a subset of `after`) whose results the job receives: the "
+        "worker puts each parent's value where the payload holds an InputRef to it",
+    )
+
+    @model_validator(mode="after")
+    def _inputs_are_parents(self) -> JobSpec:
+        strangers = sorted(set(self.inputs) - set(self.after))
+        if strangers:
+            raise ValueError(
+                f"inputs {strangers[:20]} are not in after: a job can only take the results "
+                "of jobs it waits for; add them to after as well"
+            )
+        return self
 
 
 class SubmitRequest(_Strict):
@@ -178,6 +202,9 @@ class AttemptInfo(_Strict):
 
 class JobDetail(JobInfo):
     after: list[int]
+    inputs: list[int] = Field(
+        default_factory=list, description="parents whose results the job takes as arguments"
+    )
     history: list[StateChange]
     attempt_list: list[AttemptInfo]
 
@@ -330,6 +357,11 @@ class Assignment(_Strict):
     resources: Resources
     payload: Base64 | None = Field(None, description="inline payload; None: GET .../payload")
     payload_size: int
+    inputs: list[int] = Field(
+        default_factory=list,
+        description="parent jobs whose outcomes the pilot fetches (GET .../inputs/{parent_id}) "
+        "and hands to the worker before the job starts",
+    )
 
 
 class AcquireResponse(_Strict):

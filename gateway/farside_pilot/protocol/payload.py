@@ -6,6 +6,11 @@ the same bytes are reused for every call of a map; workers cache unpickled funct
 digest. An *outcome* is ``(version, "ok", value bytes)`` or ``(version, "error", ErrorInfo)``.
 Exceptions travel both pickled (so the client can re-raise the real type) and as text (so it
 can explain them when the type cannot be imported on the client).
+
+A job with *inputs* (parent jobs whose results it needs, see ``JobSpec.inputs``) carries an
+:class:`InputRef` wherever a parent's value goes; the worker replaces each with the value of
+that parent's outcome before the call (:func:`substitute_inputs`), so results move from job
+to job through the gateway, never through the client.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import pickle
 import traceback
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +47,52 @@ class ErrorInfo:
     message: str
     traceback: str
     exception: bytes | None  # cloudpickled exception, None if it could not be pickled
+
+
+@dataclass(frozen=True)
+class InputRef:
+    """Stands in a call's arguments for the result of parent job ``job_id``.
+
+    The parent must be one of the job's ``inputs``. Placeholders may sit anywhere inside
+    lists, tuples (namedtuples too) and dicts of the arguments, as Dask graphs nest them.
+
+    >>> substitute_inputs(([InputRef(7), 1], {"x": InputRef(7)}), {7: "seven"})
+    (['seven', 1], {'x': 'seven'})
+    """
+
+    job_id: int
+
+
+def substitute_inputs(obj: Any, values: Mapping[int, Any]) -> Any:
+    """``obj`` with every :class:`InputRef` inside lists, tuples and dicts replaced.
+
+    Containers without a placeholder are returned as they are, not copied. Raises
+    :class:`PayloadError` for a placeholder whose job is not in ``values``.
+    """
+    if isinstance(obj, InputRef):
+        try:
+            return values[obj.job_id]
+        except KeyError:
+            raise PayloadError(
+                f"the call refers to job {obj.job_id}, which is not one of its inputs; name "
+                "it in the job's inputs (and after)"
+            ) from None
+    # exact types: a subclass may not rebuild from its items (tuples are the exception, for
+    # namedtuples)
+    if type(obj) is list:
+        items = [substitute_inputs(item, values) for item in obj]
+        return items if any(a is not b for a, b in zip(items, obj, strict=True)) else obj
+    if isinstance(obj, tuple):
+        items = [substitute_inputs(item, values) for item in obj]
+        if all(a is b for a, b in zip(items, obj, strict=True)):
+            return obj
+        # a namedtuple is rebuilt from fields, a plain tuple from an iterable
+        return type(obj)(*items) if hasattr(obj, "_fields") else type(obj)(items)
+    if type(obj) is dict:
+        pairs = {key: substitute_inputs(value, values) for key, value in obj.items()}
+        changed = any(pairs[key] is not value for key, value in obj.items())
+        return pairs if changed else obj
+    return obj
 
 
 def dump_function(fn: Any) -> bytes:
