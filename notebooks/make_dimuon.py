@@ -17,8 +17,8 @@ CELLS = [
         "1. **locally** with uproot and awkward (and dask-awkward on the local scheduler);\n"
         "2. **on farside**, one task per file, merging the per-file histograms here;\n"
         "3. on a **farside Dask cluster** (placeholder below);\n"
-        "4. by **graph offload**, `dask.compute(..., scheduler=gw.offload)` (placeholder "
-        "below).\n\n"
+        "4. by **graph offload**, `dask.compute(..., scheduler=gw.offload)`: a Dask graph "
+        "cut into farside jobs.\n\n"
         "Start the local platform first (`bash scripts/up.sh`), or set "
         "`FARSIDE_GATEWAY_URL` and `FARSIDE_TOKEN`. The pilots must be able to read "
         "`DATA_DIR`: true for the `local` site; on a batch site, put it on a shared file "
@@ -150,9 +150,22 @@ CELLS = [
     ),
     new_markdown_cell(
         "## 4. Graph offload\n\n"
-        "> **Placeholder**, being built: `dask.compute(dimuon_masses, "
-        "scheduler=gw.offload)`, each task of the graph a farside job. Its result must "
-        "equal `local`."
+        "The same analysis as a Dask graph — one histogram per file, then their sum — "
+        "computed with `scheduler=gw.offload`: the gateway runs the graph as farside jobs "
+        "with dependencies, per-file histograms move between jobs through the gateway, and "
+        "only the merged histogram comes back here. Pilots need to reach nothing but the "
+        "gateway."
+    ),
+    new_code_cell(
+        "import dask\n\n"
+        "per_file = [dask.delayed(dimuon.process_file)(str(p)) for p in paths]\n"
+        "total = dask.delayed(dimuon.merge_histograms)(per_file)\n"
+        "began = time.perf_counter()\n"
+        "(offloaded,) = dask.compute(total, scheduler=gw.offload)\n"
+        'print(f"offload: {int(offloaded.sum(flow=True)):,} selected events, "\n'
+        '      f"{time.perf_counter() - began:.1f} s")\n'
+        'assert offloaded == local, "offloaded and local histograms differ"\n'
+        'print("offload identical to local:", offloaded == local)'
     ),
 ]
 
