@@ -46,8 +46,13 @@ PY="$REPO/.venv/bin/python"
 [ -x "$PY" ] || PY=$(command -v python3)
 PYBASE=$("$PY" -c "import os, sys; print(os.path.realpath(sys.base_prefix))")
 
-# Bind mounts, in mount order (stop.sh unmounts in reverse).
-SHARED=(/tmp "$REPO" "$PYBASE")
+# Bind mounts, in mount order (stop.sh unmounts in reverse). A path under one already
+# shared (a checkout in /tmp) is not mounted again: a second bind on it would make the
+# checkout a mount point that `rm -rf` cannot remove.
+SHARED=(/tmp)
+for extra in "$REPO" "$PYBASE"; do
+  case "$extra/" in /tmp/*) ;; *) SHARED+=("$extra") ;; esac
+done
 
 mount_all() {
   mountpoint -q "$R/proc" || mount -t proc proc "$R/proc"
