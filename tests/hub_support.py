@@ -76,6 +76,8 @@ def start_hub_provider(
     config.mkdir(parents=True, exist_ok=True)
     src = REPO / "scripts" / "oidc"
     clients: list[dict[str, Any]] = json.loads((src / "clients.json").read_text())
+    # the shared provider's own farside-hub client is for `farside up --hub` on port 8000
+    clients = [c for c in clients if c["client_id"] != HUB_CLIENT]
     clients.append({
         "client_id": HUB_CLIENT, "client_secret": secret, "client_name": "farside's JupyterHub",
         "redirect_uris": [callback], "response_types": ["code"],

@@ -166,7 +166,9 @@ def up_main(argv: list[str] | None = None) -> int:
             if not args.issuer:
                 parser.error("--hub needs --issuer (the OIDC issuer users log in at)")
             settings = HubSettings(
-                state_dir=state_dir() / "hub", gateway_url="", issuer=args.issuer,
+                # beside the gateway's own state, also when --state-dir moves it
+                state_dir=Path(args.state_dir or state_dir()) / "hub", gateway_url="",
+                issuer=args.issuer,
                 client_id=args.client_id, hub_port=args.hub_port, api_port=args.hub_api_port,
                 proxy_api_port=args.hub_api_port + 1, proxy=find_proxy(args.proxy),
                 allowed_groups=args.allowed_group, admin_groups=args.admin_group,
