@@ -15,7 +15,6 @@ briefly (``cache_seconds``), not until some expiry. Tokens never appear in the l
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Callable, Collection
@@ -26,7 +25,7 @@ import httpx
 from farside_pilot.protocol import Forbidden, Unauthorized
 
 from ..config import HubConfig
-from .tokens import Principal
+from .tokens import Principal, TokenCache
 
 log = logging.getLogger(__name__)
 
@@ -57,22 +56,18 @@ class HubValidator:
         self.share_groups = frozenset(share_groups)
         self._transport = transport
         self._clock = clock
-        self._cache: dict[str, tuple[float, Principal]] = {}
+        self._cache = TokenCache(ttl=config.cache_seconds)
         #: how many times the hub was asked (for tests and metrics)
         self.lookups = 0
 
     async def principal(self, token: str) -> Principal:
         """The hub user a token belongs to; Unauthorized or Forbidden saying why not."""
-        digest = hashlib.sha256(token.encode()).hexdigest()
         now = self._clock()
-        cached = self._cache.get(digest)
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        model = await self._identify(token)
-        who = self._principal(model)
-        if len(self._cache) > 10_000:
-            self._cache.clear()
-        self._cache[digest] = (now + self.config.cache_seconds, who)
+        found, cached = self._cache.get(token, now)
+        if found and cached is not None:
+            return cached
+        who = self._principal(await self._identify(token))
+        self._cache.put(token, who, now)
         return who
 
     async def _identify(self, token: str) -> dict[str, Any]:

@@ -17,10 +17,10 @@ issuer farside targets (IAM, Keycloak, oidc-provider) can issue JWT access token
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 from collections.abc import Callable, Collection
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -29,7 +29,7 @@ import jwt
 from farside_pilot.protocol import Forbidden, Unauthorized
 
 from ..config import OidcConfig
-from .tokens import Principal
+from .tokens import Principal, TokenCache
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,8 @@ class OidcValidator:
         self._keys: dict[str, jwt.PyJWK] = {}
         self._keys_at = float("-inf")  # when the keys were last fetched
         self._lock = asyncio.Lock()
-        self._cache: dict[str, tuple[float, Principal]] = {}
+        # never past a token's exp (TokenCache caps entries at Principal.expires_at)
+        self._cache = TokenCache(ttl=CACHE_SECONDS)
         #: how many times the keys were fetched (for tests and metrics)
         self.fetches = 0
 
@@ -182,16 +183,14 @@ class OidcValidator:
 
     async def principal(self, token: str) -> Principal:
         """The user a valid token belongs to; Unauthorized saying what is wrong otherwise."""
-        digest = hashlib.sha256(token.encode()).hexdigest()
         now = self._clock()
-        cached = self._cache.get(digest)
-        if cached is not None and cached[0] > now:
-            return cached[1]
+        found, cached = self._cache.get(token, now)
+        if found and cached is not None:
+            return cached
         claims = await self._verify(token)
         who = principal_from_claims(self.config, claims, self.share_groups)
-        if len(self._cache) > 10_000:
-            self._cache.clear()
-        self._cache[digest] = (min(now + CACHE_SECONDS, float(claims["exp"])), who)
+        who = replace(who, expires_at=float(claims["exp"]))
+        self._cache.put(token, who, now)
         return who
 
     async def _verify(self, token: str) -> dict[str, Any]:
