@@ -4,10 +4,8 @@ The cell tagged ``parameters`` sets the data size; tests/integration/test_dimuon
 replaces it to run the notebook on small files.
 """
 
-from pathlib import Path
-
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from _write import write_notebook  # the script's own directory is on sys.path
+from nbformat.v4 import new_code_cell, new_markdown_cell
 
 CELLS = [
     new_markdown_cell(
@@ -170,14 +168,4 @@ CELLS = [
 ]
 
 if __name__ == "__main__":
-    path = Path(__file__).with_name("dimuon.ipynb")
-    nbformat.write(
-        new_notebook(
-            cells=CELLS,
-            metadata={
-                "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
-            },
-        ),
-        path,
-    )
-    print(f"wrote {path}")
+    write_notebook(CELLS, "dimuon.ipynb")
