@@ -15,6 +15,8 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import Connection
 
+from .auth.hub import HubValidator
+from .auth.oidc import OidcValidator
 from .auth.tokens import TokenCache
 from .blobs import BlobStore
 from .config import GatewayConfig
@@ -49,6 +51,11 @@ class Runtime:
         self.blobs = BlobStore(config.resolved_blob_url)
         self.notifier = Notifier()
         self.tokens = TokenCache()
+        # validators for tokens that are not farside's own; each keeps its cache (and the
+        # issuer's keys) for the life of the process
+        groups = config.fair_share.groups
+        self.oidc = OidcValidator(config.oidc, share_groups=groups) if config.oidc.enabled else None
+        self.hub = HubValidator(config.hub, share_groups=groups) if config.hub.enabled else None
         self.lease_policy = LeasePolicy(
             lease_timeout=config.heartbeat_timeout,
             max_system_attempts=config.max_system_attempts,

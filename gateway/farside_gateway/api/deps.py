@@ -14,8 +14,8 @@ from fastapi import Depends, Request
 
 from farside_pilot.protocol import Forbidden, Unauthorized
 
-from ..auth.hub import HubValidator, looks_like_jwt
-from ..auth.oidc import OidcValidator, is_farside_token
+from ..auth.hub import looks_like_jwt
+from ..auth.oidc import is_farside_token
 from ..auth.tokens import Principal, lookup_token
 from ..runtime import Runtime
 
@@ -35,10 +35,10 @@ async def principal(request: Request) -> Principal:
         )
     token = token.strip()
     rt = runtime(request)
-    if not is_farside_token(token) and rt.config.hub.enabled and not looks_like_jwt(token):
-        return await hub_validator(request).principal(token)
-    if not is_farside_token(token) and rt.config.oidc.enabled:
-        return await oidc_validator(request).principal(token)
+    if not is_farside_token(token) and rt.hub is not None and not looks_like_jwt(token):
+        return await rt.hub.principal(token)
+    if not is_farside_token(token) and rt.oidc is not None:
+        return await rt.oidc.principal(token)
     now = rt.now()
     cached, who = rt.tokens.get(token, now)
     if not cached:
@@ -50,27 +50,6 @@ async def principal(request: Request) -> Principal:
             "`farside gateway token`)"
         )
     return who
-
-
-def oidc_validator(request: Request) -> OidcValidator:
-    """The app's validator, made on first use (it keeps the issuer's keys and recent
-    validations for the life of the process)."""
-    validator: OidcValidator | None = getattr(request.app.state, "oidc", None)
-    if validator is None:
-        config = runtime(request).config
-        validator = OidcValidator(config.oidc, share_groups=config.fair_share.groups)
-        request.app.state.oidc = validator
-    return validator
-
-
-def hub_validator(request: Request) -> HubValidator:
-    """The app's hub token checker, made on first use (it caches the hub's answers)."""
-    validator: HubValidator | None = getattr(request.app.state, "hub", None)
-    if validator is None:
-        config = runtime(request).config
-        validator = HubValidator(config.hub, share_groups=config.fair_share.groups)
-        request.app.state.hub = validator
-    return validator
 
 
 async def user(who: Annotated[Principal, Depends(principal)]) -> Principal:
