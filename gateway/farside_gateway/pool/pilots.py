@@ -126,12 +126,3 @@ def give_up(conn: Connection, pilot_id: int, state: str, reason: str, now: float
         .values(state=state, reason=reason, ended_at=now)
     )
     revoke_pilot_tokens(conn, pilot_id)
-
-
-def mark_retiring(conn: Connection, pilot_id: int, reason: str) -> None:
-    """The gateway is stopping this pilot: it takes no more work."""
-    conn.execute(
-        update(pilots)
-        .where(pilots.c.id == pilot_id, pilots.c.state.in_(["submitted", "running"]))
-        .values(state="retiring", reason=reason)
-    )
