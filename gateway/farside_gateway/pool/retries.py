@@ -168,13 +168,7 @@ def release_pilot(
         .values(state=final_state, ended_at=changes.now, reason=reason)
     )
     revoke_pilot_tokens(conn, pilot_id)
-    rows = list(
-        conn.execute(
-            select(*HELD_COLUMNS).where(jobs.c.pilot_id == pilot_id, jobs.c.state.in_(ACTIVE))
-        ).all()
-    )
-    if rows:
-        fail_attempts(conn, rows, error_class, reason, policy, changes, resource=resource)
+    _fail_held(conn, pilot_id, error_class, reason, policy, changes, resource)
     changes.flush(conn)
 
 
@@ -189,15 +183,29 @@ def take_back(
         .where(pilots.c.id == pilot_id, pilots.c.state.in_(["submitted", "running"]))
         .values(state="retiring", reason=reason)
     )
+    if _fail_held(conn, pilot_id, ErrorClass.SYSTEM, reason, policy, changes):
+        changes.pilots.add(pilot_id)  # its heartbeat answers at once: drop them
+    changes.flush(conn)
+
+
+def _fail_held(
+    conn: Connection,
+    pilot_id: int,
+    error_class: ErrorClass,
+    reason: str,
+    policy: LeasePolicy,
+    changes: Changes,
+    resource: str | None = None,
+) -> bool:
+    """End the current attempt of every job the pilot holds; True if it held any."""
     rows = list(
         conn.execute(
             select(*HELD_COLUMNS).where(jobs.c.pilot_id == pilot_id, jobs.c.state.in_(ACTIVE))
         ).all()
     )
     if rows:
-        fail_attempts(conn, rows, ErrorClass.SYSTEM, reason, policy, changes)
-        changes.pilots.add(pilot_id)
-    changes.flush(conn)
+        fail_attempts(conn, rows, error_class, reason, policy, changes, resource=resource)
+    return bool(rows)
 
 
 def reap(conn: Connection, policy: LeasePolicy, heartbeat_timeout: float, changes: Changes) -> int:
