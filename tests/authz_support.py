@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from farside_pilot.protocol.payload import dump_function, encode_call
 from harness import GatewayProcess
-from oidc_support import SCOPE
+from oidc_support import GATEWAY_CLIENT, SCOPE
 
 ADMIN_GROUP = "farside-admins"
 
@@ -33,6 +33,12 @@ def oidc_settings(issuer: str) -> dict[str, Any]:
         "leeway": 0,
         "jwks_min_refresh": 0,
     }
+
+
+def introspection_settings(secret: str = GATEWAY_CLIENT[1]) -> dict[str, Any]:
+    """What ``[oidc]`` adds to check the test provider's opaque tokens by introspection."""
+    return {"introspection": True, "introspection_client_id": GATEWAY_CLIENT[0],
+            "introspection_client_secret": secret}  # fmt: skip
 
 
 def payload() -> str:

@@ -106,15 +106,40 @@ def start_hub_provider(
     pytest.fail(f"the hub's OIDC provider did not start:\n{(state / 'oidc.log').read_text()}")
 
 
-def hub_stack(state: Path) -> Iterator[HubStack]:
-    """OIDC provider, gateway ([oidc] + [hub]) and hub; torn down in reverse order."""
-    secret, admin_token = secrets.token_hex(16), secrets.token_hex(16)
-    settings = HubSettings(
-        state_dir=state / "hub", gateway_url="", issuer="", client_id=HUB_CLIENT,
+def hub_settings(state: Path, issuer: str = "") -> HubSettings:
+    """A hub on free ports, state in ``state/hub``; the gateway's URL is set once it runs."""
+    return HubSettings(
+        state_dir=state / "hub", gateway_url="", issuer=issuer, client_id=HUB_CLIENT,
         hub_port=free_port(), api_port=free_port(), proxy_api_port=free_port(),
         proxy=proxy_path(), allowed_groups=["analysts", "cms", "farside-admins"],
         admin_groups=["farside-admins"], service_token=secrets.token_hex(16),
     )  # fmt: skip
+
+
+def hub_tester_config(admin_token: str) -> str:
+    """Config lines adding a service with admin scopes, to make users and tokens in tests;
+    appended after farside_hub's part of the config."""
+    return f"""
+c.JupyterHub.services.append({{"name": "tester", "api_token": {admin_token!r}}})
+c.JupyterHub.load_roles.append({{"name": "tester", "services": ["tester"],
+    "scopes": ["admin:users", "admin:servers", "tokens", "list:users", "read:users"]}})
+"""
+
+
+def hub_user_token(api: httpx.Client, user: str, scopes: list[str]) -> str:
+    """A hub API token of ``user`` (made first if new) with ``scopes``, through the REST API
+    with the tester service's token (``api``: :meth:`HubStack.hub_api`)."""
+    api.post(f"/users/{user}")  # 409 when the user exists: fine
+    response = api.post(f"/users/{user}/tokens", json={"scopes": scopes, "expires_in": 600})
+    assert response.status_code == 201, response.text
+    token: str = response.json()["token"]
+    return token
+
+
+def hub_stack(state: Path) -> Iterator[HubStack]:
+    """OIDC provider, gateway ([oidc] + [hub]) and hub; torn down in reverse order."""
+    secret, admin_token = secrets.token_hex(16), secrets.token_hex(16)
+    settings = hub_settings(state)
     issuer, provider = start_hub_provider(state, settings.url + "/hub/oauth_callback", secret)
     settings.issuer = issuer
     gateway = GatewayProcess(
@@ -126,13 +151,7 @@ def hub_stack(state: Path) -> Iterator[HubStack]:
     try:
         gateway.start()
         settings.gateway_url = gateway.url
-        # a tester service with admin scopes, added after farside_hub's part of the config
-        extra = f"""
-c.JupyterHub.services.append({{"name": "tester", "api_token": {admin_token!r}}})
-c.JupyterHub.load_roles.append({{"name": "tester", "services": ["tester"],
-    "scopes": ["admin:users", "admin:servers", "tokens", "list:users", "read:users"]}})
-"""
-        settings.extra_config = extra
+        settings.extra_config = hub_tester_config(admin_token)
         hub = HubProcess(settings, secret).start()
         yield HubStack(issuer, gateway, hub, admin_token)
     finally:

@@ -25,6 +25,10 @@ PASSWORDS = {"alice": "alice-pw", "bob": "bob-pw", "admin": "admin-pw"}
 CLIENT = "farside-cli"
 SHORT_CLIENT = "farside-short"  # its access tokens live 3 s
 OTHER_CLIENT = "other-app"  # its access tokens are for audience "other"
+OPAQUE_CLIENT = "farside-opaque"  # its access tokens are opaque, as IAM may issue
+OPAQUE_SHORT_CLIENT = "farside-opaque-short"  # opaque, and they live 3 s
+#: the gateway's own confidential client, for introspection (RFC 7662)
+GATEWAY_CLIENT = ("farside-gateway", "local-gateway-secret-not-for-production")
 SCOPE = "openid profile groups offline_access farside"
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 
@@ -136,3 +140,12 @@ def device_tokens(
 def access_token(issuer: str, user: str, client_id: str = CLIENT) -> str:
     token: str = device_tokens(issuer, user, client_id)["access_token"]
     return token
+
+
+def revoke(issuer: str, token: str, client_id: str) -> None:
+    """Revoke a token at the provider (RFC 7009) as its public client; with this provider,
+    revoking an access token revokes its whole grant."""
+    meta = httpx.get(f"{issuer}/.well-known/openid-configuration").json()
+    form = {"token": token, "client_id": client_id}
+    response = httpx.post(meta["revocation_endpoint"], data=form)
+    assert response.status_code == 200, response.text

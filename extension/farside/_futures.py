@@ -16,6 +16,7 @@ from ._outcome import Outcome
 
 if TYPE_CHECKING:
     from ._gateway import Gateway
+    from .widgets import JobMonitor
 
 __all__ = ["FarsideFuture", "MapResult"]
 
@@ -116,6 +117,15 @@ class MapResult(Generic[T]):
         """The futures in the order they finish."""
         done = concurrent.futures.as_completed(self.futures, timeout=timeout)
         return cast(Iterator[FarsideFuture[T]], done)
+
+    def monitor(self) -> JobMonitor:
+        """A live widget of this map's jobs by state, with failures (needs ipywidgets).
+
+        >>> results.monitor()                 # the last expression of a cell  # doctest: +SKIP
+        """
+        from .widgets import JobMonitor
+
+        return JobMonitor(self.gateway, group=self.group)
 
     def cancel(self) -> list[int]:
         """Cancel every job of the map that has not ended; returns the cancelled job ids."""

@@ -44,6 +44,9 @@ from ._logs import follow_logs, read_logs
 from ._outcome import Outcome, outcome_of
 
 if TYPE_CHECKING:
+    from farside_pilot.protocol.clusters import ClusterInfo
+
+    from ._cluster import FarsideCluster
     from ._futures import MapResult
 
 __all__ = ["Gateway", "get_gateway"]
@@ -345,19 +348,119 @@ class Gateway:
         return self._api.post("/jobs/cancel", request, CancelResponse).cancelled
 
     @overload
-    def logs(self, job_id: int, follow: Literal[False] = False, since: int = 0) -> list[str]: ...
+    def logs(
+        self,
+        job_id: int | None = None,
+        follow: Literal[False] = False,
+        since: int = 0,
+        *,
+        cluster: str | None = None,
+    ) -> list[str]: ...
     @overload
-    def logs(self, job_id: int, follow: Literal[True], since: int = 0) -> Iterator[str]: ...
+    def logs(
+        self,
+        job_id: int | None,
+        follow: Literal[True],
+        since: int = 0,
+        *,
+        cluster: str | None = None,
+    ) -> Iterator[str]: ...
     @overload
-    def logs(self, job_id: int, follow: bool, since: int = 0) -> list[str] | Iterator[str]: ...
+    def logs(
+        self, job_id: int | None, follow: bool, since: int = 0, *, cluster: str | None = None
+    ) -> list[str] | Iterator[str]: ...
 
-    def logs(self, job_id: int, follow: bool = False, since: int = 0) -> list[str] | Iterator[str]:
+    def logs(
+        self,
+        job_id: int | None = None,
+        follow: bool = False,
+        since: int = 0,
+        *,
+        cluster: str | None = None,
+    ) -> list[str] | Iterator[str]:
         """The lines a job printed. ``follow=True`` yields them live until the job ends.
+        ``cluster=name``: the lines of its Dask workers, each prefixed with the worker.
 
         >>> for line in gw.logs(fut.job_id, follow=True):  # doctest: +SKIP
         ...     print(line)
         squaring 3
         """
+        if cluster is not None:
+            from ._cluster import cluster_logs
+
+            if follow:
+                raise ValueError("follow=True is for one job; follow a worker by its job_id")
+            return cluster_logs(self, cluster)
+        if job_id is None:
+            raise TypeError("logs() needs a job_id (or cluster=...)")
         if follow:
             return follow_logs(self._api, int(job_id), since)
         return read_logs(self._api, int(job_id), since)
+
+    # -------------------------------------------------------------- Dask clusters
+
+    def new_cluster(
+        self,
+        workers: int = 0,
+        *,
+        cores: int = 1,
+        memory: int | str = "2 GiB",
+        walltime: int | str | None = None,
+        gpus: int = 0,
+        gpu_model: str | None = None,
+        site: str | list[str] | None = None,
+        env: str | None = None,
+        groups: dict[str, dict[str, Any]] | None = None,
+        idle_timeout: float | None = None,
+        shutdown_on_close: bool = True,
+        asynchronous: bool = False,
+    ) -> FarsideCluster:
+        """Start a Dask cluster whose workers are pilots: a ``distributed.deploy.Cluster``.
+
+        ``workers`` of ``cores`` threads and ``memory`` each form the default group;
+        ``groups`` adds more by name, e.g. ``groups={"gpu": dict(workers=1, gpus=1)}``
+        (GPU workers carry the Dask resource ``GPU``). A JupyterHub profile's ``env`` and
+        ``gpus`` are the defaults, as for tasks.
+
+        >>> cluster = gw.new_cluster(workers=4, cores=1, memory="2 GiB")  # doctest: +SKIP
+        >>> client = cluster.get_client()                                 # doctest: +SKIP
+        """
+        from farside_pilot.protocol.clusters import ClusterInfo, ClusterRequest
+
+        from ._cluster import FarsideCluster, group_spec
+        from ._profile import task_defaults
+
+        profile = task_defaults()
+        env = env if env is not None else profile.get("env")
+        gpus = gpus or 0
+        default = group_spec(workers, cores, memory, walltime, gpus, gpu_model, site, env)
+        request = ClusterRequest(
+            default=default,
+            groups={name: {"env": env, **spec} for name, spec in (groups or {}).items()},
+            idle_timeout=idle_timeout,
+        )
+        info = self._api.post("/clusters", request, ClusterInfo)
+        return FarsideCluster(
+            self, info, shutdown_on_close=shutdown_on_close, asynchronous=asynchronous
+        )
+
+    def clusters(self, ended: bool = False) -> list[ClusterInfo]:
+        """Your clusters (``ended=True``: stopped ones too), newest first."""
+        from farside_pilot.protocol.clusters import ClusterList
+
+        params = {"ended": "true"} if ended else None
+        return self._api.get("/clusters", ClusterList, params=params).clusters
+
+    def connect(
+        self, name: str, *, shutdown_on_close: bool = False, asynchronous: bool = False
+    ) -> FarsideCluster:
+        """Reconnect to a running cluster, e.g. from another kernel; closing this object
+        leaves the cluster running unless ``shutdown_on_close=True``."""
+        from farside_pilot.protocol.clusters import ClusterInfo
+
+        from ._cluster import FarsideCluster
+
+        info = self._api.get(f"/clusters/{name}", ClusterInfo)
+        return FarsideCluster(
+            self, info, shutdown_on_close=shutdown_on_close, asynchronous=asynchronous
+        )

@@ -17,7 +17,7 @@ from farside_pilot.protocol import API_PREFIX
 from farside_pilot.protocol.models import ErrorEnvelope
 
 from . import __version__
-from .api import auth, info, jobs, pilots, streams
+from .api import auth, clusters, info, jobs, pilots, streams
 from .api.errors import BodyLimit, install_error_handlers
 from .runtime import Runtime
 
@@ -55,7 +55,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     )
     app.state.runtime = runtime
     install_error_handlers(app)
-    for module in (jobs, streams, pilots, info, auth):
+    for module in (jobs, streams, pilots, info, auth, clusters):
         app.include_router(module.router, prefix=API_PREFIX, responses=ERROR_RESPONSES)
     app.add_middleware(BodyLimit, limit=runtime.config.max_request_size)
     return app

@@ -26,10 +26,12 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from farside_pilot.protocol import ConfigurationError
 from farside_pilot.protocol.models import Memory, Walltime
+
+from .clusters.config import ClustersConfig
 
 KiB = 1024
 MiB = 1024**2
@@ -168,8 +170,9 @@ class OidcConfig(BaseModel):
     """OIDC access tokens (e.g. from INDIGO IAM): users log in at the issuer with
     ``farside login`` and send its access token; the gateway checks the JWT's signature against the
     issuer's published keys, its issuer, audience and expiry, and takes the user's name and
-    groups from its claims. Off unless ``issuer`` is set; farside's own tokens work either way.
-    See ``docs/how-to/oidc.md``.
+    groups from its claims; opaque access tokens are checked by introspection at the issuer
+    when ``introspection`` is on. Off unless ``issuer`` is set; farside's own tokens work
+    either way. See ``docs/how-to/oidc.md``.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -235,6 +238,24 @@ class OidcConfig(BaseModel):
         'request, e.g. `{audience = "farside"}` (IAM) or `{resource = "urn:farside"}` '
         "(RFC 8707), so that the token is made for this gateway's audience.",
     )
+    introspection: bool = Field(
+        False,
+        description="Also accept opaque (non-JWT) access tokens, such as IAM may issue: the "
+        "gateway asks the issuer's `introspection_endpoint` (RFC 7662, from its discovery "
+        "document) as the client below. An active token must name `issuer` (if it names one) "
+        "and one of `audience`, like a JWT; the user and groups come from the same claims.",
+    )
+    introspection_client_id: str | None = Field(
+        None,
+        description="The gateway's own confidential client at the issuer, for introspection "
+        "(not the public `client_id` of `farside login`). Required with `introspection`.",
+    )
+    introspection_client_secret: SecretStr | None = Field(
+        None,
+        description="That client's secret (HTTP basic authentication at the introspection "
+        "endpoint); keep this file readable by the gateway only. Required with "
+        "`introspection`.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -256,6 +277,17 @@ class OidcConfig(BaseModel):
             )
         if not self.username_claim or not all(self.username_claim):
             raise ValueError("oidc.username_claim must name at least one claim")
+        if self.introspection and not (
+            self.issuer
+            and self.introspection_client_id
+            and self.introspection_client_secret
+            and self.introspection_client_secret.get_secret_value()
+        ):
+            raise ValueError(
+                "oidc.introspection needs oidc.issuer, and the gateway's own confidential "
+                "client at the issuer: set oidc.introspection_client_id and "
+                "oidc.introspection_client_secret (or set introspection = false)"
+            )
         if self.issuer is None:
             return self
         scheme, _, rest = self.issuer.partition("://")
@@ -385,6 +417,9 @@ class GatewayConfig(BaseModel):
         default_factory=FairShareConfig, description="Fair share between users."
     )
     scouts: ScoutConfig = Field(default_factory=ScoutConfig, description="Scouts of large maps.")
+    clusters: ClustersConfig = Field(
+        default_factory=ClustersConfig, description="Interactive Dask clusters."
+    )
     reaper_interval: float = Field(1.0, gt=0, description="Seconds between lease sweeps.")
     provision_interval: float = Field(1.0, gt=0, description="Seconds between provisioner passes.")
     pilot_start_timeout: float = Field(

@@ -201,6 +201,9 @@ class HubProcess:
 class HubLauncher:
     """``farside up --hub``'s hub: the gateway's ``[oidc]``/``[hub]`` tables before it
     starts, the hub once the gateway is up (in a thread: the hub takes seconds), and its stop.
+
+    The gateway introspects opaque access tokens (issuers such as IAM may hand them out) as
+    the hub's own confidential client: the tokens it sees were issued to that client.
     """
 
     def __init__(self, settings: HubSettings, audience: str) -> None:
@@ -212,13 +215,16 @@ class HubLauncher:
             )
         self.settings = settings
         self.audience = audience
+        self._secret = secret
         self.process = HubProcess(settings, secret)
         self.error: Exception | None = None
 
     def gateway_defaults(self) -> dict[str, object]:
         return {
             "oidc": {"issuer": self.settings.issuer, "audience": [self.audience],
-                     "admin_groups": self.settings.admin_groups},
+                     "admin_groups": self.settings.admin_groups, "introspection": True,
+                     "introspection_client_id": self.settings.client_id,
+                     "introspection_client_secret": self._secret},
             "hub": {"api_url": self.settings.api_url, "admin_groups": self.settings.admin_groups},
         }  # fmt: skip
 

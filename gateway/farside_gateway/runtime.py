@@ -19,6 +19,7 @@ from .auth.hub import HubValidator
 from .auth.oidc import OidcValidator
 from .auth.tokens import TokenCache
 from .blobs import BlobStore
+from .clusters.manager import ClusterManager
 from .config import GatewayConfig
 from .db import Database
 from .notify import Notifier
@@ -80,6 +81,7 @@ class Runtime:
         self.stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.provisioner = Provisioner(self)
+        self.clusters = ClusterManager(config, self.db, self.write_and_publish, self.now)
 
     @staticmethod
     def now() -> float:
@@ -124,7 +126,17 @@ class Runtime:
         await self.db.write(grant_grace, self.now(), self.config.heartbeat_timeout)
         if not self._sites_started:
             await self.start_sites()
+        await self.clusters.start()
         self._tasks = [
+            asyncio.create_task(
+                self._loop(
+                    "clusters",
+                    self.clusters.run_once,
+                    self.config.clusters.check_interval,
+                    lambda: self.stopping,
+                ),
+                name="clusters",
+            ),
             asyncio.create_task(
                 self._loop(
                     "reaper", self._reap, self.config.reaper_interval, lambda: self.stopping
@@ -200,6 +212,10 @@ class Runtime:
                 log.exception("stopping site %s failed", site.name)
 
     async def stop(self) -> None:
+        try:
+            await self.clusters.close()
+        except Exception:
+            log.exception("stopping the Dask clusters failed")
         self.stopping.set()
         self.notifier.wake_everyone()
         for task in self._tasks:

@@ -177,7 +177,7 @@ class JobRunner:
         assert job.payload is not None
         scratch = self._scratch(worker)
         size = len(job.payload) + sum(map(len, (job.inputs or {}).values()))
-        args = (job.job_id, job.payload, scratch, job.inputs)
+        args = (job.job_id, job.payload, scratch, job.inputs, job.assignment.kind)
         if job.inputs:
             job.inputs = {}  # the worker has them now; the pilot need not hold them too
         if size > BIG_PAYLOAD:

@@ -2,9 +2,10 @@
 
 Started by :class:`farside_pilot.workers.WorkerProcess` as
 ``python -m farside_pilot.worker IN_FD OUT_FD``. It reads ``("run", job_id, payload,
-scratch_dir, inputs)`` and ``("stop",)`` messages from ``IN_FD`` and writes to ``OUT_FD``
+scratch_dir, inputs, kind)`` and ``("stop",)`` messages from ``IN_FD`` and writes to ``OUT_FD``
 (``inputs``: None, or the outcome bytes of the job's input jobs by job id, decoded here
-because the pilot itself never unpickles user data):
+because the pilot itself never unpickles user data; ``kind``: ``function``, or
+``dask-worker`` for a lease that runs a Dask worker, see :mod:`farside_pilot.dask_worker`):
 
 * ``("ready", pid)`` once, after start-up;
 * ``("log", job_id, stream, time, text)`` for each line the job prints;
@@ -279,8 +280,8 @@ class Worker:
                 return
             if message[0] == "stop":
                 return
-            _, job_id, payload, scratch, inputs = message
-            self._run(job_id, payload, scratch, inputs)
+            _, job_id, payload, scratch, inputs, kind = message
+            self._run(job_id, payload, scratch, inputs, kind)
 
     def _load_function(self, data: bytes, digest: str) -> Any:
         fn = self._functions.get(digest)
@@ -294,8 +295,20 @@ class Worker:
         return fn
 
     def _prepare(
-        self, payload: bytes, inputs: dict[int, bytes] | None
+        self, payload: bytes, inputs: dict[int, bytes] | None, kind: str, scratch: str
     ) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
+        if kind == "dask-worker":
+            # imported here: distributed is needed on the pilot only for Dask-worker leases
+            try:
+                from .dask_worker import serve
+            except ImportError as exc:
+                raise _Failure(
+                    "system",
+                    f"this site cannot run Dask workers: {_short(exc)}; install "
+                    "'dask[distributed]' in the pilot's environment",
+                    exc,
+                ) from exc
+            return serve, (payload, scratch), {}
         try:
             call = decode_call(payload)
         except PayloadError as exc:
@@ -321,7 +334,12 @@ class Worker:
         return fn, tuple(args), dict(kwargs)
 
     def _run(
-        self, job_id: int, payload: bytes, scratch: str, inputs: dict[int, bytes] | None = None
+        self,
+        job_id: int,
+        payload: bytes,
+        scratch: str,
+        inputs: dict[int, bytes] | None = None,
+        kind: str = "function",
     ) -> None:
         if not os.path.isdir(scratch):  # makedirs(exist_ok) raises and catches every time
             os.makedirs(scratch, exist_ok=True)
@@ -332,7 +350,7 @@ class Worker:
         t0 = time.perf_counter()
         exit_code, error_class, error = 0, None, None
         try:
-            fn, args, kwargs = self._prepare(payload, inputs)
+            fn, args, kwargs = self._prepare(payload, inputs, kind, scratch)
             value = fn(*args, **kwargs)
             result = encode_value(value)
         except _Failure as failure:

@@ -81,12 +81,17 @@ class WorkerProcess:
         self._on_message(self, ("exited", returncode))
 
     def run(
-        self, job_id: int, payload: bytes, scratch: str, inputs: dict[int, bytes] | None = None
+        self,
+        job_id: int,
+        payload: bytes,
+        scratch: str,
+        inputs: dict[int, bytes] | None = None,
+        kind: str = "function",
     ) -> None:
         """Send a job (and its inputs' outcome bytes); may block while a large one goes
         through the pipe."""
         self.job_id = job_id
-        message = ("run", job_id, payload, scratch, inputs)
+        message = ("run", job_id, payload, scratch, inputs, kind)
         data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
         with self._send_lock:
             self._send_conn.send_bytes(data)

@@ -3,7 +3,10 @@
 //
 // It issues JWT access tokens for the resource server `urn:farside` (audience `farside`) with
 // the user's `groups` and `preferred_username`, supports the device authorization grant
-// (RFC 8628) and refresh tokens (scope offline_access).
+// (RFC 8628) and refresh tokens (scope offline_access). Clients registered with
+// `farside_access_token_format: "opaque"` get opaque access tokens instead, as INDIGO IAM may
+// hand out; a resource server learns what they stand for by introspection (RFC 7662), with a
+// confidential client of its own (`farside-gateway`).
 //
 // env: OIDC_PORT, OIDC_ISSUER, OIDC_STATE (keys live there), OIDC_CONFIG (users.json and
 // clients.json; default: this file's directory).
@@ -41,7 +44,9 @@ const provider = new Provider(ISSUER, {
   clients: CLIENTS,
   jwks: signingKeys(),
   cookies: { keys: ['farside-test-cookie-key-0123456789'] },
-  extraClientMetadata: { properties: ['farside_access_token_ttl', 'farside_resource'] },
+  extraClientMetadata: {
+    properties: ['farside_access_token_ttl', 'farside_resource', 'farside_access_token_format'],
+  },
   features: {
     devInteractions: { enabled: false }, // they accept any password
     deviceFlow: { enabled: true },
@@ -59,7 +64,7 @@ const provider = new Provider(ISSUER, {
         return {
           audience,
           scope: audience,
-          accessTokenFormat: 'jwt',
+          accessTokenFormat: meta(client, 'farside_access_token_format') || 'jwt',
           accessTokenTTL: meta(client, 'farside_access_token_ttl') || 3600,
           jwt: { sign: { alg: 'RS256' } },
         };

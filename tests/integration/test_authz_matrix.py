@@ -3,8 +3,10 @@ of caller, each cell with the one status the API defines for it; then what users
 
 The endpoints come from ``/openapi.json`` of a live gateway, so a new endpoint fails
 ``test_every_endpoint_has_a_row`` until its row is added to ``ROWS``. Identities: users A
-(alice) and B (bob) and an admin, each with a farside token and an OIDC access token from the
-real test provider; a pilot's own token; a site token; and tokens that must all be refused.
+(alice) and B (bob) and an admin, each with a farside token, a JWT and an opaque OIDC access
+token from the real test provider (the opaque one checked by introspection), and a
+JupyterHub API token from a real hub beside the gateway; a pilot's own token; a site token; a
+hub token without the service's scope; and tokens that must all be refused.
 Path parameters name real objects: alice's finished job, a job the pilot holds, the pilot.
 """
 
@@ -12,7 +14,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,77 +22,22 @@ import httpx
 import pytest
 
 from authz_support import (
-    ADMIN_GROUP,
     bearer,
     expiring_user_token,
     job,
-    oidc_settings,
     register_pilot,
-    resigned,
-    site_token_for,
     sse_events,
     submit,
-    tampered,
     wait_past_expiry,
 )
+from authz_world import ALICE_GROUP, IDENTITIES, Identity, World, world
 from farside_pilot.protocol import API_PREFIX
-from harness import GatewayProcess
-from oidc_support import OTHER_CLIENT, SHORT_CLIENT, access_token, oidc_issuer, start_provider
+from oidc_support import oidc_issuer
 
 pytestmark = pytest.mark.integration
-__all__ = ["oidc_issuer"]  # a fixture, used by name
-
-OTHER_ISSUER_PORT = 9091  # a second provider: another issuer with keys of its own
-ALICE_GROUP = "alice-map"
+__all__ = ["oidc_issuer", "world"]  # fixtures, used by name
 ERROR_CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found", 409: "conflict",
                422: "invalid_request"}  # fmt: skip
-
-
-# ---------------------------------------------------------------- identities
-
-
-@dataclass(frozen=True)
-class Identity:
-    key: str  # the test id
-    role: str  # the column of ROWS that says what it may do
-    name: str | None = None  # whoami's name
-    kind: str | None = None  # whoami's kind
-
-
-#: ``anon``: every caller the gateway must not know (401 wherever a token is needed)
-IDENTITIES = [
-    Identity("alice-farside", "alice", "alice", "user"),
-    Identity("alice-oidc", "alice", "alice", "user"),
-    Identity("bob-farside", "bob", "bob", "user"),
-    Identity("bob-oidc", "bob", "bob", "user"),
-    Identity("admin-farside", "admin", "root", "admin"),
-    Identity("admin-oidc", "admin", "admin", "admin"),
-    Identity("pilot", "pilot", "local", "pilot"),
-    Identity("other-pilot", "other_pilot", "local", "pilot"),
-    Identity("site", "site", "local", "site"),
-    Identity("other-site", "other_site", "remote", "site"),  # a site token of another site
-    Identity("no-token", "anon"),
-    Identity("unknown-farside-token", "anon"),
-    Identity("expired-farside", "anon"),
-    Identity("expired-oidc", "anon"),
-    Identity("wrong-audience", "anon"),
-    Identity("wrong-issuer", "anon"),
-    Identity("forged-key", "anon"),  # re-signed with a local key and a kid the issuer lacks
-    Identity("tampered-payload", "anon"),  # claims changed, the issuer's signature kept
-    Identity("hub-without-scope", "hub"),
-]
-# Not in this matrix yet: it would need a JupyterHub running beside this module's gateway.
-# tests/integration/test_hub_tokens.py checks a hub token with and without the scope.
-NOT_BUILT = {"hub": "needs a running JupyterHub; see test_hub_tokens.py for hub tokens"}
-
-
-def _identity_params() -> list[Any]:
-    return [
-        pytest.param(i, id=i.key, marks=pytest.mark.skip(reason=NOT_BUILT[i.role]))
-        if i.role in NOT_BUILT
-        else pytest.param(i, id=i.key)
-        for i in IDENTITIES
-    ]
 
 
 # ---------------------------------------------------------------- the rows
@@ -128,18 +74,18 @@ PATH_VALUES = {
 def _user(owner: int, other: int, admin: int, **rest: Any) -> dict[str, int]:
     """A user endpoint: pilot and site tokens get 403, unknown callers 401."""
     return {"alice": owner, "bob": other, "admin": admin, "pilot": 403, "other_pilot": 403,
-            "site": 403, "other_site": 403, "anon": 401, **rest}  # fmt: skip
+            "site": 403, "other_site": 403, "anon": 401, "hub": 403, **rest}  # fmt: skip
 
 
 def _pilot(status: int) -> dict[str, int]:
     """An endpoint for one pilot's own token: every other token gets 403."""
     return {"alice": 403, "bob": 403, "admin": 403, "pilot": status, "other_pilot": 403,
-            "site": 403, "other_site": 403, "anon": 401}  # fmt: skip
+            "site": 403, "other_site": 403, "anon": 401, "hub": 403}  # fmt: skip
 
 
 def _any(status: int) -> dict[str, int]:
     roles = ("alice", "bob", "admin", "pilot", "other_pilot", "site", "other_site")
-    return {role: status for role in roles} | {"anon": 401}
+    return {role: status for role in roles} | {"anon": 401, "hub": 403}
 
 
 ACQUIRE = {"max_jobs": 1, "cores": 1, "memory": "1 MiB", "wait": 0}  # nothing queued fits
@@ -198,147 +144,50 @@ ROWS = [
     Row("GET", "/whoami", _any(200)),
     Row("GET", "/sites", _user(200, 200, 200)),
     Row("PUT", "/sites/{name}/status", _user(403, 403, 200), body={"status": "online"}),
+    # Dask clusters: alice's (no workers) stands in for {name}; other users get 404
+    Row("POST", "/clusters", _user(201, 201, 201), body={"default": {"workers": 0}}),
+    Row("GET", "/clusters", _user(200, 200, 200)),
+    Row("GET", "/clusters/{name}", _user(200, 404, 200), values={"name": "cluster"}),
+    Row("GET", "/clusters/{name}/credentials", _user(200, 404, 200), values={"name": "cluster"}),
+    Row(
+        "POST",
+        "/clusters/{name}/scale",
+        _user(200, 404, 200),
+        body={"workers": 0},
+        values={"name": "cluster"},
+    ),
+    # the group exists: its owner and admins get as far as 409
+    Row(
+        "POST",
+        "/clusters/{name}/groups",
+        _user(409, 404, 409),
+        body={"name": "extra", "spec": {"workers": 0}},
+        values={"name": "cluster"},
+    ),
+    Row(
+        "POST",
+        "/clusters/{name}/workers/stop",
+        _user(200, 404, 200),
+        body={"workers": []},
+        values={"name": "cluster"},
+    ),
+    Row("POST", "/clusters/{name}/heartbeat", _user(200, 404, 200), values={"name": "cluster"}),
+    Row("DELETE", "/clusters/{name}", _user(200, 404, 200), values={"name": "doomed_cluster"}),
     # how to log in: open to all, whatever the token
-    Row("GET", "/auth", _any(200) | {"anon": 200}),
+    Row("GET", "/auth", _any(200) | {"anon": 200, "hub": 200}),
 ]
 
 
 def _cell_params() -> list[Any]:
     params = []
     for row in ROWS:
-        for ident in _identity_params():
-            (identity,) = ident.values
-            marks = list(ident.marks)
+        for identity in IDENTITIES:
+            marks = []
             if identity.role in row.known_bugs:
                 marks.append(pytest.mark.xfail(reason=row.known_bugs[identity.role], strict=True))
             params.append(pytest.param(row, identity, id=f"{row.endpoint}|{identity.key}",
                                        marks=marks))  # fmt: skip
     return params
-
-
-# ---------------------------------------------------------------- the world
-
-
-@dataclass
-class World:
-    gateway: GatewayProcess
-    tokens: dict[str, str | None]
-    site_token: str
-    finished_job: int  # alice's: finished, with a result and a log line
-    held_job: int  # alice's: takes finished_job as input; the pilot holds it
-    queued_job: int  # alice's, in group ALICE_GROUP: queued, no pilot will take it
-    bob_job: int  # bob's own, queued
-    pilot_id: int
-    other_pilot_id: int
-    site_name: str = "local"
-
-    def http(self, token: str | None = None) -> httpx.Client:
-        return self.gateway.http(token)
-
-    def owners(self) -> dict[int, str]:
-        """Every job's owner, as an admin sees them."""
-        with self.http(self.tokens["admin-farside"]) as admin:
-            listed = admin.get("/jobs", params={"limit": 10_000}).json()["jobs"]
-        return {j["id"]: j["owner"] for j in listed}
-
-
-def _play_pilot(gw: GatewayProcess, pilot_token: str, pilot_id: int, memory: str) -> int:
-    """Acquire exactly one job as the pilot; its id."""
-    with gw.http(pilot_token) as http:
-        got = http.post(
-            f"/pilots/{pilot_id}/acquire",
-            json={"max_jobs": 1, "cores": 1, "memory": memory, "wait": 0},
-        )
-    assert got.status_code == 200, got.text
-    (assigned,) = got.json()["jobs"]
-    return int(assigned["job_id"])
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory, oidc_issuer: str) -> Iterator[World]:
-    gw = GatewayProcess(
-        tmp_path_factory.mktemp("authz") / "gateway",
-        # no pilots of its own: the tests play the pilot, and the objects stay put
-        sites=[
-            {"name": "local", "min_warm": 0, "max_pilots": 0, "cores": 2, "memory": "4 GiB"},
-            {"name": "remote", "min_warm": 0, "max_pilots": 0},
-        ],
-        heartbeat_timeout=3600.0,  # the registered pilots stay alive through the module
-        oidc=oidc_settings(oidc_issuer),
-    )
-    gw.start()
-    try:
-        yield _make_world(gw, oidc_issuer)
-    finally:
-        gw.cleanup()
-
-
-def _make_world(gw: GatewayProcess, issuer: str) -> World:
-    # the short-lived tokens first: they expire while the rest is made
-    expired_oidc = access_token(issuer, "alice", SHORT_CLIENT)
-    expired_farside = expiring_user_token(gw, "alice", ttl=1)
-    farside_expiry = time.time() + 1
-    alice_oidc = access_token(issuer, "alice")
-    tokens: dict[str, str | None] = {
-        "alice-farside": gw.make_user_token("alice", groups=("atlas",)),
-        "alice-oidc": alice_oidc,
-        "bob-farside": gw.make_user_token("bob"),
-        "bob-oidc": access_token(issuer, "bob"),
-        "admin-farside": gw.make_user_token("root", admin=True),
-        "admin-oidc": access_token(issuer, "admin"),
-        "no-token": None,
-        "unknown-farside-token": "fsu_" + "x" * 43,
-        "expired-farside": expired_farside,
-        "expired-oidc": expired_oidc,
-        "wrong-audience": access_token(issuer, "alice", OTHER_CLIENT),
-        "wrong-issuer": access_token(start_provider(OTHER_ISSUER_PORT), "alice"),
-        "forged-key": resigned(alice_oidc),
-        # alice's genuine token, turned into the admin's
-        "tampered-payload": tampered(
-            alice_oidc, preferred_username="admin", sub="admin", groups=[ADMIN_GROUP]
-        ),
-        "hub-without-scope": None,  # no hub yet
-    }
-    site_token = gw.site_token
-    pilot_id, pilot_token = register_pilot(gw, site_token)
-    other_pilot_id, other_pilot_token = register_pilot(gw, site_token)
-    tokens |= {"pilot": pilot_token, "other-pilot": other_pilot_token, "site": site_token,
-               "other-site": site_token_for(gw, "remote")}  # fmt: skip
-
-    alice = str(tokens["alice-farside"])
-    (finished,) = submit(gw, alice, job(name="alice-finished"))
-    assert _play_pilot(gw, pilot_token, pilot_id, "1 GiB") == finished
-    report = {
-        "updates": [
-            {
-                "job_id": finished,
-                "attempt": 1,
-                "state": "finished",
-                "time": 1.0,
-                "exit_code": 0,
-                "result": "YWxpY2UncyByZXN1bHQ=",
-            },
-        ],
-        "logs": [
-            {
-                "job_id": finished,
-                "attempt": 1,
-                "stream": "stdout",
-                "time": 1.0,
-                "text": "alice's private log line",
-            }
-        ],
-    }
-    with gw.http(pilot_token) as http:
-        done = http.post(f"/pilots/{pilot_id}/report", json=report)
-        assert done.status_code == 200, done.text
-    (held,) = submit(gw, alice, job(name="alice-held", after=[finished], inputs=[finished]))
-    assert _play_pilot(gw, pilot_token, pilot_id, "1 GiB") == held
-    (queued,) = submit(gw, alice, job(name="alice-queued", group=ALICE_GROUP))
-    (bob_job,) = submit(gw, str(tokens["bob-farside"]), job(name="bob-own"))
-    wait_past_expiry(expired_oidc, farside_expiry=farside_expiry)
-    return World(gw, tokens, site_token, finished, held, queued, bob_job, pilot_id,
-                 other_pilot_id)  # fmt: skip
 
 
 # ---------------------------------------------------------------- the matrix
@@ -367,7 +216,7 @@ def test_every_endpoint_has_a_row(world: World) -> None:
     assert not stale, f"ROWS names endpoints the gateway no longer has: {stale}; remove them"
     identities = {i.role for i in IDENTITIES}
     for row in ROWS:
-        lacking = identities - set(row.expect) - set(NOT_BUILT)
+        lacking = identities - set(row.expect)
         assert not lacking, f"{row.endpoint}: no expected status for {sorted(lacking)}"
 
 
@@ -438,7 +287,7 @@ def _live_endpoints_cached(world: World) -> set[str]:
 # ---------------------------------------------------------------- what users see
 
 
-KINDS = ["farside", "oidc"]
+KINDS = ["farside", "oidc", "opaque", "hub"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -471,6 +320,24 @@ def test_job_lists_hold_only_the_callers_jobs(world: World, kind: str) -> None:
     with world.http(world.tokens[f"admin-{kind}"]) as admin:
         everyone = {j["id"] for j in admin.get("/jobs", params={"limit": 10_000}).json()["jobs"]}
     assert alice_jobs | bob_jobs <= everyone
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_cluster_lists_hold_only_the_callers_clusters(world: World, kind: str) -> None:
+    with world.http(world.tokens[f"bob-{kind}"]) as bob:
+        made = bob.post("/clusters", json={"default": {"workers": 0}})
+        assert made.status_code == 201, made.text
+    with world.http(world.tokens[f"admin-{kind}"]) as admin:
+        everyone = admin.get("/clusters", params={"ended": "true"}).json()["clusters"]
+    owners = {c["name"]: c["owner"] for c in everyone}
+    assert owners[world.cluster] == "alice"
+    for user in ("alice", "bob"):
+        with world.http(world.tokens[f"{user}-{kind}"]) as http:
+            listed = http.get("/clusters", params={"ended": "true"}).json()["clusters"]
+        assert listed, user
+        assert {c["owner"] for c in listed} == {user}, (user, listed)
+        mine = {name for name, owner in owners.items() if owner == user}
+        assert {c["name"] for c in listed} <= mine
 
 
 @pytest.mark.parametrize("kind", KINDS)

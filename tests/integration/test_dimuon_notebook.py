@@ -76,6 +76,8 @@ def test_dimuon_notebook_gives_the_same_histogram_locally_and_on_farside(
     assert "dask-awkward (2 partitions): the same histogram" in stdout
     assert f"farside: {selected:,} selected events, {N_FILES} jobs" in stdout
     assert "identical bin counts: True" in stdout
+    assert f"cluster: {selected:,} selected events on 2 workers at ['local']" in stdout
+    assert "cluster identical to local: True" in stdout
     assert f"offload: {selected:,} selected events" in stdout
     assert "offload identical to local: True" in stdout
     fitted = re.search(r"fit: mean ([0-9.]+) GeV", stdout)

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from hub_support import HubStack, hub_stack
+from hub_support import HubStack, hub_stack, hub_user_token
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -19,11 +19,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubStack]:
 
 def _token(stack: HubStack, user: str, scopes: list[str]) -> str:
     with stack.hub_api() as api:
-        api.post(f"/users/{user}")  # 409 when she exists: fine
-        response = api.post(f"/users/{user}/tokens", json={"scopes": scopes, "expires_in": 600})
-        assert response.status_code == 201, response.text
-        token: str = response.json()["token"]
-        return token
+        return hub_user_token(api, user, scopes)
 
 
 def test_hub_token_with_the_service_scope_is_accepted(hub: HubStack) -> None:

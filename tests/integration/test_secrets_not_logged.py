@@ -1,6 +1,7 @@
 """No token ever reaches a log: a full run at DEBUG, then every log it produced is searched.
 
-The run: a gateway that trusts the test OIDC provider, with local pilots; ``farside login``
+The run: a gateway that trusts the test OIDC provider (JWTs, and opaque tokens by
+introspection with a client secret of its own), with local pilots; ``farside login``
 (device grant, short-lived access tokens, so the client renews them with the refresh token);
 a client that submits, maps, reads logs and cancels with the OIDC token and with a farside
 token; a pilot registered with the site token; refused calls with bad tokens. Searched: the
@@ -27,6 +28,7 @@ from authz_support import (
     bearer,
     expiring_user_token,
     grep_secrets,
+    introspection_settings,
     job,
     oidc_settings,
     register_pilot,
@@ -36,7 +38,15 @@ from authz_support import (
 )
 from farside_pilot.protocol import env
 from harness import GatewayProcess, wait_until
-from oidc_support import OTHER_CLIENT, SHORT_CLIENT, access_token, approve_device, oidc_issuer
+from oidc_support import (
+    GATEWAY_CLIENT,
+    OPAQUE_CLIENT,
+    OTHER_CLIENT,
+    SHORT_CLIENT,
+    access_token,
+    approve_device,
+    oidc_issuer,
+)
 
 pytestmark = pytest.mark.integration
 __all__ = ["oidc_issuer"]  # a fixture, used by name
@@ -156,7 +166,8 @@ def test_no_token_reaches_any_log(
     tmp_path: Path, oidc_issuer: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(env.PILOT_LOG_LEVEL, "DEBUG")  # the local pilots inherit it
-    gw = DebugGateway(tmp_path / "gateway", oidc=oidc_settings(oidc_issuer))
+    oidc = oidc_settings(oidc_issuer) | introspection_settings()
+    gw = DebugGateway(tmp_path / "gateway", oidc=oidc)
     config_dir = tmp_path / "alice-config"
     outputs = [tmp_path / "login.out", tmp_path / "client.out", tmp_path / "refused.out"]
     secrets: dict[str, str] = {}
@@ -166,7 +177,14 @@ def test_no_token_reaches_any_log(
         secrets |= _registration_tokens(gw)
         native = gw.make_user_token("alice")
         secrets |= {"admin user token": gw.user_token, "site token": gw.site_token,
-                    "alice's farside token": native}  # fmt: skip
+                    "alice's farside token": native,
+                    "the gateway's introspection client secret": GATEWAY_CLIENT[1]}  # fmt: skip
+        opaque = secrets["alice's opaque access token"] = access_token(
+            oidc_issuer, "alice", OPAQUE_CLIENT
+        )
+        with gw.http(opaque) as http:  # introspected at the provider, then remembered
+            assert http.get("/whoami").json()["name"] == "alice"
+            assert http.get("/jobs").status_code == 200
 
         # farside login, then a client that must renew the expired access token first
         _login(gw, config_dir, outputs[0])

@@ -42,6 +42,15 @@ def test_oidc_is_off_by_default_and_single_values_become_lists() -> None:
         ({"algorithms": ["HS256"]}, "HS256 not allowed"),
         ({"username_claim": []}, "at least one claim"),
         ({"issuer": ISSUER, "audience": "x", "jwks_url": "x"}, "Extra inputs"),
+        (
+            {
+                "issuer": ISSUER,
+                "audience": "x",
+                "introspection": True,
+                "introspection_client_id": "gw",
+            },
+            "set oidc.introspection_client_id and oidc.introspection_client_secret",
+        ),
     ],
 )
 def test_bad_oidc_settings_are_refused(fields: dict[str, Any], message: str) -> None:

@@ -3,7 +3,10 @@
 A bearer token with a farside prefix (``fsu_``, ``fss_``, ``fsp_``) is looked up in the
 gateway's token table; any other is checked as an OIDC access token when ``[oidc]`` names
 an issuer (:mod:`farside_gateway.auth.oidc`); one that is not a JWT is checked as a
-JupyterHub API token when ``[hub]`` names a hub (:mod:`farside_gateway.auth.hub`).
+JupyterHub API token when ``[hub]`` names a hub (:mod:`farside_gateway.auth.hub`), and, if
+the hub does not know it and ``oidc.introspection`` is on, as an opaque OIDC access token
+(:mod:`farside_gateway.auth.introspection`). The hub is asked first: it is part of the
+same deployment, and holds users' OIDC tokens anyway.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from fastapi import Depends, Request
 
 from farside_pilot.protocol import Forbidden, Unauthorized
 
-from ..auth.hub import looks_like_jwt
+from ..auth.hub import UnknownHubToken, looks_like_jwt
 from ..auth.oidc import is_farside_token
 from ..auth.tokens import Principal, lookup_token
 from ..runtime import Runtime
@@ -36,7 +39,15 @@ async def principal(request: Request) -> Principal:
     token = token.strip()
     rt = runtime(request)
     if not is_farside_token(token) and rt.hub is not None and not looks_like_jwt(token):
-        return await rt.hub.principal(token)
+        try:
+            return await rt.hub.principal(token)
+        except UnknownHubToken as unknown:
+            if rt.oidc is None or not rt.oidc.config.introspection:
+                raise
+            try:
+                return await rt.oidc.principal(token)
+            except Unauthorized as exc:
+                raise Unauthorized(f"{exc.message} ({unknown.message})") from None
     if not is_farside_token(token) and rt.oidc is not None:
         return await rt.oidc.principal(token)
     now = rt.now()

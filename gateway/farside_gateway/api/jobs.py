@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel
 
+from farside_pilot.protocol import InvalidRequest
 from farside_pilot.protocol.models import (
     CancelRequest,
     CancelResponse,
@@ -36,6 +37,11 @@ def json_response(model: BaseModel, status: int = 200) -> Response:
 @router.post("/jobs", status_code=201, response_model=SubmitResponse)
 async def submit(body: SubmitRequest, who: UserDep, rt: RuntimeDep) -> Response:
     """Submit up to 10,000 jobs at once; they are stored before this returns."""
+    if any(spec.kind != "function" for spec in body.jobs):
+        raise InvalidRequest(
+            "only 'function' jobs can be submitted; Dask workers are leases the gateway makes "
+            "for a cluster: use gw.new_cluster(...) and cluster.scale(n)"
+        )
     check_runnable(rt.config.sites, body.jobs)
     placed: list[NewJob] = []
     blob_keys: list[str] = []

@@ -30,6 +30,10 @@ from .tokens import Principal, TokenCache
 log = logging.getLogger(__name__)
 
 
+class UnknownHubToken(Unauthorized):
+    """The hub does not know the token: it may still be an opaque OIDC access token."""
+
+
 def looks_like_jwt(token: str) -> bool:
     """JWTs are three base64url parts; JupyterHub tokens are one opaque string."""
     return token.count(".") == 2
@@ -83,7 +87,7 @@ class HubValidator:
             ) from None
         self.lookups += 1
         if response.status_code in (401, 403):
-            raise Unauthorized(
+            raise UnknownHubToken(
                 "JupyterHub does not know this token (expired, revoked or mistyped); in "
                 "JupyterLab restart your server, or make a new token on the hub's token page"
             )

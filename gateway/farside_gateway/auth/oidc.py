@@ -10,8 +10,9 @@ issuer. Fetches use httpx's async client and never block the event loop.
 The user's name is the first present of ``username_claim``; their groups come from
 ``groups_claim`` and decide fair share and admin rights (``admin_groups``).
 
-Opaque (non-JWT) tokens and token introspection (RFC 7662) are not supported: every
-issuer farside targets (IAM, Keycloak, oidc-provider) can issue JWT access tokens.
+With ``introspection`` on, a bearer token that is not a JWT is an opaque access token: the
+issuer is asked about it (RFC 7662, :mod:`farside_gateway.auth.introspection`), and its
+answer is mapped to a user the same way.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import jwt
 from farside_pilot.protocol import Forbidden, Unauthorized
 
 from ..config import OidcConfig
+from .introspection import introspect
 from .tokens import Principal, TokenCache
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,16 @@ _LOGIN = "run `farside login` to get a new one"
 
 def is_farside_token(token: str) -> bool:
     return token.startswith(FARSIDE_PREFIXES)
+
+
+def is_jwt(token: str) -> bool:
+    """Whether the token parses as a JWT (header and claims; the signature is not checked)."""
+    try:
+        jwt.get_unverified_header(token)
+        jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return False
+    return True
 
 
 def _first_string(claims: dict[str, Any], names: list[str]) -> str | None:
@@ -112,6 +124,13 @@ class OidcValidator:
         self._clock = clock
         self._keys: dict[str, jwt.PyJWK] = {}
         self._keys_at = float("-inf")  # when the keys were last fetched
+        self._introspection_endpoint: str | None = None
+        self._client_auth: tuple[str, str] | None = None
+        if config.introspection:
+            client_id, secret = config.introspection_client_id, config.introspection_client_secret
+            if not client_id or secret is None:
+                raise ValueError("oidc.introspection needs oidc.introspection_client_id/_secret")
+            self._client_auth = (client_id, secret.get_secret_value())
         self._lock = asyncio.Lock()
         # never past a token's exp (TokenCache caps entries at Principal.expires_at)
         self._cache = TokenCache(ttl=CACHE_SECONDS)
@@ -135,16 +154,22 @@ class OidcValidator:
             raise Unauthorized(f"the OIDC issuer {self.issuer} sent a malformed {what}")
         return data
 
+    async def _discovery(self, client: httpx.AsyncClient) -> dict[str, Any]:
+        url = self.issuer.rstrip("/") + "/.well-known/openid-configuration"
+        meta = await self._get_json(client, url, "discovery document")
+        if meta.get("issuer") != self.issuer:
+            log.warning("issuer %s publishes issuer %r", self.issuer, meta.get("issuer"))
+            raise Unauthorized(
+                f"the OIDC issuer's discovery document names issuer {meta.get('issuer')!r}, "
+                f"not {self.issuer!r}; the gateway's oidc.issuer must match it exactly"
+            )
+        endpoint = meta.get("introspection_endpoint")
+        self._introspection_endpoint = endpoint if isinstance(endpoint, str) else None
+        return meta
+
     async def _fetch_keys(self) -> None:
-        discovery = self.issuer.rstrip("/") + "/.well-known/openid-configuration"
         async with httpx.AsyncClient(timeout=10.0, transport=self._transport) as client:
-            meta = await self._get_json(client, discovery, "discovery document")
-            if meta.get("issuer") != self.issuer:
-                log.warning("issuer %s publishes issuer %r", self.issuer, meta.get("issuer"))
-                raise Unauthorized(
-                    f"the OIDC issuer's discovery document names issuer {meta.get('issuer')!r}, "
-                    f"not {self.issuer!r}; the gateway's oidc.issuer must match it exactly"
-                )
+            meta = await self._discovery(client)
             jwks = await self._get_json(client, str(meta.get("jwks_uri")), "keys (JWKS)")
         keys: dict[str, jwt.PyJWK] = {}
         for data in jwks.get("keys", []):
@@ -187,11 +212,31 @@ class OidcValidator:
         found, cached = self._cache.get(token, now)
         if found and cached is not None:
             return cached
-        claims = await self._verify(token)
+        if self._client_auth is not None and not is_jwt(token):
+            claims = await self._introspect(token)
+        else:
+            claims = await self._verify(token)
         who = principal_from_claims(self.config, claims, self.share_groups)
-        who = replace(who, expires_at=float(claims["exp"]))
+        if isinstance(claims.get("exp"), int | float):
+            who = replace(who, expires_at=float(claims["exp"]))
         self._cache.put(token, who, now)
         return who
+
+    async def _introspect(self, token: str) -> dict[str, Any]:
+        assert self._client_auth is not None
+        async with httpx.AsyncClient(timeout=10.0, transport=self._transport) as client:
+            if self._introspection_endpoint is None:  # read once: issuers rarely move it
+                await self._discovery(client)
+            endpoint = self._introspection_endpoint
+            if endpoint is None:
+                log.error("issuer %s publishes no introspection_endpoint", self.issuer)
+                raise Unauthorized(
+                    f"the token is not a JWT, and the OIDC issuer {self.issuer} offers no token "
+                    "introspection to check it; use a JWT access token, or ask the gateway's "
+                    "operator to turn off oidc.introspection"
+                )
+            now = self._clock()
+            return await introspect(client, endpoint, self.config, self._client_auth, token, now)
 
     async def _verify(self, token: str) -> dict[str, Any]:
         try:

@@ -227,5 +227,33 @@ site_status = Table(
     Column("changed_at", Float, nullable=False),
 )
 
+# Interactive Dask clusters. The scheduler is a process of the gateway replica named in
+# ``instance``; that replica acts on the targets and states other replicas write here.
+# Worker leases are jobs of kind 'dask-worker' whose group_name is the cluster's name and
+# whose name is the Dask worker's name.
+clusters = Table(
+    "clusters",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("owner", String(200), nullable=False),
+    # starting | running | stopping | stopped | failed
+    Column("state", String(16), nullable=False),
+    Column("reason", Text),
+    Column("instance", String(200), nullable=False),
+    Column("scheduler_address", String(300)),
+    Column("dashboard_link", String(300)),
+    Column("tls_cert", Text, nullable=False),
+    Column("tls_key", Text, nullable=False),
+    # {"default": WorkerGroupSpec, ...} as JSON; each spec's ``workers`` is its target
+    Column("groups", Text, nullable=False),
+    Column("share_group", String(200)),
+    Column("idle_timeout", Float, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("last_client_seen", Float),
+    Column("ended_at", Float),
+)
+Index("ix_clusters_owner_state", clusters.c.owner, clusters.c.state)
+Index("ix_clusters_instance_state", clusters.c.instance, clusters.c.state)
+
 #: A result row of any shape (SQLAlchemy 2.1's Row is variadic).
 AnyRow: TypeAlias = "Row[*tuple[Any, ...]]"

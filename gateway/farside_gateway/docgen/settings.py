@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import annotated_types
-from pydantic import BaseModel, BeforeValidator
+from pydantic import BaseModel, BeforeValidator, SecretStr
 from pydantic.fields import FieldInfo
 
 from farside_pilot.protocol import env
@@ -89,6 +89,7 @@ _SCALARS: dict[object, str] = {
     float: "number",
     bool: "boolean",
     Path: "path",
+    SecretStr: "string (secret)",
     Any: "any",
 }
 

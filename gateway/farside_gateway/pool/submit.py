@@ -265,6 +265,7 @@ def cancel_jobs(
     job_ids: list[int],
     group: str | None,
     changes: Changes,
+    reason: str = "cancelled by the user",
 ) -> list[int]:
     """Cancel jobs of ``owner`` (None: an admin, any owner). Final jobs are left as they are."""
     if not job_ids and group is None:
@@ -295,7 +296,7 @@ def cancel_jobs(
             ended_at=changes.now,
             lease_expires=None,
             error_class=ErrorClass.CANCELLED.value,
-            error="cancelled by the user",
+            error=reason,
         )
     )
     active = [row for row in live if S(row.state) in ACTIVE_STATES]
@@ -315,7 +316,7 @@ def cancel_jobs(
     for row in live:
         changes.transition(
             row.id, row.owner, row.state, S.CANCELLED, row.attempt,
-            error_class=ErrorClass.CANCELLED.value, reason="cancelled by the user",
+            error_class=ErrorClass.CANCELLED.value, reason=reason,
         )  # fmt: skip
     fail_children(conn, ids, changes)
     changes.flush(conn)

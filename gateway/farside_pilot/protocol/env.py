@@ -34,6 +34,7 @@ PILOT_WORKDIR = "FARSIDE_PILOT_WORKDIR"
 PILOT_PREFETCH = "FARSIDE_PILOT_PREFETCH"
 PILOT_GATEWAY_GRACE = "FARSIDE_PILOT_GATEWAY_GRACE"
 PILOT_LOG_LEVEL = "FARSIDE_PILOT_LOG_LEVEL"
+DASK_HOST = "FARSIDE_DASK_HOST"
 
 VARIABLES: tuple[EnvVar, ...] = (
     EnvVar(GATEWAY_URL, "client, pilot", "Base URL of the gateway, e.g. http://127.0.0.1:8765."),
@@ -89,4 +90,11 @@ VARIABLES: tuple[EnvVar, ...] = (
         "600",
     ),
     EnvVar(PILOT_LOG_LEVEL, "pilot", "Logging level of the pilot itself.", "INFO"),
+    EnvVar(
+        DASK_HOST,
+        "pilot (Dask-worker leases)",
+        "Address a Dask worker listens on, for its scheduler and peers to reach it (an "
+        "interface's IP or hostname).",
+        "distributed's choice: the address of the default route's interface",
+    ),
 )

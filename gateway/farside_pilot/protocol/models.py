@@ -102,6 +102,9 @@ class Resources(_Strict):
 
 
 ResourceName = Literal["memory", "walltime"]
+#: ``function``: a pickled call; ``dask-worker``: a lease to run a Dask worker for a cluster
+#: (the gateway makes these, see ``protocol.clusters``; users submit functions)
+JobKind = Literal["function", "dask-worker"]
 
 # ---------------------------------------------------------------- user side
 
@@ -109,7 +112,9 @@ ResourceName = Literal["memory", "walltime"]
 class JobSpec(_Strict):
     """One job to submit; ``payload`` is the pickled call (``farside_pilot.protocol.payload``)."""
 
-    kind: Literal["function"] = "function"
+    kind: JobKind = Field(
+        "function", description="users submit functions; the gateway makes dask-worker leases"
+    )
     payload: Base64
     name: Name | None = None
     group: Name | None = Field(None, description="jobs of one map share a group")
@@ -353,7 +358,7 @@ class AcquireRequest(_Strict):
 class Assignment(_Strict):
     job_id: int
     attempt: int
-    kind: Literal["function"]
+    kind: JobKind
     resources: Resources
     payload: Base64 | None = Field(None, description="inline payload; None: GET .../payload")
     payload_size: int

@@ -1,0 +1,6 @@
+"""Interactive Dask clusters: one scheduler process per cluster, workers as pool leases.
+
+``config`` is the ``[clusters]`` table, ``scheduler`` the scheduler process's program,
+``process`` the gateway's handle on one, ``store`` the database side (clusters and their
+worker leases), ``manager`` the lifecycle: create, scale, reconcile, stop.
+"""

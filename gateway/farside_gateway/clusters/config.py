@@ -1,0 +1,58 @@
+"""The ``[clusters]`` table of the gateway's configuration: interactive Dask clusters."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ClustersConfig(BaseModel):
+    """Where schedulers listen, how long clusters live, and how much one user may hold.
+
+    Each cluster's scheduler is a process beside the gateway. Workers (on pilots) and the
+    user's client connect to it directly over TLS, so ``contact_host`` must be an address
+    both can reach; the scheduler listens on ``listen_host``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(True, description="Offer interactive Dask clusters.")
+    listen_host: str = Field(
+        "127.0.0.1", description="Interface schedulers listen on ('0.0.0.0': all)."
+    )
+    contact_host: str | None = Field(
+        None,
+        description="Address workers and clients use to reach schedulers (and dashboards); "
+        "None: listen_host.",
+    )
+    dashboard: bool = Field(True, description="Serve each scheduler's Dask dashboard (bokeh).")
+    idle_timeout: float = Field(
+        1800.0, gt=0, description="Seconds without tasks after which a cluster stops itself."
+    )
+    client_timeout: float = Field(
+        300.0,
+        gt=0,
+        description="A cluster whose client sent no heartbeat for this long stops once it has "
+        "no tasks (the kernel that made it is gone).",
+    )
+    check_interval: float = Field(
+        2.0, gt=0, description="Seconds between passes that reconcile workers with targets."
+    )
+    worker_death_timeout: float = Field(
+        60.0, gt=0, description="Seconds a worker keeps trying to reach a lost scheduler."
+    )
+    max_clusters_per_user: int = Field(10, ge=1, description="Clusters one user may run at once.")
+    max_cores_per_user: int | None = Field(
+        None, ge=1, description="Worker cores (all clusters, all groups) one user may ask for."
+    )
+    max_worker_failures: int = Field(
+        10,
+        ge=1,
+        description="Failed worker leases after which a group stops replacing its workers.",
+    )
+    spare_schedulers: int = Field(
+        1,
+        ge=0,
+        le=8,
+        description="Scheduler processes kept started (distributed imported) and waiting, so "
+        "that a new cluster is ready in well under a second.",
+    )

@@ -1,0 +1,371 @@
+"""The lifecycle of interactive clusters: create, scale, reconcile, stop.
+
+The database holds each cluster's targets and state, so any replica may take a user's
+request; the replica that started a cluster's scheduler (``instance``) acts on it in its
+reconcile pass: it submits and cancels worker leases to meet the targets, retires
+surplus workers on the scheduler before cancelling their leases, stops a cluster whose
+client is gone and which has no work, and notices a scheduler that ended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import secrets
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from distributed.core import rpc
+from distributed.security import Security
+
+from farside_pilot.protocol import Conflict, InvalidRequest, ServiceUnavailable
+from farside_pilot.protocol.clusters import (
+    DEFAULT_GROUP,
+    GROUP_PATTERN,
+    ClusterInfo,
+    ClusterRequest,
+    WorkerGroupSpec,
+)
+
+from ..auth.tokens import Principal
+from ..broker.match import check_runnable
+from ..config import GatewayConfig
+from ..db import Database
+from ..pool.submit import cancel_jobs
+from . import store
+from .process import SchedulerProcess, SchedulerStartError, Spares
+
+log = logging.getLogger(__name__)
+
+#: longest the gateway waits for a scheduler to retire workers before cancelling them
+RETIRE_TIMEOUT = 20.0
+RPC_TIMEOUT = 10.0
+
+
+class Writer(Protocol):
+    async def __call__(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any: ...
+
+
+def _client_security(cert: str, key: str) -> Security:
+    return Security(
+        tls_ca_file=cert, tls_client_cert=cert, tls_client_key=key, require_encryption=True
+    )
+
+
+def _new_credentials() -> tuple[str, str]:
+    sec = Security.temporary()
+    return str(sec.tls_ca_file), str(sec.tls_client_key)
+
+
+class ClusterManager:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        db: Database,
+        write: Writer,
+        now: Callable[[], float],
+    ) -> None:
+        self.config = config
+        self.settings = config.clusters
+        self.db = db
+        self.write = write
+        self.now = now
+        self.instance = f"{socket.gethostname()}:{config.state_dir.resolve()}"
+        self.log_dir = Path(config.state_dir) / "clusters"
+        self.spares = Spares(self.settings.spare_schedulers, str(self.log_dir))
+        self.terms = store.LeaseTerms(death_timeout=self.settings.worker_death_timeout)
+        self._procs: dict[str, SchedulerProcess] = {}
+        self._watchers: dict[str, asyncio.Task[None]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._stop_reasons: dict[str, str] = {}
+
+    # ------------------------------------------------------------ start and shut down
+
+    async def start(self) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        # schedulers end with the process that started them (their stdin closes): clusters
+        # this instance ran before a restart are gone
+        stale = await self.db.read(store.live_clusters, None, self.instance)
+        for row in stale:
+            await self._mark_ended(row.name, "stopped", "the gateway restarted; start a new one")
+        if self.settings.enabled and self.settings.spare_schedulers:
+            self.spares.fill()
+
+    async def close(self) -> None:
+        """The gateway stops: so do its clusters (workers cancelled, schedulers ended)."""
+        for name in list(self._procs):
+            await self._stop(name, "the gateway stopped")
+        await self.spares.close()
+
+    # ------------------------------------------------------------ requests
+
+    def _check_enabled(self) -> None:
+        if not self.settings.enabled:
+            raise InvalidRequest("this gateway offers no Dask clusters ([clusters] enabled=false)")
+
+    def _check_groups(self, groups: dict[str, WorkerGroupSpec]) -> None:
+        for name in groups:
+            if not re.fullmatch(GROUP_PATTERN, name):
+                raise InvalidRequest(
+                    f"worker group name {name!r} is not allowed: use 1-32 lower-case letters, "
+                    "digits, '-' or '_', starting with a letter"
+                )
+        # a worker group no site can run would wait forever: say so now
+        for name, spec in groups.items():
+            try:
+                check_runnable(self.config.sites, [store.probe_spec(spec)])
+            except InvalidRequest as exc:
+                message = str(exc).replace("job 0", f"worker group {name!r}", 1)
+                raise InvalidRequest(message) from None
+
+    async def create(self, who: Principal, request: ClusterRequest) -> ClusterInfo:
+        self._check_enabled()
+        groups = {DEFAULT_GROUP: request.default, **request.groups}
+        self._check_groups(groups)
+        name = f"{who.name.split('@')[0][:20]}-{secrets.token_hex(4)}".lower()
+        name = "".join(c if c.isalnum() or c in "-_" else "-" for c in name)
+        cert, key = await asyncio.to_thread(_new_credentials)
+        idle = request.idle_timeout or self.settings.idle_timeout
+
+        def insert(conn: Any) -> None:
+            store.check_caps(
+                conn, who.name, None, groups,
+                self.settings.max_clusters_per_user, self.settings.max_cores_per_user,
+            )  # fmt: skip
+            store.insert_cluster(
+                conn,
+                {
+                    "name": name, "owner": who.name, "state": "starting", "reason": None,
+                    "instance": self.instance, "tls_cert": cert, "tls_key": key,
+                    "groups": store.dump_groups(groups), "share_group": who.share_group,
+                    "idle_timeout": idle, "created_at": self.now(),
+                    "last_client_seen": self.now(),
+                },
+            )  # fmt: skip
+
+        await self.db.write(insert)
+        try:
+            proc = await self.spares.take()
+            os.replace(proc.log_path, self.log_dir / f"{name}.log")
+            proc.log_path = str(self.log_dir / f"{name}.log")
+            ready = await proc.start(
+                {
+                    "name": name,
+                    "tls_cert": cert,
+                    "tls_key": key,
+                    "listen_host": self.settings.listen_host,
+                    "contact_host": self.settings.contact_host or self.settings.listen_host,
+                    "dashboard": self.settings.dashboard,
+                    "idle_timeout": idle,
+                }
+            )
+        except (SchedulerStartError, OSError) as exc:
+            await self._mark_ended(name, "failed", f"the scheduler did not start: {exc}")
+            raise ServiceUnavailable(
+                f"the gateway could not start a Dask scheduler for the cluster: {exc}"
+            ) from exc
+        host = self.settings.contact_host or self.settings.listen_host
+        dashboard = f"http://{host}:{ready.dashboard_port}/status" if ready.dashboard_port else None
+        self._procs[name] = proc
+        self._watchers[name] = asyncio.create_task(self._watch(name, proc), name=f"watch-{name}")
+        await self.db.write(
+            store.set_cluster, name,
+            state="running", scheduler_address=ready.address, dashboard_link=dashboard,
+        )  # fmt: skip
+        log.info("cluster %s of %s: scheduler at %s", name, who.name, ready.address)
+        await self.reconcile(name)
+        return await self.info(who, name)
+
+    async def info(self, who: Principal, name: str) -> ClusterInfo:
+        def read(conn: Any) -> ClusterInfo:
+            row = store.get_cluster(conn, name, who.owner_filter)
+            return store.cluster_info(conn, row, self.settings.client_timeout)
+
+        result: ClusterInfo = await self.db.read(read)
+        return result
+
+    async def credentials(self, who: Principal, name: str) -> tuple[str, str]:
+        row = await self.db.read(store.get_cluster, name, who.owner_filter)
+        return row.tls_cert, row.tls_key
+
+    async def _change_groups(
+        self,
+        who: Principal,
+        name: str,
+        change: Callable[[dict[str, WorkerGroupSpec]], None],
+    ) -> ClusterInfo:
+        def update(conn: Any) -> None:
+            row = store.get_cluster(conn, name, who.owner_filter)
+            if row.state != "running":
+                raise Conflict(f"cluster {name} is {row.state}: {row.reason or 'start a new one'}")
+            groups = store.load_groups(row)
+            change(groups)
+            self._check_groups(groups)
+            store.check_caps(
+                conn, row.owner, name, groups,
+                self.settings.max_clusters_per_user, self.settings.max_cores_per_user,
+            )  # fmt: skip
+            store.set_cluster(conn, name, groups=store.dump_groups(groups), reason=None)
+
+        await self.db.write(update)
+        await self.reconcile(name)
+        return await self.info(who, name)
+
+    async def scale(self, who: Principal, name: str, workers: int, group: str) -> ClusterInfo:
+        def change(groups: dict[str, WorkerGroupSpec]) -> None:
+            if group not in groups:
+                raise InvalidRequest(
+                    f"cluster {name} has no worker group {group!r} (it has "
+                    f"{', '.join(groups)}); add one with cluster.add_group(...)"
+                )
+            groups[group] = groups[group].model_copy(update={"workers": workers})
+
+        return await self._change_groups(who, name, change)
+
+    async def add_group(
+        self, who: Principal, name: str, group: str, spec: WorkerGroupSpec
+    ) -> ClusterInfo:
+        def change(groups: dict[str, WorkerGroupSpec]) -> None:
+            if group in groups:
+                raise Conflict(f"cluster {name} has a worker group {group!r} already")
+            groups[group] = spec
+
+        return await self._change_groups(who, name, change)
+
+    async def stop_workers(self, who: Principal, name: str, workers: list[str]) -> ClusterInfo:
+        """Adapt's scale_down: these workers go, and their groups' targets shrink."""
+
+        def change(groups: dict[str, WorkerGroupSpec]) -> None:
+            for worker in workers:
+                group = store.group_of(worker)
+                if group in groups and groups[group].workers > 0:
+                    groups[group] = groups[group].model_copy(
+                        update={"workers": groups[group].workers - 1}
+                    )
+
+        info = await self._change_groups(who, name, change)
+        named = [w.job_id for w in info.workers if w.name in workers and not w.state.terminal]
+        if named:
+            await self.write(
+                cancel_jobs, info.owner, named, None, reason=f"cluster {name} scaled down"
+            )
+            info = await self.info(who, name)
+        return info
+
+    async def heartbeat(self, who: Principal, name: str) -> ClusterInfo:
+        row = await self.db.read(store.get_cluster, name, who.owner_filter)
+        if row.state in store.LIVE:
+            await self.db.write(store.set_cluster, name, last_client_seen=self.now())
+        return await self.info(who, name)
+
+    async def shutdown(self, who: Principal, name: str) -> ClusterInfo:
+        row = await self.db.read(store.get_cluster, name, who.owner_filter)
+        if row.state in store.LIVE:
+            await self.db.write(
+                store.set_cluster, name, state="stopping", reason="closed by its owner"
+            )
+            if name in self._procs:
+                await self._stop(name, "closed by its owner")
+        return await self.info(who, name)
+
+    # ------------------------------------------------------------ the reconcile pass
+
+    async def run_once(self) -> None:
+        rows = await self.db.read(store.live_clusters, None, self.instance)
+        now = self.now()
+        for row in rows:
+            if row.state == "stopping":
+                await self._stop(row.name, row.reason or "stopped")
+                continue
+            if row.state != "running" or row.name not in self._procs:
+                continue
+            lapse = now - (row.last_client_seen or row.created_at)
+            if lapse > self.settings.client_timeout and await self._idle(row):
+                await self._stop(
+                    row.name,
+                    f"no client heartbeat for {lapse:.0f}s and no tasks: the kernel that "
+                    "used it is gone",
+                )
+                continue
+            await self.reconcile(row.name)
+
+    async def reconcile(self, name: str) -> None:
+        lock = self._locks.setdefault(name, asyncio.Lock())
+        async with lock:
+            retire: dict[int, str] = await self.write(
+                store.reconcile, name, self.terms, self.settings.max_worker_failures
+            )
+            if not retire:
+                return
+            row = await self.db.read(store.get_cluster, name, None)
+            await self._retire(row, list(retire.values()))
+            await self.write(
+                cancel_jobs, row.owner, list(retire), None,
+                reason=f"cluster {name} scaled down",
+            )  # fmt: skip
+
+    async def _scheduler_call(self, row: Any, method: str, within: float, **kwargs: Any) -> Any:
+        security = _client_security(row.tls_cert, row.tls_key)
+        async with asyncio.timeout(within):
+            async with rpc(
+                row.scheduler_address, connection_args=security.get_connection_args("client")
+            ) as scheduler:
+                return await getattr(scheduler, method)(**kwargs)
+
+    async def _retire(self, row: Any, names: list[str]) -> None:
+        """Let the scheduler move the workers' results elsewhere before they go."""
+        try:
+            await self._scheduler_call(
+                row, "retire_workers", RETIRE_TIMEOUT, names=names, close_workers=True, remove=True
+            )
+        except Exception as exc:  # the leases are cancelled either way
+            log.warning("cluster %s: retiring %s failed: %s", row.name, names, exc)
+
+    async def _idle(self, row: Any) -> bool:
+        try:
+            return await self._scheduler_call(row, "check_idle", RPC_TIMEOUT) is not None
+        except Exception:
+            return True  # a scheduler that cannot answer has no work worth keeping
+
+    # ------------------------------------------------------------ ending
+
+    async def _stop(self, name: str, reason: str) -> None:
+        self._stop_reasons[name] = reason
+        proc = self._procs.get(name)
+        if proc is not None:
+            await proc.stop()
+        watcher = self._watchers.pop(name, None)
+        if watcher is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+        if proc is None:
+            await self._mark_ended(name, "stopped", reason)
+
+    async def _watch(self, name: str, proc: SchedulerProcess) -> None:
+        code = await proc.wait()
+        self._procs.pop(name, None)
+        self._watchers.pop(name, None)
+        reason = self._stop_reasons.pop(name, None)
+        state = "stopped"
+        if reason is None and code == 0:
+            row = await self.db.read(store.get_cluster, name, None)
+            reason = f"idle for {row.idle_timeout:g}s: the scheduler stopped itself"
+        elif reason is None:
+            state = "failed"
+            reason = f"the scheduler process ended with status {code}; see {proc.log_path}"
+        await self._mark_ended(name, state, reason)
+
+    async def _mark_ended(self, name: str, state: str, reason: str) -> None:
+        def end(conn: Any, changes: Any) -> None:
+            row = store.get_cluster(conn, name, None)
+            store.end_leases(conn, row, f"cluster {name} {state}: {reason}", changes)
+            store.set_cluster(conn, name, state=state, reason=reason, ended_at=self.now())
+
+        await self.write(end)
+        self._locks.pop(name, None)
+        log.info("cluster %s %s: %s", name, state, reason)

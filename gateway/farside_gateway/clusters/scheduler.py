@@ -1,0 +1,96 @@
+"""The program of one cluster's scheduler process: ``python -m farside_gateway.clusters.scheduler``.
+
+It imports distributed first and then waits for its settings as one JSON line on stdin, so
+the gateway can keep a *spare* started ahead of demand (importing distributed and bokeh is
+most of a scheduler's start-up). Settings: ``name``, ``tls_cert``, ``tls_key`` (PEM),
+``listen_host``, ``contact_host``, ``dashboard``, ``idle_timeout``. Once listening it writes
+``{"address": ..., "dashboard_port": ...}`` as one line on stdout.
+
+It ends when the scheduler closes (idle past ``idle_timeout``, or told to) or when its stdin
+closes: the gateway that started it is gone, and a scheduler nobody manages must not stay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import sys
+import threading
+from typing import Any
+
+import distributed
+from distributed import Scheduler
+from distributed.security import Security
+
+log = logging.getLogger("farside.scheduler")
+
+# the dashboard's modules, imported before the settings come (see above); without bokeh,
+# clusters run without dashboards
+with contextlib.suppress(ImportError):
+    import distributed.dashboard.scheduler
+
+
+def _watch_stdin(loop: asyncio.AbstractEventLoop, closed: asyncio.Event) -> None:
+    # a daemon thread: a blocked read must not keep the process alive at exit
+    def read() -> None:
+        sys.stdin.read()
+        loop.call_soon_threadsafe(closed.set)
+
+    threading.Thread(target=read, name="stdin-watch", daemon=True).start()
+
+
+async def serve(settings: dict[str, Any]) -> None:
+    security = Security(
+        tls_ca_file=settings["tls_cert"],
+        tls_scheduler_cert=settings["tls_cert"],
+        tls_scheduler_key=settings["tls_key"],
+        require_encryption=True,
+    )
+    listen = settings["listen_host"]
+    contact = settings.get("contact_host") or listen
+    dashboard = bool(settings.get("dashboard"))
+    scheduler = Scheduler(
+        host=listen,
+        port=0,
+        protocol="tls",
+        security=security,
+        contact_address=None,
+        dashboard=dashboard,
+        dashboard_address=f"{listen}:0" if dashboard else None,
+        idle_timeout=settings.get("idle_timeout"),
+        validate=False,
+    )
+    await scheduler
+    port = scheduler.address.rsplit(":", 1)[1]
+    address = f"tls://{contact}:{port}"
+    service = scheduler.services.get("dashboard")
+    ready = {"address": address, "dashboard_port": service.port if service else None}
+    print(json.dumps(ready), flush=True)
+    log.info("cluster %s: scheduler at %s", settings.get("name"), address)
+    closed = asyncio.Event()
+    _watch_stdin(asyncio.get_running_loop(), closed)
+    watch = asyncio.create_task(closed.wait())
+    finished = asyncio.create_task(scheduler.finished())
+    done, _ = await asyncio.wait({watch, finished}, return_when=asyncio.FIRST_COMPLETED)
+    if watch in done:
+        log.info("the gateway is gone: closing the scheduler")
+    await scheduler.close()
+    for task in (watch, finished):
+        task.cancel()
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    line = sys.stdin.readline()
+    if not line.strip():
+        return  # a spare the gateway did not need
+    settings = json.loads(line)
+    version = getattr(distributed, "__version__", "?")
+    log.info("distributed %s; starting cluster %s", version, settings["name"])
+    asyncio.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""A user's way into JupyterLab in a real browser, for the ``browser`` suite.
+
+Headless Chromium (Debian's, from ``scripts/browser.sh``) driven by Playwright: JupyterHub's
+login button, the OIDC provider's login form and consent page, the profile choice, JupyterLab,
+and a notebook cell that submits a farside task and prints its result.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from oidc_support import PASSWORDS, REPO
+
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+CELL = """import farside
+
+@farside.task
+def square(x):
+    return x * x
+
+print("farside says", square.submit(7).result(timeout=180))
+
+import os
+from farside._profile import _expiry, hub_access_token
+fresh = hub_access_token() or ""
+print("profile", os.environ["FARSIDE_PROFILE"], "hub token", bool(_expiry(fresh)))
+"""
+LONG = 180_000  # ms: a spawn or a first task on 2 shared cores can take a while
+
+
+def chromium() -> str:
+    done = subprocess.run(["bash", str(REPO / "scripts" / "browser.sh")], capture_output=True,
+                          text=True, timeout=900, check=False)  # fmt: skip
+    if done.returncode != 0:
+        pytest.fail(f"scripts/browser.sh could not provide chromium:\n{done.stderr}")
+    return done.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture
+def page() -> Iterator[Any]:
+    """A fresh headless Chromium page (its own profile: no cookies from other tests)."""
+    from playwright.sync_api import sync_playwright
+
+    profile = tempfile.mkdtemp(prefix="farside-chromium-")
+    try:
+        with sync_playwright() as pw:
+            context = pw.chromium.launch_persistent_context(
+                profile, executable_path=chromium(), headless=True, args=CHROMIUM_ARGS,
+                viewport={"width": 1280, "height": 800},
+            )  # fmt: skip
+            try:
+                yield context.pages[0] if context.pages else context.new_page()
+            finally:
+                context.close()
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def log_in_and_run_a_task(
+    page: Any, hub_url: str, issuer: str, shot: Path, user: str = "alice"
+) -> None:
+    """As ``user``: log in at the provider (a wrong password first), allow, pick the CPU
+    profile, open a notebook in JupyterLab, run :data:`CELL` and see the task's result.
+    A screenshot of the page goes to ``shot``, whatever happens."""
+    from playwright.sync_api import expect
+
+    try:
+        page.goto(hub_url + "/hub/login")
+        page.click('a[href*="oauth_login"]')
+        page.wait_for_selector("#username")
+        assert page.url.startswith(issuer), page.url  # the provider's own login page
+        page.fill("#username", user)
+        page.fill("#password", "wrong")
+        page.click("#submit")
+        expect(page.locator("#error")).to_contain_text("Invalid username or password")
+        page.fill("#username", user)
+        page.fill("#password", PASSWORDS[user])
+        page.click("#submit")
+        page.click("#allow")  # consent: the hub asks for offline_access, among others
+
+        # the spawn page offers farside's profiles; CPU is the default
+        page.wait_for_selector("#profile-cpu", timeout=LONG)
+        expect(page.locator("#profile-ml-gpu")).to_be_visible()
+        page.check("#profile-cpu")
+        page.click('form input[type="submit"], form button[type="submit"]')
+        page.wait_for_url(f"**/user/{user}/lab**", timeout=LONG)
+        page.goto(f"{hub_url}/user/{user}/lab?reset")  # a restored workspace hides the Launcher
+        page.wait_for_selector(".jp-Launcher", timeout=LONG)
+
+        page.click('.jp-LauncherCard[data-category="Notebook"]')
+        editor = page.locator(".jp-Notebook .jp-Cell .cm-content").first
+        editor.wait_for(timeout=LONG)
+        page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
+                               timeout=LONG, state="attached")  # fmt: skip
+        editor.click()
+        page.keyboard.insert_text(CELL)  # one insertion: no auto-indent on typed newlines
+        output = page.locator(".jp-OutputArea-output").filter(has_text="farside says")
+        for _ in range(3):  # the first execution right after a kernel starts may be dropped
+            editor.click()
+            page.keyboard.press("Control+Enter")
+            try:
+                output.first.wait_for(timeout=60_000)
+                break
+            except Exception:  # playwright's TimeoutError: try once more
+                continue
+        expect(output.first).to_contain_text("farside says 49", timeout=LONG)
+        # the server's hub token may read a fresh access token (farside._profile.fresh_token)
+        expect(page.locator(".jp-OutputArea-output").first).to_contain_text(
+            "profile cpu hub token True", timeout=30_000
+        )
+    finally:
+        page.screenshot(path=str(shot))
