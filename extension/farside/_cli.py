@@ -215,6 +215,27 @@ def _pilots(gw: Gateway, args: argparse.Namespace) -> int:
     return 0
 
 
+def _clusters(gw: Gateway, args: argparse.Namespace) -> int:
+    rows = []
+    for c in gw.clusters(ended=args.all):
+        live = [w for w in c.workers if not w.state.terminal]
+        groups = " ".join(f"{g.name}={g.spec.workers}" for g in c.groups)
+        rows.append([c.name, c.state, groups, len(live), c.scheduler_address, c.reason])
+    header = ["name", "state", "targets", "leases", "scheduler", "note"]
+    print(table(header, rows) if rows else "no clusters")
+    return 0
+
+
+def _cluster_stop(gw: Gateway, args: argparse.Namespace) -> int:
+    from farside_pilot.protocol.clusters import ClusterInfo
+
+    info = ClusterInfo.model_validate_json(
+        gw._api.request("DELETE", f"/clusters/{args.name}").content
+    )
+    print(f"cluster {info.name} is {info.state}" + (f": {info.reason}" if info.reason else ""))
+    return 0
+
+
 _CONNECTION_HELP = {
     "--url": "gateway URL (default: $FARSIDE_GATEWAY_URL, then client.json)",
     "--token": "bearer token (default: $FARSIDE_TOKEN, then client.json)",
@@ -272,6 +293,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("pilots", "list pilots with their batch ids")
     p.add_argument("--all", action="store_true", help="also pilots that have ended")
     p.set_defaults(func=_pilots)
+
+    p = add("clusters", "list your Dask clusters")
+    p.add_argument("--all", action="store_true", help="also clusters that have ended")
+    p.set_defaults(func=_clusters)
+
+    p = add("cluster-stop", "stop a Dask cluster: its workers retire, its scheduler ends")
+    p.add_argument("name")
+    p.set_defaults(func=_cluster_stop)
 
     p = add("login", "log in at the gateway's OIDC issuer (device code in a browser)")
     p.add_argument("--issuer", help="OIDC issuer URL (default: the one the gateway names)")

@@ -318,3 +318,42 @@ def test_the_widget_shows_workers_by_site_and_state(gw: farside.Gateway) -> None
             timeout=30,
         )
         assert "default: 2 workers of 1 cores" in widget.headline.value
+
+
+def test_cli_lists_and_stops_clusters(
+    gateway: GatewayProcess, gw: farside.Gateway, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from farside._cli import main
+
+    conn = ["--url", gateway.url, "--token", gateway.user_token]
+    cluster = gw.new_cluster(workers=0, shutdown_on_close=False)
+    cluster.close()
+    assert main(["clusters", *conn]) == 0
+    listed = capsys.readouterr().out
+    assert cluster.name in listed
+    assert "default=0" in listed
+    assert main(["cluster-stop", cluster.name, *conn]) == 0
+    assert capsys.readouterr().out.strip() == (
+        f"cluster {cluster.name} is stopped: closed by its owner"
+    )
+    assert main(["clusters", *conn]) == 0
+    assert cluster.name not in capsys.readouterr().out
+    assert main(["cluster-stop", "no-such-cluster", *conn]) == 1
+    assert "no cluster 'no-such-cluster' of yours" in capsys.readouterr().err
+
+
+def test_a_cluster_on_each_database(make_gateway: Any) -> None:
+    """The same cluster lifecycle on SQLite and PostgreSQL (the other tests use SQLite)."""
+    gateway = make_gateway(sites=SITES[:1], clusters=CLUSTERS)
+    gw = farside.Gateway(gateway.url, token=gateway.user_token, set_as_default=False)
+    try:
+        with gw.new_cluster(workers=2) as cluster, Client(cluster) as client:
+            client.wait_for_workers(2, timeout=60)
+            assert client.submit(lambda: 6 * 7).result() == 42
+            cluster.scale(1)
+            wait_until(lambda: len(client.scheduler_info()["workers"]) == 1, timeout=60)
+        (info,) = gw.clusters(ended=True)
+        assert info.state == "stopped"
+        assert all(w.state.terminal for w in info.workers)
+    finally:
+        gw.close()
