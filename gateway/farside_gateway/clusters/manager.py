@@ -108,6 +108,20 @@ class ClusterManager:
         if not self.settings.enabled:
             raise InvalidRequest("this gateway offers no Dask clusters ([clusters] enabled=false)")
 
+    def _fit_walltime(self, groups: dict[str, WorkerGroupSpec]) -> None:
+        """A group that left its walltime to us gets the default, but no more than the
+        longest slot its sites offer: a lease for 8 hours on sites of 1-hour slots would
+        wait forever, and the user did not ask for 8 hours."""
+        for name, spec in groups.items():
+            if "walltime" in spec.model_fields_set:
+                continue
+            allowed = [s for s in self.config.sites if not spec.sites or s.name in spec.sites]
+            longest = [s.walltime for s in allowed]
+            if longest and None not in longest:
+                most = max(w for w in longest if w is not None)
+                if most < spec.walltime:
+                    groups[name] = spec.model_copy(update={"walltime": most})
+
     def _check_groups(self, groups: dict[str, WorkerGroupSpec]) -> None:
         for name in groups:
             if not re.fullmatch(GROUP_PATTERN, name):
@@ -126,6 +140,7 @@ class ClusterManager:
     async def create(self, who: Principal, request: ClusterRequest) -> ClusterInfo:
         self._check_enabled()
         groups = {DEFAULT_GROUP: request.default, **request.groups}
+        self._fit_walltime(groups)
         self._check_groups(groups)
         name = f"{who.name.split('@')[0][:20]}-{secrets.token_hex(4)}".lower()
         name = "".join(c if c.isalnum() or c in "-_" else "-" for c in name)
@@ -234,6 +249,7 @@ class ClusterManager:
             if group in groups:
                 raise Conflict(f"cluster {name} has a worker group {group!r} already")
             groups[group] = spec
+            self._fit_walltime(groups)
 
         return await self._change_groups(who, name, change)
 

@@ -1,0 +1,52 @@
+"""Worker-group rules of the cluster manager that need no scheduler: walltime fitting and
+the checks that refuse impossible groups."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from farside_gateway.clusters.manager import ClusterManager
+from farside_gateway.config import GatewayConfig
+from farside_pilot.protocol import InvalidRequest
+from farside_pilot.protocol.clusters import WorkerGroupSpec
+
+SITES = [
+    {"name": "short", "plugin": "local", "cores": 4, "memory": "8 GiB", "walltime": "1h"},
+    {"name": "long", "plugin": "local", "cores": 1, "memory": "2 GiB", "walltime": "2h"},
+]
+
+
+def manager(sites: list[dict[str, object]]) -> ClusterManager:
+    config = GatewayConfig.model_validate({"sites": sites})
+    # only the configuration is used by these rules
+    return SimpleNamespace(config=config)  # type: ignore[return-value]
+
+
+def fit(sites: list[dict[str, object]], groups: dict[str, WorkerGroupSpec]) -> None:
+    ClusterManager._fit_walltime(manager(sites), groups)  # type: ignore[arg-type]
+
+
+def test_a_walltime_left_to_the_gateway_fits_the_longest_slot() -> None:
+    groups = {"default": WorkerGroupSpec(workers=1), "pinned": WorkerGroupSpec(sites=["short"])}
+    fit(SITES, groups)
+    assert groups["default"].walltime == 2 * 3600
+    assert groups["pinned"].walltime == 3600
+
+
+def test_a_walltime_the_user_gave_is_kept_and_sites_without_limit_change_nothing() -> None:
+    groups = {"mine": WorkerGroupSpec(walltime="3h"), "any": WorkerGroupSpec()}
+    fit([*SITES, {"name": "open", "plugin": "local"}], groups)
+    assert groups["mine"].walltime == 3 * 3600
+    assert groups["any"].walltime == 8 * 3600
+
+
+def test_impossible_groups_are_refused_with_the_reason() -> None:
+    check = ClusterManager._check_groups
+    me = manager(SITES)
+    with pytest.raises(InvalidRequest, match=r"worker group 'big' can run on no site"):
+        check(me, {"big": WorkerGroupSpec(memory="64 GiB", walltime="1h")})  # type: ignore[arg-type]
+    with pytest.raises(InvalidRequest, match="group name 'GPU!' is not allowed"):
+        check(me, {"GPU!": WorkerGroupSpec(walltime="1h")})  # type: ignore[arg-type]
+    check(me, {"ok": WorkerGroupSpec(walltime="1h")})  # type: ignore[arg-type]
