@@ -245,7 +245,7 @@ class FarsideCluster(Cluster):
 def group_spec(
     workers: int,
     cores: int,
-    memory: int | str,
+    memory: int | str | None,
     walltime: int | str | None,
     gpus: int,
     gpu_model: str | None,
@@ -254,10 +254,12 @@ def group_spec(
 ) -> WorkerGroupSpec:
     """A worker group from ``new_cluster``'s keywords (sites may be one name or a list)."""
     values: dict[str, Any] = {
-        "workers": workers, "cores": cores, "memory": memory, "gpus": gpus,
-        "gpu_model": gpu_model, "env": env,
+        "workers": workers, "cores": cores, "gpus": gpus, "gpu_model": gpu_model, "env": env,
         "sites": [site] if isinstance(site, str) else list(site or []),
     }  # fmt: skip
+    # left out, they are the gateway's to choose (a default that the sites can offer)
+    if memory is not None:
+        values["memory"] = memory
     if walltime is not None:
         values["walltime"] = walltime
     return WorkerGroupSpec(**values)

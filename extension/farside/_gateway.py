@@ -404,7 +404,7 @@ class Gateway:
         workers: int = 0,
         *,
         cores: int = 1,
-        memory: int | str = "2 GiB",
+        memory: int | str | None = None,
         walltime: int | str | None = None,
         gpus: int = 0,
         gpu_model: str | None = None,
@@ -417,7 +417,8 @@ class Gateway:
     ) -> FarsideCluster:
         """Start a Dask cluster whose workers are pilots: a ``distributed.deploy.Cluster``.
 
-        ``workers`` of ``cores`` threads and ``memory`` each form the default group;
+        ``workers`` of ``cores`` threads and ``memory`` each form the default group
+        (memory and walltime left out: 2 GiB and 8 h, or the most the sites offer);
         ``groups`` adds more by name, e.g. ``groups={"gpu": dict(workers=1, gpus=1)}``
         (GPU workers carry the Dask resource ``GPU``). A JupyterHub profile's ``env`` and
         ``gpus`` are the defaults, as for tasks.

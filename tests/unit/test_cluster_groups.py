@@ -25,7 +25,7 @@ def manager(sites: list[dict[str, object]]) -> ClusterManager:
 
 
 def fit(sites: list[dict[str, object]], groups: dict[str, WorkerGroupSpec]) -> None:
-    ClusterManager._fit_walltime(manager(sites), groups)  # type: ignore[arg-type]
+    ClusterManager._fit_defaults(manager(sites), groups)  # type: ignore[arg-type]
 
 
 def test_a_walltime_left_to_the_gateway_fits_the_longest_slot() -> None:
@@ -33,6 +33,15 @@ def test_a_walltime_left_to_the_gateway_fits_the_longest_slot() -> None:
     fit(SITES, groups)
     assert groups["default"].walltime == 2 * 3600
     assert groups["pinned"].walltime == 3600
+    assert groups["default"].memory == 2 * 1024**3  # the default, which a site offers
+
+
+def test_a_memory_left_to_the_gateway_fits_the_biggest_slot() -> None:
+    small = [{"name": "laptop", "plugin": "local", "memory": "1 GiB"}]
+    groups = {"default": WorkerGroupSpec(), "mine": WorkerGroupSpec(memory="512 MiB")}
+    fit(small, groups)
+    assert groups["default"].memory == 1024**3
+    assert groups["mine"].memory == 512 * 1024**2
 
 
 def test_a_walltime_the_user_gave_is_kept_and_sites_without_limit_change_nothing() -> None:

@@ -108,19 +108,26 @@ class ClusterManager:
         if not self.settings.enabled:
             raise InvalidRequest("this gateway offers no Dask clusters ([clusters] enabled=false)")
 
-    def _fit_walltime(self, groups: dict[str, WorkerGroupSpec]) -> None:
-        """A group that left its walltime to us gets the default, but no more than the
-        longest slot its sites offer: a lease for 8 hours on sites of 1-hour slots would
-        wait forever, and the user did not ask for 8 hours."""
+    def _fit_defaults(self, groups: dict[str, WorkerGroupSpec]) -> None:
+        """A group that left its memory or walltime to us gets the default, but no more
+        than the biggest slot its sites offer: a default of 8 hours on sites of 1-hour
+        slots (or 2 GiB on a laptop's 1 GiB slots) would wait forever, and the user did not
+        ask for it."""
         for name, spec in groups.items():
-            if "walltime" in spec.model_fields_set:
-                continue
             allowed = [s for s in self.config.sites if not spec.sites or s.name in spec.sites]
+            if not allowed:
+                continue  # _check_groups names the unknown sites
+            update: dict[str, int] = {}
             longest = [s.walltime for s in allowed]
-            if longest and None not in longest:
+            if "walltime" not in spec.model_fields_set and None not in longest:
                 most = max(w for w in longest if w is not None)
                 if most < spec.walltime:
-                    groups[name] = spec.model_copy(update={"walltime": most})
+                    update["walltime"] = most
+            biggest = max(s.memory for s in allowed)
+            if "memory" not in spec.model_fields_set and biggest < spec.memory:
+                update["memory"] = biggest
+            if update:
+                groups[name] = spec.model_copy(update=update)
 
     def _check_groups(self, groups: dict[str, WorkerGroupSpec]) -> None:
         for name in groups:
@@ -140,7 +147,7 @@ class ClusterManager:
     async def create(self, who: Principal, request: ClusterRequest) -> ClusterInfo:
         self._check_enabled()
         groups = {DEFAULT_GROUP: request.default, **request.groups}
-        self._fit_walltime(groups)
+        self._fit_defaults(groups)
         self._check_groups(groups)
         name = f"{who.name.split('@')[0][:20]}-{secrets.token_hex(4)}".lower()
         name = "".join(c if c.isalnum() or c in "-_" else "-" for c in name)
@@ -249,7 +256,7 @@ class ClusterManager:
             if group in groups:
                 raise Conflict(f"cluster {name} has a worker group {group!r} already")
             groups[group] = spec
-            self._fit_walltime(groups)
+            self._fit_defaults(groups)
 
         return await self._change_groups(who, name, change)
 
