@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
+
+import httpx
 
 from farside_pilot.protocol import FarsideError
 from farside_pilot.protocol.models import LogLine, LogPage
 
 from ._http import Api, is_retryable, iter_messages
 
-__all__ = ["follow_logs", "read_logs"]
+__all__ = ["follow_lines", "follow_logs", "read_logs"]
 
 # how long a followed log keeps reconnecting to a gateway that went away
 FOLLOW_GRACE = 300.0
@@ -39,31 +42,57 @@ def follow_logs(
     A dropped stream is reopened from the last line seen (``since``), for up to ``grace``
     seconds of consecutive failures.
     """
-    client = api.stream_client()
+    for line in follow_lines(api, job_id, since, grace=grace):
+        yield _text(line)
+
+
+def follow_lines(
+    api: Api,
+    job_id: int,
+    since: int = 0,
+    *,
+    grace: float = FOLLOW_GRACE,
+    stop: threading.Event | None = None,
+    client: httpx.Client | None = None,
+) -> Iterator[LogLine]:
+    """:func:`follow_logs` with each line's stream (stdout, stderr, system) and number.
+
+    Another thread ends the iteration by setting ``stop`` and closing ``client`` (a
+    :meth:`Api.stream_client`, which a blocked read then leaves at once); a ``client``
+    passed in is the caller's to close.
+    """
+    stop = stop or threading.Event()
+    own_client = client is None
+    client = client or api.stream_client()
     backoff, failing_since = 0.1, None
     try:
-        while True:
+        while not stop.is_set():
             try:
                 path = f"/jobs/{job_id}/logs/stream"
                 with api.sse(client, path, params={"since": since}) as source:
                     for message in iter_messages(source):
+                        if stop.is_set():
+                            return
                         if message is None or message.event != "logs":
                             continue
                         failing_since, backoff = None, 0.1
                         page = LogPage.model_validate_json(message.data)
-                        for line in page.lines:
-                            yield _text(line)
+                        yield from page.lines
                         since = max(since, page.next_seq)
                         if page.ended:
                             return
-            except FarsideError as exc:
-                if not is_retryable(exc):
+            except Exception as exc:
+                if stop.is_set():  # the client was closed under a blocked read
+                    return
+                if not isinstance(exc, FarsideError) or not is_retryable(exc):
                     raise
                 now = time.monotonic()
                 failing_since = failing_since or now
                 if now - failing_since > grace:
                     raise
-            time.sleep(backoff)
+            if stop.wait(backoff):
+                return
             backoff = min(backoff * 2, 5.0)
     finally:
-        client.close()
+        if own_client:
+            client.close()

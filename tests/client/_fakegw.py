@@ -197,7 +197,8 @@ class FakeGateway:
             with contextlib.redirect_stdout(out):
                 value = fn(*args, **kwargs)
         except Exception as exc:
-            self.finish(job_id, encode_exception(exc), JobState.FAILED, out.getvalue())
+            reason = f"{type(exc).__name__}: {exc}"  # as a pilot reports it
+            self.finish(job_id, encode_exception(exc), JobState.FAILED, out.getvalue(), reason)
         else:
             self.finish(job_id, encode_value(value), JobState.FINISHED, out.getvalue())
 
@@ -271,6 +272,7 @@ def _handler(fake: FakeGateway) -> type[BaseHTTPRequestHandler]:
                 jobs = sorted(fake.jobs.values(), key=lambda j: -j.id)
                 jobs = [j for j in jobs if query.get("state") in (None, j.state.value)]
                 jobs = [j for j in jobs if query.get("group") in (None, j.spec.group)]
+                jobs = [j for j in jobs if j.id < int(query.get("before_id", j.id + 1))]
                 jobs = jobs[: int(query.get("limit", 1000))]
                 infos = [JobInfo(**j.info()).model_dump(mode="json") for j in jobs]
                 self._send(200, {"jobs": infos})

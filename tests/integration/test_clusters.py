@@ -78,6 +78,8 @@ def test_a_cluster_runs_dask_work_on_pilots(gw: farside.Gateway) -> None:
         assert cluster.dashboard_link.endswith("/status")
         page = httpx.get(cluster.dashboard_link, timeout=30, follow_redirects=True)
         assert page.status_code == 200
+    # close() returns once the gateway has stopped it
+    assert (cluster.info.state, cluster.info.reason) == ("stopped", "closed by its owner")
     ended = {c.name: c for c in gw.clusters(ended=True)}[cluster.name]
     assert (ended.state, ended.reason) == ("stopped", "closed by its owner")
     assert all(w.state.terminal for w in ended.workers)
@@ -301,9 +303,10 @@ def test_a_restarted_gateway_ends_its_clusters(tmp_path: Path) -> None:
 
 
 def test_the_widget_shows_workers_by_site_and_state(gw: farside.Gateway) -> None:
-    from farside._cluster_widget import ClusterWidget
+    from farside.widgets import ClusterWidget
 
-    with gw.new_cluster(workers=1) as cluster, Client(cluster) as client:
+    # pinned: a GPU pilot left warm by another test could take a CPU worker too
+    with gw.new_cluster(workers=1, site="cpu") as cluster, Client(cluster) as client:
         widget = cluster._widget()
         assert isinstance(widget, ClusterWidget)
         client.wait_for_workers(1, timeout=60)

@@ -372,7 +372,6 @@ class ClusterManager:
     async def _watch(self, name: str, proc: SchedulerProcess) -> None:
         code = await proc.wait()
         self._procs.pop(name, None)
-        self._watchers.pop(name, None)
         reason = self._stop_reasons.pop(name, None)
         state = "stopped"
         if reason is None and code == 0:
@@ -382,6 +381,8 @@ class ClusterManager:
             state = "failed"
             reason = f"the scheduler process ended with status {code}; see {proc.log_path}"
         await self._mark_ended(name, state, reason)
+        # only now: _stop awaits this task through _watchers until the cluster is marked
+        self._watchers.pop(name, None)
 
     async def _mark_ended(self, name: str, state: str, reason: str) -> None:
         def end(conn: Any, changes: Any) -> None:
