@@ -7,21 +7,15 @@ and a notebook cell that submits a farside task and prints its result.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from oidc_support import PASSWORDS, REPO
+from lab_support import chromium_page
+from oidc_support import PASSWORDS
 
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
 CELL = """import farside
 
 @farside.task
@@ -38,32 +32,11 @@ print("profile", os.environ["FARSIDE_PROFILE"], "hub token", bool(_expiry(fresh)
 LONG = 180_000  # ms: a spawn or a first task on 2 shared cores can take a while
 
 
-def chromium() -> str:
-    done = subprocess.run(["bash", str(REPO / "scripts" / "browser.sh")], capture_output=True,
-                          text=True, timeout=900, check=False)  # fmt: skip
-    if done.returncode != 0:
-        pytest.fail(f"scripts/browser.sh could not provide chromium:\n{done.stderr}")
-    return done.stdout.strip().splitlines()[-1]
-
-
 @pytest.fixture
 def page() -> Iterator[Any]:
     """A fresh headless Chromium page (its own profile: no cookies from other tests)."""
-    from playwright.sync_api import sync_playwright
-
-    profile = tempfile.mkdtemp(prefix="farside-chromium-")
-    try:
-        with sync_playwright() as pw:
-            context = pw.chromium.launch_persistent_context(
-                profile, executable_path=chromium(), headless=True, args=CHROMIUM_ARGS,
-                viewport={"width": 1280, "height": 800},
-            )  # fmt: skip
-            try:
-                yield context.pages[0] if context.pages else context.new_page()
-            finally:
-                context.close()
-    finally:
-        shutil.rmtree(profile, ignore_errors=True)
+    with chromium_page() as fresh:
+        yield fresh
 
 
 def log_in_and_run_a_task(

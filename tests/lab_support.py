@@ -27,7 +27,11 @@ import httpx
 import nbformat
 import pytest
 
+from hub_support import artifacts_dir, free_port
+
 REPO = Path(__file__).resolve().parents[1]
+__all__ = ["LONG", "LabServer", "NotebookPage", "artifacts_dir", "chromium_page", "free_port",
+           "write_notebook"]  # fmt: skip
 EXECUTED = re.compile(r"\[\d+\]:")  # a cell's prompt once the kernel ran it
 LONG = 180_000  # ms: a first kernel start or task on 2 shared cores can take a while
 CHROMIUM_ARGS = [
@@ -39,21 +43,6 @@ USER_SETTINGS = {
     "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
     "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false"},
 }
-
-
-def artifacts_dir() -> Path:
-    path = Path(os.environ.get("FARSIDE_TEST_ARTIFACTS") or REPO / "tests" / "artifacts")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def chromium() -> str:

@@ -406,7 +406,7 @@ class Gateway:
         cores: int = 1,
         memory: int | str | None = None,
         walltime: int | str | None = None,
-        gpus: int = 0,
+        gpus: int | None = None,
         gpu_model: str | None = None,
         site: str | list[str] | None = None,
         env: str | None = None,
@@ -433,7 +433,7 @@ class Gateway:
 
         profile = task_defaults()
         env = env if env is not None else profile.get("env")
-        gpus = gpus or 0
+        gpus = gpus if gpus is not None else profile.get("gpus", 0)
         default = group_spec(workers, cores, memory, walltime, gpus, gpu_model, site, env)
         request = ClusterRequest(
             default=default,

@@ -84,11 +84,29 @@ def hub_access_token(environ: Mapping[str, str] | None = None) -> str | None:
     return token if isinstance(token, str) and token else None
 
 
+#: an opaque token's expiry cannot be read: the hub is asked again after this many seconds
+OPAQUE_RECHECK = 60.0
+_opaque_seen: dict[str, tuple[float, str]] = {}
+
+
 def fresh_token(token: str, environ: Mapping[str, str] | None = None) -> str:
-    """``token``, or a renewed one from the hub when ``token`` is a JWT that expires within
-    ``MIN_LIFETIME`` seconds and this runs in a hub-spawned server. Never raises for a hub
-    that cannot help: the old token then reaches the gateway, which says it expired."""
+    """``token``, or a renewed one from the hub when this runs in a hub-spawned server and
+    ``token`` is a JWT that expires within ``MIN_LIFETIME`` seconds, or an opaque token
+    (whose expiry only the issuer knows) last checked with the hub over ``OPAQUE_RECHECK``
+    seconds ago. Never raises for a hub that cannot help: the old token then reaches the
+    gateway, which says it expired."""
     exp = _expiry(token)
-    if exp is None or exp - time.time() > MIN_LIFETIME:
-        return token
-    return hub_access_token(environ) or token
+    if exp is not None:
+        if exp - time.time() > MIN_LIFETIME:
+            return token
+        return hub_access_token(environ) or token
+    if token.startswith(("fsu_", "fss_", "fsp_")):
+        return token  # farside's own tokens do not expire behind the user's back
+    checked = _opaque_seen.get(token)
+    now = time.monotonic()
+    if checked is not None and now - checked[0] < OPAQUE_RECHECK:
+        return checked[1]
+    current = hub_access_token(environ) or token
+    _opaque_seen.clear()  # one user per server: only the newest answer matters
+    _opaque_seen[token] = (now, current)
+    return current
