@@ -19,9 +19,10 @@ import functools
 import importlib.metadata
 import sys
 import sysconfig
+import time
 import types
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
@@ -47,6 +48,21 @@ def _installed_roots() -> tuple[Path, ...]:
     return tuple(Path(paths[k]).resolve() for k in keys if k in paths)
 
 
+#: seconds the list of installed distributions is reused: building it reads every package's
+#: metadata (~0.5 s with a data-science stack), and a `pip install` in the notebook is
+#: seen a minute later at most
+DISTRIBUTIONS_TTL = 60.0
+_distributions: tuple[float, Mapping[str, list[str]]] | None = None
+
+
+def _installed_top_levels() -> Mapping[str, list[str]]:
+    global _distributions
+    now = time.monotonic()
+    if _distributions is None or now - _distributions[0] > DISTRIBUTIONS_TTL:
+        _distributions = (now, importlib.metadata.packages_distributions())
+    return _distributions[1]
+
+
 def ships_by_value(module: types.ModuleType) -> bool:
     """Whether ``module`` exists only on this side (not stdlib, not an installed package).
 
@@ -64,7 +80,7 @@ def ships_by_value(module: types.ModuleType) -> bool:
     path = Path(file).resolve()
     if any(path.is_relative_to(root) for root in _installed_roots()):
         return False
-    return top not in importlib.metadata.packages_distributions()
+    return top not in _installed_top_levels()
 
 
 def _modules_used_by(fn: Callable[..., Any]) -> set[types.ModuleType]:

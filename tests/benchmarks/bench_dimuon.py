@@ -1,7 +1,7 @@
 """Dimuon events/s: a farside Dask cluster and graph offload, each against LocalCluster.
 
-    .venv/bin/python tests/benchmarks/bench_dimuon.py [--files 8] [--events 250000]
-                                                      [--workers 2] [--repeat 3]
+    .venv/bin/python tests/benchmarks/bench_dimuon.py [--files 8] [--events 500000]
+                                                      [--workers 2] [--repeat 5]
 
 The same generated files and the same cores for all: ``workers`` one-thread workers.
 * cluster: the dask-awkward graph of ``notebooks/dimuon.ipynb`` (uproot.dask → events_mass
@@ -35,12 +35,13 @@ def best_of(run: Callable[[], Any], repeat: int) -> tuple[float, Any]:
     return min(times), result
 
 
-def main() -> None:  # a script: the workers of LocalCluster import it
+def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--files", type=int, default=8)
-    parser.add_argument("--events", type=int, default=250_000)
+    # runs of ~2 s: shorter ones measure start-up noise more than throughput
+    parser.add_argument("--events", type=int, default=500_000)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
 
     import dask
