@@ -252,6 +252,14 @@ def test_worker_logs_and_a_dead_worker_says_why(gw: farside.Gateway) -> None:
         )
         (first,) = _live(cluster)
         assert lines[0].startswith(f"[{first.name}] ")
+        from farside.widgets import LogView
+
+        view = LogView(gw, cluster=cluster)
+        try:
+            wait_until(lambda: any("hello from a worker" in e.text for e in view.lines), 30)
+            assert {e.job_id for e in view.lines} == {first.job_id}
+        finally:
+            view.close()
         os.kill(pid, signal.SIGKILL)  # the worker process dies under the pilot
         dead = wait_until(
             lambda: next((w for w in cluster.refresh().workers if w.name == first.name
@@ -360,3 +368,17 @@ def test_a_cluster_on_each_database(make_gateway: Any) -> None:
         assert all(w.state.terminal for w in info.workers)
     finally:
         gw.close()
+
+
+def test_a_hub_profile_sets_the_clusters_defaults(
+    gw: farside.Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ML+GPU profile's FARSIDE_DEFAULT_GPUS / FARSIDE_DEFAULT_ENV reach new_cluster."""
+    monkeypatch.setenv("FARSIDE_DEFAULT_GPUS", "1")
+    with gw.new_cluster(workers=0) as cluster:
+        assert cluster.info.groups[0].spec.gpus == 1
+    with gw.new_cluster(workers=0, gpus=0) as cluster:  # what the user says wins
+        assert cluster.info.groups[0].spec.gpus == 0
+    monkeypatch.setenv("FARSIDE_DEFAULT_ENV", "ml")
+    with pytest.raises(InvalidRequest, match="environment"):
+        gw.new_cluster(workers=0)  # no site here offers the profile's environment

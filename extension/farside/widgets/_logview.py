@@ -14,6 +14,7 @@ from ._html import LogEntry, log_html, title_html
 from ._live import Painter
 
 if TYPE_CHECKING:
+    from .._cluster import FarsideCluster
     from .._gateway import Gateway
 
 __all__ = ["LogView"]
@@ -29,6 +30,7 @@ class LogView(widgets.VBox):  # type: ignore[misc,unused-ignore]
 
     >>> LogView(gw, job=fut)                 # doctest: +SKIP
     >>> LogView(gw, group=results)           # a map: every job's lines  # doctest: +SKIP
+    >>> LogView(gw, cluster=cluster)         # a Dask cluster's workers  # doctest: +SKIP
 
     :meth:`for_jobs` follows any set of jobs that a callable names, asked again as it
     grows (the workers of a Dask cluster, say).
@@ -40,15 +42,28 @@ class LogView(widgets.VBox):  # type: ignore[misc,unused-ignore]
         *,
         job: int | FarsideFuture[Any] | None = None,
         group: str | MapResult[Any] | None = None,
+        cluster: str | FarsideCluster | None = None,
         max_lines: int = 500,
         max_streams: int = 8,
         height: str = "20em",
         **options: Any,
     ) -> None:
         gw = gw or get_gateway()
-        if (job is None) == (group is None):
-            raise TypeError("LogView needs exactly one of job= or group=")
+        if sum(x is not None for x in (job, group, cluster)) != 1:
+            raise TypeError("LogView needs exactly one of job=, group= or cluster=")
         job_ids: Callable[[], Iterable[int]]
+        if cluster is not None:
+            # a cluster's workers are the jobs of its group, and new ones come as it scales
+            name = cluster if isinstance(cluster, str) else cluster.name
+
+            def workers() -> list[int]:
+                return [j.id for j in gw.jobs(group=name, limit=10_000)]
+
+            self._setup(
+                gw, workers, f"cluster {name}", True, max_lines, max_streams, height,
+                stop_when_ended=False, **options,
+            )  # fmt: skip
+            return
         if job is not None:
             job_id = job.job_id if isinstance(job, FarsideFuture) else int(job)
             title, job_ids, multi = f"job {job_id}", lambda: [job_id], False
