@@ -39,14 +39,12 @@ from farside_pilot.protocol.models import (
 from ._config import resolve_config
 from ._events import EventListener
 from ._futures import FarsideFuture
+from ._gateway_clusters import ClusterMethods
 from ._http import Api, is_retryable
 from ._logs import follow_logs, read_logs
 from ._outcome import Outcome, outcome_of
 
 if TYPE_CHECKING:
-    from farside_pilot.protocol.clusters import ClusterInfo
-
-    from ._cluster import FarsideCluster
     from ._futures import MapResult
 
 __all__ = ["Gateway", "get_gateway"]
@@ -73,7 +71,7 @@ def get_gateway() -> Gateway:
         return _default
 
 
-class Gateway:
+class Gateway(ClusterMethods):
     """A connection to a farside gateway.
 
     ``url`` and ``token`` come from the arguments, else ``FARSIDE_GATEWAY_URL`` and
@@ -396,72 +394,3 @@ class Gateway:
         if follow:
             return follow_logs(self._api, int(job_id), since)
         return read_logs(self._api, int(job_id), since)
-
-    # -------------------------------------------------------------- Dask clusters
-
-    def new_cluster(
-        self,
-        workers: int = 0,
-        *,
-        cores: int = 1,
-        memory: int | str | None = None,
-        walltime: int | str | None = None,
-        gpus: int | None = None,
-        gpu_model: str | None = None,
-        site: str | list[str] | None = None,
-        env: str | None = None,
-        groups: dict[str, dict[str, Any]] | None = None,
-        idle_timeout: float | None = None,
-        shutdown_on_close: bool = True,
-        asynchronous: bool = False,
-    ) -> FarsideCluster:
-        """Start a Dask cluster whose workers are pilots: a ``distributed.deploy.Cluster``.
-
-        ``workers`` of ``cores`` threads and ``memory`` each form the default group
-        (memory and walltime left out: 2 GiB and 8 h, or the most the sites offer);
-        ``groups`` adds more by name, e.g. ``groups={"gpu": dict(workers=1, gpus=1)}``
-        (GPU workers carry the Dask resource ``GPU``). A JupyterHub profile's ``env`` and
-        ``gpus`` are the defaults, as for tasks.
-
-        >>> cluster = gw.new_cluster(workers=4, cores=1, memory="2 GiB")  # doctest: +SKIP
-        >>> client = cluster.get_client()                                 # doctest: +SKIP
-        """
-        from farside_pilot.protocol.clusters import ClusterInfo, ClusterRequest
-
-        from ._cluster import FarsideCluster, group_spec
-        from ._profile import task_defaults
-
-        profile = task_defaults()
-        env = env if env is not None else profile.get("env")
-        gpus = gpus if gpus is not None else profile.get("gpus", 0)
-        default = group_spec(workers, cores, memory, walltime, gpus, gpu_model, site, env)
-        request = ClusterRequest(
-            default=default,
-            groups={name: {"env": env, **spec} for name, spec in (groups or {}).items()},
-            idle_timeout=idle_timeout,
-        )
-        info = self._api.post("/clusters", request, ClusterInfo)
-        return FarsideCluster(
-            self, info, shutdown_on_close=shutdown_on_close, asynchronous=asynchronous
-        )
-
-    def clusters(self, ended: bool = False) -> list[ClusterInfo]:
-        """Your clusters (``ended=True``: stopped ones too), newest first."""
-        from farside_pilot.protocol.clusters import ClusterList
-
-        params = {"ended": "true"} if ended else None
-        return self._api.get("/clusters", ClusterList, params=params).clusters
-
-    def connect(
-        self, name: str, *, shutdown_on_close: bool = False, asynchronous: bool = False
-    ) -> FarsideCluster:
-        """Reconnect to a running cluster, e.g. from another kernel; closing this object
-        leaves the cluster running unless ``shutdown_on_close=True``."""
-        from farside_pilot.protocol.clusters import ClusterInfo
-
-        from ._cluster import FarsideCluster
-
-        info = self._api.get(f"/clusters/{name}", ClusterInfo)
-        return FarsideCluster(
-            self, info, shutdown_on_close=shutdown_on_close, asynchronous=asynchronous
-        )

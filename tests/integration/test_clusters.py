@@ -353,8 +353,10 @@ def test_cli_lists_and_stops_clusters(
     assert "no cluster 'no-such-cluster' of yours" in capsys.readouterr().err
 
 
-def test_a_cluster_on_each_database(make_gateway: Any) -> None:
-    """The same cluster lifecycle on SQLite and PostgreSQL (the other tests use SQLite)."""
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_a_cluster_on_postgresql(make_gateway: Any) -> None:
+    """The cluster lifecycle on PostgreSQL (the other tests here use SQLite)."""
     gateway = make_gateway(sites=SITES[:1], clusters=CLUSTERS)
     gw = farside.Gateway(gateway.url, token=gateway.user_token, set_as_default=False)
     try:
