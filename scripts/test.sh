@@ -6,10 +6,12 @@
 #   htcondor   the HTCondor site against a real pool (scripts/htcondor.sh: Debian trixie chroot)
 #   kubernetes the Kubernetes site against a real API server (scripts/kubernetes.sh: built from
 #              Debian's source once, cached outside the repository)
+#   dask       Dask on farside: interactive clusters (real schedulers, workers on pilots),
+#              graph offload, the dimuon notebook; on SQLite and PostgreSQL
 #   browser    JupyterHub + configurable-http-proxy (scripts/hub.sh) + the OIDC provider
 #              (scripts/oidc.sh), driven in headless Chromium (scripts/browser.sh)
 # With arguments, they go to one pytest run instead, e.g. scripts/test.sh -m "not postgres" -x
-# FARSIDE_TEST_SUITES picks suites for an argument-less run (default: all four).
+# FARSIDE_TEST_SUITES picks suites for an argument-less run (default: all five).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -26,11 +28,14 @@ if [ "$#" -gt 0 ]; then
   echo "== pytest $*"
   exec .venv/bin/pytest "$@"
 fi
-for suite in ${FARSIDE_TEST_SUITES:-default htcondor kubernetes browser}; do
+for suite in ${FARSIDE_TEST_SUITES:-default dask htcondor kubernetes browser}; do
   case "$suite" in
     default)
       echo "== pytest: default suite"
-      .venv/bin/pytest -m "not htcondor and not kubernetes and not browser" ;;
+      .venv/bin/pytest -m "not htcondor and not kubernetes and not browser and not dask" ;;
+    dask)
+      echo "== pytest: Dask suite"
+      .venv/bin/pytest -m "dask and not browser" ;;
     htcondor)
       echo "== pytest: HTCondor suite"
       bash scripts/htcondor.sh
@@ -44,6 +49,6 @@ for suite in ${FARSIDE_TEST_SUITES:-default htcondor kubernetes browser}; do
       bash scripts/hub.sh
       bash scripts/browser.sh
       .venv/bin/pytest -m browser ;;
-    *) echo "unknown suite $suite (default, htcondor, kubernetes, browser)" >&2; exit 2 ;;
+    *) echo "unknown suite $suite (default, dask, htcondor, kubernetes, browser)" >&2; exit 2 ;;
   esac
 done

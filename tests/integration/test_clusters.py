@@ -23,7 +23,7 @@ import farside
 from farside_pilot.protocol import Conflict, InvalidRequest
 from harness import GatewayProcess, wait_until
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.dask]
 
 SITES = [
     {"name": "cpu", "plugin": "local", "cores": 2, "memory": "4 GiB", "min_warm": 2,

@@ -15,6 +15,7 @@ from harness import GatewayProcess
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.slow,
+    pytest.mark.dask,
     # jupyter_client / zmq deprecations on kernel start-up are not ours to fix
     pytest.mark.filterwarnings("ignore::DeprecationWarning"),
 ]

@@ -26,7 +26,7 @@ from farside_pilot.protocol.models import API_PREFIX
 from farside_pilot.protocol.payload import encode_value
 from harness import GatewayProcess, wait_until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.dask]
 
 
 class _Recording(httpx.HTTPTransport):
