@@ -34,6 +34,7 @@ from farside_pilot.protocol.clusters import (
     GroupAdd,
     WorkerGroupSpec,
     WorkerStop,
+    group_of,
 )
 
 if TYPE_CHECKING:
@@ -54,7 +55,7 @@ class FarsideAdaptive(Adaptive):
 
     async def workers_to_close(self, target: int) -> list[str]:
         names = await super().workers_to_close(target)
-        return [n for n in names if self.cluster.group_of(n) == DEFAULT_GROUP]
+        return [n for n in names if group_of(n) == DEFAULT_GROUP]
 
     async def scale_up(self, n: int) -> None:  # type: ignore[override]
         others = sum(g.spec.workers for g in self.cluster.info.groups if g.name != DEFAULT_GROUP)
@@ -133,10 +134,6 @@ class FarsideCluster(Cluster):
         """Worker leases not yet ended, by Dask worker name (what ``Adaptive`` plans with)."""
         return {w.name: w for w in self.info.workers if not w.state.terminal}
 
-    @staticmethod
-    def group_of(worker_name: str) -> str:
-        return worker_name.rsplit("-", 1)[0]
-
     def scale(self, n: int, group: str = DEFAULT_GROUP) -> Any:
         """Ask for ``n`` workers in ``group``; surplus workers are retired first, so their
         results move to the others."""
@@ -193,7 +190,7 @@ class FarsideCluster(Cluster):
 
     def worker_counts(self) -> Counter[tuple[str, str]]:
         """Live and recently ended worker leases by (site, state); no site yet: ``-``."""
-        return Counter((w.site or "-", w.state.value) for w in self.info.workers)
+        return lease_counts(self.info)
 
     def logs(self) -> list[str]:
         """Every line the cluster's workers printed, each prefixed with the worker's name."""
@@ -240,6 +237,11 @@ class FarsideCluster(Cluster):
             f"<FarsideCluster {self.name!r} {self.info.state} {self.scheduler_address} "
             f"workers={len(self.scheduler_info.get('workers', {}))}/{live}>"
         )
+
+
+def lease_counts(info: ClusterInfo, waiting: str = "-") -> Counter[tuple[str, str]]:
+    """A cluster's worker leases by (site, state); a lease with no site yet: ``waiting``."""
+    return Counter((w.site or waiting, w.state.value) for w in info.workers)
 
 
 def group_spec(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import html
-from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
@@ -27,7 +26,9 @@ STATES = ("pending", "queued", "assigned", "running", "finished", "failed", "can
 
 def workers_table(info: ClusterInfo) -> str:
     """Worker leases as an HTML table: a row per site, a column per state seen."""
-    counts = Counter((w.site or "(waiting)", w.state.value) for w in info.workers)
+    from ._cluster import lease_counts  # imports distributed: only when a cluster is shown
+
+    counts = lease_counts(info, waiting="(waiting)")
     states = [s for s in STATES if any(state == s for _, state in counts)]
     if not counts:
         return "<p><i>no workers asked for yet: cluster.scale(n)</i></p>"

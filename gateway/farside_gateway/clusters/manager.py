@@ -30,6 +30,7 @@ from farside_pilot.protocol.clusters import (
     ClusterInfo,
     ClusterRequest,
     WorkerGroupSpec,
+    group_of,
 )
 
 from ..auth.tokens import Principal
@@ -265,7 +266,7 @@ class ClusterManager:
 
         def change(groups: dict[str, WorkerGroupSpec]) -> None:
             for worker in workers:
-                group = store.group_of(worker)
+                group = group_of(worker)
                 if group in groups and groups[group].workers > 0:
                     groups[group] = groups[group].model_copy(
                         update={"workers": groups[group].workers - 1}
@@ -281,10 +282,15 @@ class ClusterManager:
         return info
 
     async def heartbeat(self, who: Principal, name: str) -> ClusterInfo:
-        row = await self.db.read(store.get_cluster, name, who.owner_filter)
-        if row.state in store.LIVE:
-            await self.db.write(store.set_cluster, name, last_client_seen=self.now())
-        return await self.info(who, name)
+        def beat(conn: Any) -> ClusterInfo:  # one transaction: clients beat often
+            row = store.get_cluster(conn, name, who.owner_filter)
+            if row.state in store.LIVE:
+                store.set_cluster(conn, name, last_client_seen=self.now())
+                row = store.get_cluster(conn, name, None)
+            return store.cluster_info(conn, row, self.settings.client_timeout)
+
+        info: ClusterInfo = await self.db.write(beat)
+        return info
 
     async def shutdown(self, who: Principal, name: str) -> ClusterInfo:
         row = await self.db.read(store.get_cluster, name, who.owner_filter)

@@ -32,11 +32,9 @@ class SchedulerProcess:
     """One scheduler process: started (distributed imported) and, once given settings, a
     cluster's scheduler. Closing its stdin ends it (see ``clusters.scheduler``)."""
 
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
+    def __init__(self, process: asyncio.subprocess.Process, log_path: str) -> None:
         self.process = process
-        self.ready: Ready | None = None
-        self._stderr_tail: list[str] = []
-        self._drain: asyncio.Task[None] | None = None
+        self.log_path = log_path  # the manager renames it after the cluster it serves
 
     @classmethod
     async def spawn(cls, log_path: str) -> SchedulerProcess:
@@ -54,11 +52,7 @@ class SchedulerProcess:
             )
         finally:
             os.close(stderr)
-        proc = cls(process)
-        proc.log_path = log_path
-        return proc
-
-    log_path: str = ""
+        return cls(process, log_path)
 
     @property
     def pid(self) -> int:
@@ -89,8 +83,7 @@ class SchedulerProcess:
                 f"listened: {self._tail()}"
             )
         data = json.loads(line)
-        self.ready = Ready(data["address"], data.get("dashboard_port"))
-        return self.ready
+        return Ready(data["address"], data.get("dashboard_port"))
 
     def _tail(self, lines: int = 5) -> str:
         try:

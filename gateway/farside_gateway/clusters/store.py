@@ -8,13 +8,12 @@ cluster's name and ``name`` = the Dask worker's name (``<group>-<hex>``).
 from __future__ import annotations
 
 import json
-import secrets
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, insert, select, update
+from sqlalchemy import ColumnElement, Connection, and_, func, insert, select, update
 
 from farside_pilot.protocol import Conflict, JobState, NotFound
 from farside_pilot.protocol.clusters import (
@@ -23,6 +22,8 @@ from farside_pilot.protocol.clusters import (
     ClusterWorker,
     DaskWorkerLease,
     WorkerGroupSpec,
+    group_of,
+    worker_name,
 )
 from farside_pilot.protocol.models import TERMINAL_STATES, JobSpec
 
@@ -92,9 +93,14 @@ def list_clusters(
     return [cluster_info(conn, row, client_timeout) for row in conn.execute(query).all()]
 
 
+def _leases_of(row: AnyRow) -> ColumnElement[bool]:
+    """SQL: the worker leases of cluster ``row`` (ix_jobs_owner_group finds them)."""
+    return and_(jobs.c.owner == row.owner, jobs.c.group_name == row.name, jobs.c.kind == KIND)
+
+
 def lease_rows(conn: Connection, row: AnyRow, live_only: bool) -> list[AnyRow]:
     cols = (jobs.c.id, jobs.c.name, jobs.c.state, jobs.c.site, jobs.c.error, jobs.c.error_class)
-    where = and_(jobs.c.owner == row.owner, jobs.c.group_name == row.name, jobs.c.kind == KIND)
+    where = _leases_of(row)
     live_states = [s.value for s in JobState if s not in TERMINAL_STATES]
     live = conn.execute(
         select(*cols).where(where, jobs.c.state.in_(live_states)).order_by(jobs.c.id)
@@ -114,9 +120,7 @@ def recently_finished(conn: Connection, row: AnyRow, now: float) -> list[str]:
     """Worker names of leases that ended cleanly within :data:`CLOSED_GRACE` seconds."""
     found = conn.execute(
         select(jobs.c.name).where(
-            jobs.c.owner == row.owner,
-            jobs.c.group_name == row.name,
-            jobs.c.kind == KIND,
+            _leases_of(row),
             jobs.c.state == JobState.FINISHED.value,
             jobs.c.ended_at > now - CLOSED_GRACE,
         )
@@ -124,20 +128,11 @@ def recently_finished(conn: Connection, row: AnyRow, now: float) -> list[str]:
     return [name for (name,) in found]
 
 
-def group_of(worker_name: str) -> str:
-    return worker_name.rsplit("-", 1)[0]
-
-
 def failures(conn: Connection, row: AnyRow) -> dict[str, int]:
     """Leases that ended in an error (not cancelled, not finished), by group."""
     found = conn.execute(
         select(jobs.c.name, func.count())
-        .where(
-            jobs.c.owner == row.owner,
-            jobs.c.group_name == row.name,
-            jobs.c.kind == KIND,
-            jobs.c.state == JobState.FAILED.value,
-        )
+        .where(_leases_of(row), jobs.c.state == JobState.FAILED.value)
         .group_by(jobs.c.name)
     ).all()
     counts: dict[str, int] = {}
@@ -146,9 +141,7 @@ def failures(conn: Connection, row: AnyRow) -> dict[str, int]:
     return counts
 
 
-def cluster_info(
-    conn: Connection, row: AnyRow, client_timeout: float, with_workers: bool = True
-) -> ClusterInfo:
+def cluster_info(conn: Connection, row: AnyRow, client_timeout: float) -> ClusterInfo:
     failed = failures(conn, row)
     workers = [
         ClusterWorker(
@@ -159,7 +152,7 @@ def cluster_info(
             site=lease.site,
             error=lease.error,
         )
-        for lease in (lease_rows(conn, row, live_only=False) if with_workers else [])
+        for lease in lease_rows(conn, row, live_only=False)
     ]
     return ClusterInfo(
         name=row.name,
@@ -188,7 +181,7 @@ class LeaseTerms:
 
 
 def _lease_spec(row: AnyRow, group: str, spec: WorkerGroupSpec, terms: LeaseTerms) -> JobSpec:
-    name = f"{group}-{secrets.token_hex(4)}"
+    name = worker_name(group)
     walltime = spec.walltime
     lease = DaskWorkerLease(
         cluster=row.name,

@@ -11,6 +11,7 @@ other with one per-cluster TLS certificate (mutual TLS), handed to the owner by
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime
 from typing import Literal
 
@@ -23,6 +24,21 @@ GroupName = str
 GROUP_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
 DEFAULT_GROUP = "default"
 MAX_WORKERS = 1000
+
+
+def worker_name(group: str) -> str:
+    """A new Dask worker's name in ``group``: ``<group>-<8 hex>`` (the lease's job name)."""
+    return f"{group}-{secrets.token_hex(4)}"
+
+
+def group_of(worker_name: str) -> str:
+    """The group a worker belongs to, from its name.
+
+    >>> group_of("gpu-3fa2b1c0")
+    'gpu'
+    """
+    return worker_name.rsplit("-", 1)[0]
+
 
 ClusterState = Literal["starting", "running", "stopping", "stopped", "failed"]
 
