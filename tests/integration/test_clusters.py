@@ -318,8 +318,13 @@ def test_the_widget_shows_workers_by_site_and_state(gw: farside.Gateway) -> None
         widget = cluster._widget()
         assert isinstance(widget, ClusterWidget)
         client.wait_for_workers(1, timeout=60)
-        wait_until(lambda: "<td><b>cpu</b></td><td>1</td>" in widget.table.value, timeout=30)
-        assert "<th>running</th>" in widget.table.value
+        # the worker may reach the scheduler before its pilot's "running" report reaches the
+        # gateway, so the lease can still read "assigned" for a moment
+        wait_until(
+            lambda: "<th>running</th>" in widget.table.value
+            and "<td><b>cpu</b></td><td>1</td>" in widget.table.value,
+            timeout=30,
+        )
         cluster.scale(2)
         client.wait_for_workers(2, timeout=60)
         # the widget refreshes itself: no call from the test
