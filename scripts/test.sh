@@ -32,10 +32,10 @@ for suite in ${FARSIDE_TEST_SUITES:-default dask htcondor kubernetes browser}; d
   case "$suite" in
     default)
       echo "== pytest: default suite"
-      .venv/bin/pytest -m "not htcondor and not kubernetes and not browser and not dask" ;;
+      .venv/bin/pytest --durations=25 -m "not htcondor and not kubernetes and not browser and not dask" ;;
     dask)
       echo "== pytest: Dask suite"
-      .venv/bin/pytest -m "dask and not browser" ;;
+      .venv/bin/pytest --durations=10 -m "dask and not browser" ;;
     htcondor)
       echo "== pytest: HTCondor suite"
       bash scripts/htcondor.sh
