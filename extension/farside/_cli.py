@@ -69,16 +69,26 @@ def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 # ---------------------------------------------------------------- commands
 
 
+#: how ``farside jobs`` names each job kind (short: the table is wide already)
+_KIND_SHOWN = {"function": "task", "dask-worker": "worker"}
+
+
 def _jobs(gw: Gateway, args: argparse.Namespace) -> int:
-    jobs = gw.jobs(state=args.state, group=args.group, limit=args.limit, batch_id=args.batch_id)
+    jobs = gw.jobs(
+        state=args.state, group=args.group, limit=args.limit, batch_id=args.batch_id,
+        kind=args.kind,
+    )  # fmt: skip
     rows = [
         [
-            j.id, j.name, j.state.value, j.site, j.attempts, _when(j.created), _when(j.ended),
+            j.id, j.name, _KIND_SHOWN[j.kind], j.state.value, j.site, j.attempts,
+            _when(j.created), _when(j.ended),
             j.error or j.adjusted,  # a failure's reason, else how the gateway resized the job
         ]
         for j in jobs
     ]  # fmt: skip
-    header = ["id", "name", "state", "site", "attempts", "created", "ended", "error / note"]
+    header = [
+        "id", "name", "kind", "state", "site", "attempts", "created", "ended", "error / note"
+    ]  # fmt: skip
     print(table(header, rows) if rows else "no jobs")
     return 0
 
@@ -266,6 +276,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
     p.add_argument(
         "--batch-id", help="only jobs that ran on the pilot of this batch job (squeue's id, ...)"
+    )
+    p.add_argument(
+        "--kind",
+        choices=["function", "dask-worker"],
+        help="only tasks (function) or only Dask clusters' worker leases (dask-worker)",
     )
     p.set_defaults(func=_jobs)
 

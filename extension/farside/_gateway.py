@@ -300,15 +300,18 @@ class Gateway(ClusterMethods):
         group: str | None = None,
         limit: int | None = None,
         batch_id: str | None = None,
+        kind: str | None = None,
     ) -> list[JobInfo]:
         """Your jobs, newest first, optionally of one ``state`` or ``group``, or those with
         an attempt on the pilot whose batch job is ``batch_id`` (as squeue, condor_q or
-        kubectl name it)."""
+        kubectl name it). ``kind="function"`` leaves out the worker leases of Dask
+        clusters (``kind="dask-worker"``: only those; their group is the cluster's name)."""
         params = {
             "state": str(state) if state else None,
             "group": group,
             "limit": limit,
             "batch_id": batch_id,
+            "kind": kind,
         }
         return self._api.get("/jobs", JobList, params=params).jobs
 

@@ -55,6 +55,7 @@ class FakeJob:
     def info(self) -> dict[str, Any]:
         return dict(
             id=self.id,
+            kind=self.spec.kind,
             name=self.spec.name,
             group=self.spec.group,
             owner="alice",
@@ -272,6 +273,7 @@ def _handler(fake: FakeGateway) -> type[BaseHTTPRequestHandler]:
                 jobs = sorted(fake.jobs.values(), key=lambda j: -j.id)
                 jobs = [j for j in jobs if query.get("state") in (None, j.state.value)]
                 jobs = [j for j in jobs if query.get("group") in (None, j.spec.group)]
+                jobs = [j for j in jobs if query.get("kind") in (None, j.spec.kind)]
                 jobs = [j for j in jobs if j.id < int(query.get("before_id", j.id + 1))]
                 jobs = jobs[: int(query.get("limit", 1000))]
                 infos = [JobInfo(**j.info()).model_dump(mode="json") for j in jobs]

@@ -44,6 +44,7 @@ def test_jobs_table(env: FakeGateway, capsys: pytest.CaptureFixture[str]) -> Non
     assert lines[0].split() == [
         "id",
         "name",
+        "kind",
         "state",
         "site",
         "attempts",
@@ -54,6 +55,9 @@ def test_jobs_table(env: FakeGateway, capsys: pytest.CaptureFixture[str]) -> Non
         "note",
     ]
     assert [line.split()[0] for line in lines[1:]] == [str(i) for i in sorted(ids, reverse=True)]
+    assert [line.split()[2] for line in lines[1:]] == ["task", "task"]
+    assert main(["jobs", "--kind", "dask-worker"]) == 0
+    assert capsys.readouterr().out.strip() == "no jobs"
     assert main(["jobs", "--state", "failed"]) == 0
     out = capsys.readouterr().out
     assert str(ids[1]) in out

@@ -27,7 +27,7 @@ def info(
         id=job_id, name="f", group=group, owner=owner, state=JobState(state), site=None,
         pilot_id=None, attempts=1, resources=Resources(), priority=0, created=now, queued=now,
         started=None, ended=None, exit_code=None, error_class=None, error=kw.get("error"),
-        wall_time=None, cpu_time=None, max_rss=None,
+        wall_time=None, cpu_time=None, max_rss=None, kind=kw.get("kind", "function"),
     )  # fmt: skip
 
 
@@ -111,6 +111,18 @@ def test_board_keeps_only_the_owner_and_the_group_asked_for() -> None:
 
 def emit(fake: FakeGateway, job_id: int, state: JobState, reason: str | None = None) -> None:
     fake._emit(fake.jobs[job_id], state, reason)
+
+
+def test_a_clusters_worker_leases_are_shown_as_the_cluster_not_as_a_map() -> None:
+    from farside.widgets._monitor import _GroupRow
+
+    board = JobBoard("alice")
+    board.apply_snapshot([info(1, "running", group="alice-1f2e", kind="dask-worker"),
+                          info(2, "queued")])  # fmt: skip
+    kinds = {g.group: g.kind for g in board.groups()}
+    assert kinds == {"alice-1f2e": "dask-worker", "m": "function"}
+    assert _GroupRow("alice-1f2e", "dask-worker").label.value == "cluster <code>alice-1f2e</code>"
+    assert _GroupRow("m").label.value == "<code>m</code>"
 
 
 def test_monitor_follows_a_map_from_queued_to_ended(fake: FakeGateway, gw: farside.Gateway) -> None:

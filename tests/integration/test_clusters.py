@@ -74,6 +74,11 @@ def test_a_cluster_runs_dask_work_on_pilots(gw: farside.Gateway) -> None:
             assert {w.site for w in leases.values()} == {"cpu"}
             job = gw.job(next(iter(leases.values())).job_id)
             assert (job.resources.cores, job.resources.memory) == (1, 1024**3)
+            # listed as jobs of their own kind, so a user can tell them from tasks
+            assert job.kind == "dask-worker"
+            workers = gw.jobs(kind="dask-worker", group=cluster.name)
+            assert {j.id for j in workers} == {w.job_id for w in leases.values()}
+            assert not [j for j in gw.jobs(kind="function") if j.group == cluster.name]
         assert cluster.dashboard_link
         assert cluster.dashboard_link.endswith("/status")
         page = httpx.get(cluster.dashboard_link, timeout=30, follow_redirects=True)
@@ -321,8 +326,10 @@ def test_the_widget_shows_workers_by_site_and_state(gw: farside.Gateway) -> None
         # the worker may reach the scheduler before its pilot's "running" report reaches the
         # gateway, so the lease can still read "assigned" for a moment
         wait_until(
-            lambda: "<th>running</th>" in widget.table.value
-            and "<td><b>cpu</b></td><td>1</td>" in widget.table.value,
+            lambda: (
+                "<th>running</th>" in widget.table.value
+                and "<td><b>cpu</b></td><td>1</td>" in widget.table.value
+            ),
             timeout=30,
         )
         cluster.scale(2)

@@ -52,6 +52,7 @@ class GroupCounts:
     group: str | None
     counts: Counter[str] = field(default_factory=Counter)
     newest: int = 0  # the highest job id: groups are listed newest first
+    kind: str = "function"  # "dask-worker": the group is a Dask cluster's worker leases
 
     @property
     def total(self) -> int:
@@ -116,7 +117,7 @@ class JobBoard:
         job = self._jobs.get(info.id)
         if job is None:
             job = self._jobs[info.id] = _Job(info.group, info.name, "")
-            groups = self._groups.setdefault(info.group, GroupCounts(info.group))
+            groups = self._groups.setdefault(info.group, GroupCounts(info.group, kind=info.kind))
             groups.newest = max(groups.newest, info.id)
         if event is not None:
             self._move(info.id, job, shown_state(event.state), event.reason or info.error)
@@ -145,7 +146,8 @@ class JobBoard:
         """Every group, newest first, with copies of its counts."""
         with self._lock:
             out = [
-                GroupCounts(g.group, Counter(+g.counts), g.newest) for g in self._groups.values()
+                GroupCounts(g.group, Counter(+g.counts), g.newest, g.kind)
+                for g in self._groups.values()
             ]
         return sorted(out, key=lambda g: -g.newest)
 

@@ -30,11 +30,11 @@ QUIET = 5.0  # seconds between redraws without events (the clock in the title, a
 class _GroupRow(widgets.HBox):  # type: ignore[misc,unused-ignore]
     """One map: its name, a progress bar of ended jobs, and the counts per state."""
 
-    def __init__(self, group: str | None) -> None:
-        label = group if group is not None else "single jobs"
-        self.label = widgets.HTML(
-            f"<code>{escape(label)}</code>", layout=widgets.Layout(width="13em", overflow="hidden")
-        )
+    def __init__(self, group: str | None, kind: str = "function") -> None:
+        label = f"<code>{escape(group)}</code>" if group is not None else "<i>single jobs</i>"
+        if kind == "dask-worker":  # a Dask cluster's worker leases, not a map of tasks
+            label = f"cluster {label}"
+        self.label = widgets.HTML(label, layout=widgets.Layout(width="13em", overflow="hidden"))
         self.bar = widgets.IntProgress(value=0, min=0, max=1, layout=widgets.Layout(width="10em"))
         self.counts = widgets.HTML(layout=widgets.Layout(width="auto", flex="1 1 auto"))
         super().__init__([self.label, self.bar, self.counts])
@@ -177,7 +177,7 @@ class JobMonitor(widgets.VBox):  # type: ignore[misc,unused-ignore]
         for g in shown:
             row = self._rows.get(g.group)
             if row is None:
-                row = self._rows[g.group] = _GroupRow(g.group)
+                row = self._rows[g.group] = _GroupRow(g.group, g.kind)
             row.update(g)
         children = tuple(self._rows[g.group] for g in shown)
         if self._rows_box.children != children:

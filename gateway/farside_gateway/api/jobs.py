@@ -12,6 +12,7 @@ from farside_pilot.protocol.models import (
     CancelRequest,
     CancelResponse,
     JobDetail,
+    JobKind,
     JobList,
     JobState,
     LogPage,
@@ -74,12 +75,13 @@ async def list_jobs(
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
     before_id: int | None = None,
     batch_id: Annotated[str | None, Query(max_length=200)] = None,
+    kind: JobKind | None = None,
 ) -> Response:
     """Your jobs, newest first (admins: everyone's); ``batch_id``: those with an attempt on
-    the pilot of that batch job."""
+    the pilot of that batch job; ``kind``: only functions or only Dask-worker leases."""
     jobs = await rt.db.read(
         queries.list_jobs, who.owner_filter, state.value if state else None, group, limit,
-        before_id, batch_id,
+        before_id, batch_id, kind,
     )  # fmt: skip
     return json_response(JobList(jobs=jobs))
 

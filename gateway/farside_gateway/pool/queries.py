@@ -43,6 +43,7 @@ def parse_ids(text: str | None) -> list[int]:
 def _job_info(row: AnyRow) -> dict[str, Any]:
     return {
         "id": row.id,
+        "kind": row.kind,
         "name": row.name,
         "group": row.group_name,
         "owner": row.owner,
@@ -82,6 +83,7 @@ def list_jobs(
     limit: int,
     before_id: int | None,
     batch_id: str | None = None,
+    kind: str | None = None,
 ) -> list[JobInfo]:
     query = select(*_INFO_COLUMNS).order_by(jobs.c.id.desc()).limit(limit)
     if batch_id is not None:
@@ -93,6 +95,8 @@ def list_jobs(
         query = query.where(jobs.c.state == state)
     if group is not None:
         query = query.where(jobs.c.group_name == group)
+    if kind is not None:
+        query = query.where(jobs.c.kind == kind)
     if before_id is not None:
         query = query.where(jobs.c.id < before_id)
     return [JobInfo.model_validate(_job_info(row)) for row in conn.execute(query)]

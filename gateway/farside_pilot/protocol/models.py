@@ -157,6 +157,9 @@ class SubmitResponse(_Strict):
 
 class JobInfo(_Strict):
     id: int
+    kind: JobKind = Field(
+        "function", description="dask-worker: a Dask cluster's worker lease (group = cluster)"
+    )
     name: str | None
     group: str | None
     owner: str
