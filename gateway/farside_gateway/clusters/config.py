@@ -49,6 +49,12 @@ class ClustersConfig(BaseModel):
         ge=1,
         description="Failed worker leases after which a group stops replacing its workers.",
     )
+    log_retention: float = Field(
+        7 * 86400.0,
+        gt=0,
+        description="Seconds a scheduler's log (state_dir/clusters/<name>.log) is kept after "
+        "it was last written.",
+    )
     spare_schedulers: int = Field(
         1,
         ge=0,

@@ -16,6 +16,7 @@ import os
 import re
 import secrets
 import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -39,13 +40,15 @@ from ..config import GatewayConfig
 from ..db import Database
 from ..pool.submit import cancel_jobs
 from . import store
-from .process import SchedulerProcess, SchedulerStartError, Spares
+from .process import SchedulerProcess, SchedulerStartError, Spares, prune_logs
 
 log = logging.getLogger(__name__)
 
 #: longest the gateway waits for a scheduler to retire workers before cancelling them
 RETIRE_TIMEOUT = 20.0
 RPC_TIMEOUT = 10.0
+#: seconds between looks for scheduler logs past ``log_retention``
+PRUNE_INTERVAL = 3600.0
 
 
 class Writer(Protocol):
@@ -84,6 +87,7 @@ class ClusterManager:
         self._watchers: dict[str, asyncio.Task[None]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._stop_reasons: dict[str, str] = {}
+        self._pruned_at = 0.0
 
     # ------------------------------------------------------------ start and shut down
 
@@ -305,6 +309,7 @@ class ClusterManager:
     # ------------------------------------------------------------ the reconcile pass
 
     async def run_once(self) -> None:
+        await self._prune_logs()
         rows = await self.db.read(store.live_clusters, None, self.instance)
         now = self.now()
         for row in rows:
@@ -360,6 +365,23 @@ class ClusterManager:
             return await self._scheduler_call(row, "check_idle", RPC_TIMEOUT) is not None
         except Exception:
             return True  # a scheduler that cannot answer has no work worth keeping
+
+    async def _prune_logs(self) -> None:
+        """Scheduler logs of clusters (and of spares of earlier gateway processes) go once
+        they are ``log_retention`` old; those of running schedulers stay."""
+        if time.time() - self._pruned_at < PRUNE_INTERVAL:
+            return
+        self._pruned_at = time.time()
+        keep = [p.log_path for p in self._procs.values()] + self.spares.log_paths
+        try:
+            deleted = await asyncio.to_thread(
+                prune_logs, str(self.log_dir), keep, self.settings.log_retention, time.time()
+            )
+        except OSError as exc:  # a full or read-only disk must not stop the reconcile pass
+            log.warning("could not prune scheduler logs in %s: %s", self.log_dir, exc)
+            return
+        if deleted:
+            log.info("deleted %d scheduler logs older than log_retention", len(deleted))
 
     # ------------------------------------------------------------ ending
 

@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -148,6 +149,10 @@ class Spares:
         self.fill()
         return proc
 
+    @property
+    def log_paths(self) -> list[str]:
+        return [p.log_path for p in self._ready]
+
     async def close(self) -> None:
         if self._filling is not None:
             self._filling.cancel()
@@ -156,3 +161,21 @@ class Spares:
         for proc in self._ready:
             await proc.stop(grace=2.0)
         self._ready.clear()
+
+
+def prune_logs(log_dir: str, keep: Iterable[str], older_than: float, now: float) -> list[str]:
+    """Delete the scheduler logs in ``log_dir`` last written more than ``older_than``
+    seconds before ``now``, except those in ``keep`` (running schedulers, spares); returns
+    what it deleted. A cluster's log outlives it so its owner can read why it ended."""
+    kept = {os.path.abspath(k) for k in keep}
+    deleted: list[str] = []
+    with os.scandir(log_dir) as entries:
+        for entry in entries:
+            path = os.path.abspath(entry.path)
+            if not entry.name.endswith(".log") or path in kept or not entry.is_file():
+                continue
+            with contextlib.suppress(FileNotFoundError):  # another replica pruned it
+                if now - entry.stat().st_mtime > older_than:
+                    os.unlink(path)
+                    deleted.append(path)
+    return deleted
