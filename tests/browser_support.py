@@ -55,7 +55,9 @@ def log_in_and_run_a_task(
         page.fill("#username", user)
         page.fill("#password", "wrong")
         page.click("#submit")
-        expect(page.locator("#error")).to_contain_text("Invalid username or password")
+        expect(page.locator("#error")).to_contain_text(
+            "Invalid username or password", timeout=LONG
+        )  # a page load: Playwright's default 5 s is short on 2 loaded cores
         page.fill("#username", user)
         page.fill("#password", PASSWORDS[user])
         page.click("#submit")
@@ -93,3 +95,18 @@ def log_in_and_run_a_task(
         )
     finally:
         page.screenshot(path=str(shot))
+
+
+def run_another_cell(page: Any, code: str, expected: str, timeout: int = LONG) -> None:
+    """In the notebook :func:`log_in_and_run_a_task` left open: a new cell below the last,
+    ``code`` in it, run; its output must contain ``expected``."""
+    from playwright.sync_api import expect
+
+    page.keyboard.press("Escape")  # command mode, whatever the focus
+    page.keyboard.press("b")  # a new cell below, selected
+    editor = page.locator(".jp-Notebook .jp-Cell .cm-content").last
+    editor.click()
+    page.keyboard.insert_text(code)
+    page.keyboard.press("Control+Enter")
+    cell = page.locator(".jp-Notebook .jp-Cell").last
+    expect(cell.locator(".jp-OutputArea-output").first).to_contain_text(expected, timeout=timeout)

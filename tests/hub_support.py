@@ -69,7 +69,7 @@ class HubStack:
 
 
 def start_hub_provider(
-    state: Path, callback: str, secret: str
+    state: Path, callback: str, secret: str, token_ttl: int | None = None
 ) -> tuple[str, subprocess.Popen[bytes]]:
     start_provider()  # installs the provider's node_modules (and runs the shared instance)
     config = state / "oidc"
@@ -84,6 +84,8 @@ def start_hub_provider(
         "grant_types": ["authorization_code", "refresh_token"],
         "token_endpoint_auth_method": "client_secret_basic",
     })  # fmt: skip
+    if token_ttl is not None:  # seconds the gateway-audience access tokens live
+        clients[-1]["farside_access_token_ttl"] = token_ttl
     (config / "clients.json").write_text(json.dumps(clients))
     (config / "users.json").write_text((src / "users.json").read_text())
     port = free_port()
@@ -136,11 +138,16 @@ def hub_user_token(api: httpx.Client, user: str, scopes: list[str]) -> str:
     return token
 
 
-def hub_stack(state: Path) -> Iterator[HubStack]:
-    """OIDC provider, gateway ([oidc] + [hub]) and hub; torn down in reverse order."""
+def hub_stack(
+    state: Path, token_ttl: int | None = None, extra_config: str = ""
+) -> Iterator[HubStack]:
+    """OIDC provider, gateway ([oidc] + [hub]) and hub; torn down in reverse order.
+    ``token_ttl``: the users' access tokens live this many seconds (the provider's default
+    is an hour); ``extra_config``: more lines for jupyterhub_config.py."""
     secret, admin_token = secrets.token_hex(16), secrets.token_hex(16)
     settings = hub_settings(state)
-    issuer, provider = start_hub_provider(state, settings.url + "/hub/oauth_callback", secret)
+    callback = settings.url + "/hub/oauth_callback"
+    issuer, provider = start_hub_provider(state, callback, secret, token_ttl)
     settings.issuer = issuer
     gateway = GatewayProcess(
         state / "gateway",
@@ -151,7 +158,7 @@ def hub_stack(state: Path) -> Iterator[HubStack]:
     try:
         gateway.start()
         settings.gateway_url = gateway.url
-        settings.extra_config = hub_tester_config(admin_token)
+        settings.extra_config = hub_tester_config(admin_token) + extra_config
         hub = HubProcess(settings, secret).start()
         yield HubStack(issuer, gateway, hub, admin_token)
     finally:

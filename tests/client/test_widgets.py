@@ -140,9 +140,14 @@ def test_monitor_follows_a_map_from_queued_to_ended(fake: FakeGateway, gw: farsi
         wait_for(lambda: monitor.counts(results.group) == dict.fromkeys(expected, 0) | expected
                  | {"pending": 0, "cancelled": 0})  # fmt: skip
         row = wait_for(lambda: monitor._rows.get(results.group))
-        wait_for(lambda: (row.bar.value, row.bar.max) == (2, 4))
-        assert row.bar.bar_style == "danger"
-        assert 'data-state="finished" data-count="1"' in row.counts.value
+        # the painter thread sets the bar's value, then its style, then the counts: wait for
+        # all of them, not for the first and assume the rest
+        wait_for(
+            lambda: (
+                (row.bar.value, row.bar.max, row.bar.bar_style) == (2, 4, "danger")
+                and 'data-state="finished" data-count="1"' in row.counts.value
+            )
+        )
         wait_for(lambda: "division by zero" in monitor._failures.value)
         assert [f.job_id for f in monitor.failures] == [ids[1]]
     finally:
@@ -194,10 +199,15 @@ def test_logview_follows_one_job_keeps_the_last_lines_and_marks_stderr(
         assert [(e.stream, e.text) for e in view.lines] == [
             ("stderr", "two <b>"), ("stdout", "three"), ("stdout", "four"),
         ]  # fmt: skip
-        wait_for(lambda: "ended" in view._header.value)
+        # the painter thread sets the header before the pane: wait for the pane's final
+        # content too (only the last paint drops a line), not for the header alone
+        wait_for(
+            lambda: (
+                "ended" in view._header.value and "1 earlier lines not shown" in view._pane.value
+            )
+        )
         assert 'class="farside-line farside-stderr"' in view._pane.value
         assert "two &lt;b&gt;" in view._pane.value
-        assert "1 earlier lines not shown" in view._pane.value
     finally:
         view.close()
 

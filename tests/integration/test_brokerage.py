@@ -182,7 +182,8 @@ def test_draining_site_takes_no_new_work(make_gateway) -> None:  # type: ignore[
     gw: GatewayProcess = make_gateway(sites=[_site(name="only", min_warm=1)])
     client = gw.client()
     admin = gw.client(gw.make_user_token("root", admin=True))
-    wait_until(lambda: len(client.pilots()) == 1)
+    # registered, so that it could take the job below if draining did not stop it
+    wait_until(lambda: [p.state for p in client.pilots()] == ["running"], timeout=60)
     admin.set_site_status("only", "draining")
 
     @farside.task(gateway=client, memory="100 MB")

@@ -126,7 +126,8 @@ def test_cancel_queued_and_running(gateway: GatewayProcess, client: farside.Gate
 
     running = [sleepy.submit(60) for _ in range(2)]  # both warm pilots busy
     queued = sleepy.submit(60)
-    wait_until(lambda: all(client.job(f.job_id).state == "running" for f in running))
+    # both warm pilots (started with the gateway, not awaited) must come up first
+    wait_until(lambda: all(client.job(f.job_id).state == "running" for f in running), timeout=60)
     assert client.job(queued.job_id).state == "queued"
 
     assert queued.cancel()
@@ -152,7 +153,9 @@ def test_logs_follow_streams_while_running(client: farside.Gateway) -> None:
     def chatty() -> int:
         for i in range(5):
             print("line", i, flush=True)
-            time.sleep(0.3)
+            # spread wide enough that lines printed before the test starts following (the
+            # job's "running" report can lag under load) cannot close the gap asserted below
+            time.sleep(0.6)
         return 5
 
     fut = chatty.submit()
@@ -163,7 +166,7 @@ def test_logs_follow_streams_while_running(client: farside.Gateway) -> None:
     assert [line for _, line in arrivals] == [f"line {i}" for i in range(5)]
     # lines came while the job ran, not all at its end
     assert arrivals[-1][0] - arrivals[0][0] > 0.6
-    assert fut.result(timeout=10) == 5
+    assert fut.result(timeout=30) == 5
 
 
 def test_large_arguments_and_results_use_the_blob_store(
@@ -222,7 +225,11 @@ def test_result_over_the_request_limit_fails_the_job_not_the_pilot(make_gateway)
     job = client.jobs(limit=1)[0]
     assert (job.attempts, job.error_class) == (1, "user")
     assert fine.submit().result(timeout=30) == "still here"
-    assert all(p.state == "running" for p in client.pilots())
+    # the pilot that sent the oversized result is still up (the other warm pilot may still
+    # be starting, so "every live pilot is running" would be a race)
+    (attempt,) = client.job(job.id).attempt_list
+    assert attempt.pilot_id is not None
+    assert {p.id: p.state for p in client.pilots()}.get(attempt.pilot_id) == "running"
     client.close()
 
 
@@ -257,10 +264,14 @@ def test_functions_defined_in_main_like_a_notebook_cell(gateway: GatewayProcess,
 
 def test_after_runs_a_task_once_its_parents_finished(client: farside.Gateway, tmp_path) -> None:
     flag = tmp_path / "parent-done"
+    gate = tmp_path / "gate"
 
     @farside.task(gateway=client)
     def parent() -> str:
-        time.sleep(1.0)
+        # held at a gate the test opens: a fixed sleep could end before the check below
+        while not gate.exists():
+            time.sleep(0.05)
+        time.sleep(0.5)
         flag.write_text("yes")
         return "parent"
 
@@ -271,6 +282,7 @@ def test_after_runs_a_task_once_its_parents_finished(client: farside.Gateway, tm
     first = parent.submit()
     second = child.options(after=[first]).submit()
     assert client.job(second.job_id).state == "pending"
+    gate.touch()
     assert second.result(timeout=60) == "child saw yes"
     assert client.job(second.job_id).after == [first.job_id]
 

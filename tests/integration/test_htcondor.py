@@ -115,8 +115,16 @@ def test_condor_rm_of_a_busy_pilot_is_a_system_retry(condor_gw: CondorGateways) 
     assert "pilot was stopped" in (first.error or "")
     assert second.state == "finished"
     assert second.batch_id not in (None, pilot.batch_id)
-    history = site_jobs(condor_gw.bin_dir, site["name"], "condor_history")
-    assert "condor_rm" in history[str(pilot.batch_id)].get("RemoveReason", "")
+    # the removed job reaches condor_history once the schedd has cleaned it up, which need
+    # not be before its job was retried elsewhere
+    removed = wait_until(
+        lambda: site_jobs(condor_gw.bin_dir, site["name"], "condor_history").get(
+            str(pilot.batch_id)
+        ),
+        timeout=60,
+        interval=0.5,
+    )
+    assert "condor_rm" in removed.get("RemoveReason", "")
     client.close()
 
 

@@ -115,8 +115,15 @@ def test_map_runs_on_pilot_pods(k8s: Sites) -> None:
         return x * x
 
     assert list(square.map(range(20))) == [x * x for x in range(20)]
+
+    # a pilot submitted during the map may still be starting (its pod unscheduled or its
+    # process not yet up): look once every live pilot of the site has registered
+    def registered() -> list[Any]:
+        pilots = [p for p in client.pilots() if p.site == site["name"]]
+        return pilots if all(p.state == "running" for p in pilots) else []
+
+    pilots = wait_until(registered, timeout=60)
     pods = {p["metadata"]["name"]: p for p in cluster.pods(selector(site["name"]))}
-    pilots = [p for p in client.pilots() if p.site == site["name"]]
     assert 1 <= len(pilots) <= 3
     for pilot in pilots:
         pod = pods[pilot.batch_id]  # the batch id is the pod's name
@@ -146,7 +153,8 @@ def test_pods_carry_the_slot_and_node_selector(k8s: Sites) -> None:
         lambda: next(
             (p for p in client.pilots() if p.site == fits["name"] and p.state == "running"),
             None,
-        )
+        ),
+        timeout=60,  # a pod scheduled, started by the node agent, and its pilot registered
     )
     pod = cluster.pod(pilot.batch_id)
     assert pod is not None
@@ -181,7 +189,7 @@ def test_deleted_pod_job_is_retried_as_a_system_error(k8s: Sites) -> None:
         return "survived"
 
     fut = slow.submit()
-    job = wait_until(lambda: (j := client.job(fut.job_id)).state == "running" and j)
+    job = wait_until(lambda: (j := client.job(fut.job_id)).state == "running" and j, timeout=60)
     pod_name = next(p.batch_id for p in client.pilots() if p.id == job.pilot_id)
     cluster.delete_pod(pod_name)  # as `kubectl delete pod`: SIGTERM, grace, SIGKILL
     assert fut.result(timeout=90) == "survived"

@@ -33,7 +33,8 @@ def test_pilots_follow_demand_within_bounds(make_gateway) -> None:  # type: igno
     def live() -> list[PilotInfo]:
         return [p for p in client.pilots() if p.state in ("submitted", "running")]
 
-    wait_until(lambda: len(live()) == 1)
+    # registered, not just submitted: a pilot still starting up is neither idle nor quiet
+    wait_until(lambda: [p.state for p in live()] == ["running"], timeout=60)
     time.sleep(1.5)
     assert len(live()) == 1  # the warm minimum stays, even idle past its timeout
     # ... and waits on long-polls, not in a busy loop: an idle pilot and gateway sleep

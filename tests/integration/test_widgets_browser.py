@@ -145,11 +145,13 @@ def test_widgets_render_and_follow_a_map_in_jupyterlab(lab: LabServer, tmp_path:
             )
             expect(count(row, "failed")).to_have_attribute("data-count", "1", timeout=LONG)
             expect(count(row, "running")).to_have_attribute("data-count", "0")
+            # the bar and the failure list are widgets of their own: their updates reach the
+            # page after the counts' (Playwright's default 5 s is short on 2 loaded cores)
             expect(row.locator(".progress-bar.progress-bar-danger")).to_have_attribute(
-                "style", re.compile(r"width: 100%")
+                "style", re.compile(r"width: 100%"), timeout=LONG
             )
             expect(monitor.locator(".farside-failure")).to_contain_text(
-                "ValueError: three is unlucky"
+                "ValueError: three is unlucky", timeout=LONG
             )
             expect(logs.locator(".farside-line.farside-stderr")).to_contain_text(
                 ["three is unlucky"], timeout=LONG

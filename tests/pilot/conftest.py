@@ -22,7 +22,7 @@ class WorkerHarness:
         assert self.next()[0] == "ready"
         self._job = 0
 
-    def next(self, timeout: float = 20.0) -> Message:
+    def next(self, timeout: float = 60.0) -> Message:  # a worker's start can be slow
         return self.messages.get(timeout=timeout)
 
     def send(self, fn: Any, *args: Any, **kwargs: Any) -> int:

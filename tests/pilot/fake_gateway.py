@@ -103,7 +103,9 @@ class FakeGateway:
     def _poke(self) -> None:
         self._changed.set()
 
-    async def wait_for(self, predicate: Any, within: float = 15.0) -> None:
+    async def wait_for(self, predicate: Any, within: float = 60.0) -> None:
+        # generous: the first job of a pilot starts a worker process, which takes a while
+        # on two loaded cores; a condition that holds returns at once anyway
         deadline = time.monotonic() + within
         while not predicate():
             remaining = deadline - time.monotonic()

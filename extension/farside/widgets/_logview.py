@@ -159,9 +159,13 @@ class LogView(widgets.VBox):  # type: ignore[misc,unused-ignore]
     # --------------------------------------------------------------- the thread
 
     def _paint(self) -> float | None:
+        # ``done`` first: lines read after it was true are the last ones, so the final
+        # paint shows them all (read the other way round, lines added just before the
+        # followers ended could be missed, and painting stops)
+        done = self._followers.done
         lines, dropped = self._followers.lines()
         known, following, ended = self._followers.jobs()
-        if self._followers.done:
+        if done:
             status = f"ended · {ended} jobs" if self._multi else "ended"
         elif self._multi:
             status = f"{known} jobs: {following} followed, {ended} ended"
@@ -174,6 +178,6 @@ class LogView(widgets.VBox):  # type: ignore[misc,unused-ignore]
         self._pane.value = log_html(
             lines, show_job=self._multi, dropped=dropped, height=self._height
         )
-        if self._followers.done:
+        if done:
             self._painter.stop()
         return None
