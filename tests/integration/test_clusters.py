@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ from distributed import Client
 
 import farside
 from farside_pilot.protocol import Conflict, InvalidRequest
+from farside_pilot.protocol.clusters import ClusterCredentials
 from harness import GatewayProcess, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.dask]
@@ -32,7 +34,7 @@ SITES = [
      "gpu_model": "T4", "min_warm": 0, "max_pilots": 1, "idle_timeout": 60},
 ]  # fmt: skip
 CLUSTERS = {"check_interval": 0.3, "client_timeout": 4.0, "max_clusters_per_user": 3,
-            "max_cores_per_user": 8}  # fmt: skip
+            "max_cores_per_user": 8, "encryption_keys": ["a passphrase for the tests"]}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +62,7 @@ def _live(cluster: Any) -> list[Any]:
     return [w for w in cluster.refresh().workers if not w.state.terminal]
 
 
-def test_a_cluster_runs_dask_work_on_pilots(gw: farside.Gateway) -> None:
+def test_a_cluster_runs_dask_work_on_pilots(gateway: GatewayProcess, gw: farside.Gateway) -> None:
     with gw.new_cluster(workers=2, cores=1, memory="1 GiB") as cluster:
         assert cluster.scheduler_address.startswith("tls://")
         with Client(cluster) as client:
@@ -79,6 +81,20 @@ def test_a_cluster_runs_dask_work_on_pilots(gw: farside.Gateway) -> None:
             workers = gw.jobs(kind="dask-worker", group=cluster.name)
             assert {j.id for j in workers} == {w.job_id for w in leases.values()}
             assert not [j for j in gw.jobs(kind="function") if j.group == cluster.name]
+            # the pool holds the cluster's TLS key sealed, in its row and in every lease;
+            # the pilots got it opened (their workers joined), and so does the owner
+            with sqlite3.connect(gateway.state_dir / "farside.db") as db:
+                (sealed,) = db.execute(
+                    "select tls_key from clusters where name = ?", (cluster.name,)
+                ).fetchone()
+                payloads = [p for (p,) in db.execute(
+                    "select payload from jobs where group_name = ?", (cluster.name,)
+                )]  # fmt: skip
+            assert sealed.startswith("fernet:")
+            assert payloads
+            assert not [p for p in payloads if b"PRIVATE KEY" in p]
+            creds = gw._api.get(f"/clusters/{cluster.name}/credentials", ClusterCredentials)
+            assert "PRIVATE KEY" in creds.tls_key
         assert cluster.dashboard_link
         assert cluster.dashboard_link.endswith("/status")
         page = httpx.get(cluster.dashboard_link, timeout=30, follow_redirects=True)

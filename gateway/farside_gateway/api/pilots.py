@@ -116,7 +116,10 @@ async def acquire_jobs(
             resources=Resources.model_construct(
                 cores=r.cores, memory=r.memory, walltime=r.walltime, gpus=r.gpus
             ),
-            payload=r.payload,
+            # a Dask worker lease holds its cluster's TLS key sealed: opened for the pilot
+            payload=rt.clusters.open_lease(r.payload)
+            if r.kind == "dask-worker" and r.payload is not None
+            else r.payload,
             payload_size=r.payload_size,
             inputs=queries.parse_ids(r.inputs),
         )
@@ -220,8 +223,10 @@ async def download_payload(
     """The payload of a held job that was too large to ride along with the assignment."""
     pilot_of(who, pilot_id)
     await _require_held(rt, pilot_id, job_id)
-    inline, blob = await rt.db.read(queries.job_payload, job_id)
+    inline, blob, kind = await rt.db.read(queries.job_payload, job_id)
     data = inline if inline is not None else await rt.blobs.get(blob or "")
+    if kind == "dask-worker":  # the cluster's TLS key is sealed in the pool
+        data = rt.clusters.open_lease(data)
     return Response(data, media_type="application/octet-stream")
 
 

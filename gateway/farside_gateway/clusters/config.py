@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 
 class ClustersConfig(BaseModel):
@@ -48,6 +48,13 @@ class ClustersConfig(BaseModel):
         10,
         ge=1,
         description="Failed worker leases after which a group stops replacing its workers.",
+    )
+    encryption_keys: list[SecretStr] = Field(
+        default_factory=list,
+        description="Passphrases that seal each cluster's TLS key in the database (the first "
+        "seals, all open: put a new one first to rotate). Replicas sharing a database need "
+        "the same list; empty: a random key per gateway process.",
+        json_schema_extra={"doc_default": "`[]`"},
     )
     log_retention: float = Field(
         7 * 86400.0,

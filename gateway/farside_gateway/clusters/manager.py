@@ -30,6 +30,7 @@ from farside_pilot.protocol.clusters import (
     GROUP_PATTERN,
     ClusterInfo,
     ClusterRequest,
+    DaskWorkerLease,
     WorkerGroupSpec,
     group_of,
 )
@@ -41,6 +42,7 @@ from ..db import Database
 from ..pool.submit import cancel_jobs
 from . import store
 from .process import SchedulerProcess, SchedulerStartError, Spares, prune_logs
+from .sealing import Sealer
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +85,7 @@ class ClusterManager:
         self.log_dir = Path(config.state_dir) / "clusters"
         self.spares = Spares(self.settings.spare_schedulers, str(self.log_dir))
         self.terms = store.LeaseTerms(death_timeout=self.settings.worker_death_timeout)
+        self.sealer = Sealer([k.get_secret_value() for k in self.settings.encryption_keys])
         self._procs: dict[str, SchedulerProcess] = {}
         self._watchers: dict[str, asyncio.Task[None]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -93,6 +96,12 @@ class ClusterManager:
 
     async def start(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        if self.sealer.ephemeral and not self.db.is_sqlite and self.settings.enabled:
+            log.warning(
+                "[clusters] encryption_keys is not set: cluster TLS keys are sealed with a key "
+                "of this process only, so other gateway replicas cannot hand out the "
+                "credentials of its clusters; set the same encryption_keys on every replica"
+            )
         # schedulers end with the process that started them (their stdin closes): clusters
         # this instance ran before a restart are gone
         stale = await self.db.read(store.live_clusters, None, self.instance)
@@ -168,7 +177,8 @@ class ClusterManager:
                 conn,
                 {
                     "name": name, "owner": who.name, "state": "starting", "reason": None,
-                    "instance": self.instance, "tls_cert": cert, "tls_key": key,
+                    "instance": self.instance, "tls_cert": cert,
+                    "tls_key": self.sealer.seal(key),
                     "groups": store.dump_groups(groups), "share_group": who.share_group,
                     "idle_timeout": idle, "created_at": self.now(),
                     "last_client_seen": self.now(),
@@ -218,7 +228,14 @@ class ClusterManager:
 
     async def credentials(self, who: Principal, name: str) -> tuple[str, str]:
         row = await self.db.read(store.get_cluster, name, who.owner_filter)
-        return row.tls_cert, row.tls_key
+        return row.tls_cert, self.sealer.open(row.tls_key)
+
+    def open_lease(self, payload: bytes) -> bytes:
+        """A worker lease as a pilot gets it: with the cluster's TLS key in plain text (the
+        pool holds it sealed)."""
+        lease = DaskWorkerLease.model_validate_json(payload)
+        opened = lease.model_copy(update={"tls_key": self.sealer.open(lease.tls_key)})
+        return opened.model_dump_json().encode()
 
     async def _change_groups(
         self,
@@ -344,7 +361,7 @@ class ClusterManager:
             )  # fmt: skip
 
     async def _scheduler_call(self, row: Any, method: str, within: float, **kwargs: Any) -> Any:
-        security = _client_security(row.tls_cert, row.tls_key)
+        security = _client_security(row.tls_cert, self.sealer.open(row.tls_key))
         async with asyncio.timeout(within):
             async with rpc(
                 row.scheduler_address, connection_args=security.get_connection_args("client")

@@ -157,9 +157,12 @@ def job_result(conn: Connection, job_id: int, owner: str | None) -> tuple[bytes 
     return row.result, row.result_blob
 
 
-def job_payload(conn: Connection, job_id: int) -> tuple[bytes | None, str | None]:
-    row = conn.execute(select(jobs.c.payload, jobs.c.payload_blob).where(jobs.c.id == job_id)).one()
-    return row.payload, row.payload_blob
+def job_payload(conn: Connection, job_id: int) -> tuple[bytes | None, str | None, str]:
+    """A job's payload: ``(inline bytes, blob key, kind)``."""
+    row = conn.execute(
+        select(jobs.c.payload, jobs.c.payload_blob, jobs.c.kind).where(jobs.c.id == job_id)
+    ).one()
+    return row.payload, row.payload_blob, row.kind
 
 
 def job_input(conn: Connection, job_id: int, parent_id: int) -> tuple[bytes | None, str | None]:
