@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from distributed.core import rpc
@@ -56,6 +57,15 @@ class FarsideAdaptive(Adaptive):
     async def workers_to_close(self, target: int) -> list[str]:
         names = await super().workers_to_close(target)
         return [n for n in names if group_of(n) == DEFAULT_GROUP]
+
+    async def scale_down(self, workers: Iterable[str]) -> None:  # type: ignore[override]
+        """Tell the gateway, which shrinks the target, retires the workers on the scheduler
+        (their results move) and ends their leases, in that order. Dask's own Adaptive
+        retires first and tells the cluster after: a worker closed in between would look
+        lost, and be replaced."""
+        names = list(workers)
+        if names:
+            await self.cluster.scale_down(names)
 
     async def scale_up(self, n: int) -> None:  # type: ignore[override]
         others = sum(g.spec.workers for g in self.cluster.info.groups if g.name != DEFAULT_GROUP)
@@ -147,7 +157,8 @@ class FarsideCluster(Cluster):
         self._set_info(info)
 
     async def scale_down(self, workers: list[str]) -> None:
-        """Stop these workers (``Adaptive`` retires them on the scheduler first)."""
+        """Stop these workers: the gateway retires them on the scheduler, then ends their
+        leases, and takes them off their groups' targets."""
         info = await asyncio.to_thread(self._post, "/workers/stop", WorkerStop(workers=workers))
         self._set_info(info)
 

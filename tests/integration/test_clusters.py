@@ -22,7 +22,7 @@ from distributed import Client
 
 import farside
 from farside_pilot.protocol import Conflict, InvalidRequest
-from farside_pilot.protocol.clusters import ClusterCredentials
+from farside_pilot.protocol.clusters import ClusterCredentials, ClusterInfo, WorkerStop
 from harness import GatewayProcess, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.dask]
@@ -134,6 +134,27 @@ def test_scale_up_and_down_retires_surplus_workers(gw: farside.Gateway) -> None:
         assert client.gather(kept) == list(range(100))
 
 
+def test_stopping_named_workers_retires_those_and_replaces_none(gw: farside.Gateway) -> None:
+    # what adapt() does through FarsideCluster.scale_down: the gateway picks no other worker
+    with gw.new_cluster(workers=3) as cluster, Client(cluster) as client:
+        client.wait_for_workers(3, timeout=60)
+        by_name = {w["name"]: a for a, w in client.scheduler_info()["workers"].items()}
+        oldest = min(_live(cluster), key=lambda w: w.job_id)  # not what scale(2) would pick
+        kept = client.scatter(list(range(50)), workers=[by_name[oldest.name]])
+        before = {w.job_id for w in cluster.refresh().workers}
+        info = gw._api.post(
+            f"/clusters/{cluster.name}/workers/stop", WorkerStop(workers=[oldest.name]), ClusterInfo
+        )
+        assert info.groups[0].spec.workers == 2
+        wait_until(lambda: {w.name for w in _live(cluster)} == set(by_name) - {oldest.name},
+                   timeout=60)  # fmt: skip
+        wait_until(lambda: len(client.scheduler_info()["workers"]) == 2, timeout=60)
+        # retired, not killed: its data moved to the others; and no lease was added
+        assert client.gather(kept) == list(range(50))
+        time.sleep(1.0)  # a few reconcile passes (check_interval 0.3 s)
+        assert {w.job_id for w in cluster.refresh().workers} == before
+
+
 def test_adapt_grows_with_work_and_shrinks_when_idle(gw: farside.Gateway) -> None:
     with gw.new_cluster(workers=0) as cluster, Client(cluster) as client:
         cluster.adapt(minimum=1, maximum=3, interval="200ms", wait_count=3)
@@ -155,6 +176,9 @@ def test_adapt_grows_with_work_and_shrinks_when_idle(gw: farside.Gateway) -> Non
         ended = [w for w in leases if w.state.terminal]
         assert len(ended) >= 2, leases
         assert all(w.state.value != "failed" for w in ended), leases
+        # the gateway heard of each scale-down before the worker closed: none was replaced
+        # on the way down (a lease started and then cancelled again)
+        assert len(leases) == 3, leases
 
 
 def test_gpu_group_gets_gpu_tasks(gw: farside.Gateway) -> None:

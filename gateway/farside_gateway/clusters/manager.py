@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import re
@@ -242,19 +243,37 @@ class ClusterManager:
         who: Principal,
         name: str,
         change: Callable[[dict[str, WorkerGroupSpec]], None],
+        stopping: list[str] | None = None,
     ) -> ClusterInfo:
+        """Apply ``change`` to the cluster's groups in one transaction, then reconcile.
+        ``stopping``: workers to go (each takes one off its group's target) and to be
+        retired first, whichever replica reconciles."""
+
         def update(conn: Any) -> None:
             row = store.get_cluster(conn, name, who.owner_filter)
             if row.state != "running":
                 raise Conflict(f"cluster {name} is {row.state}: {row.reason or 'start a new one'}")
             groups = store.load_groups(row)
             change(groups)
+            retiring = store.retiring(row)
+            if stopping:
+                live = {lease.name for lease in store.lease_rows(conn, row, live_only=True)}
+                # a worker already gone (or named twice) takes nothing off the target
+                for worker in sorted((set(stopping) & live) - retiring):
+                    group = group_of(worker)
+                    if group in groups and groups[group].workers > 0:
+                        spec = groups[group]
+                        groups[group] = spec.model_copy(update={"workers": spec.workers - 1})
+                        retiring.add(worker)
             self._check_groups(groups)
             store.check_caps(
                 conn, row.owner, name, groups,
                 self.settings.max_clusters_per_user, self.settings.max_cores_per_user,
             )  # fmt: skip
-            store.set_cluster(conn, name, groups=store.dump_groups(groups), reason=None)
+            store.set_cluster(
+                conn, name, groups=store.dump_groups(groups), reason=None,
+                retiring=json.dumps(sorted(retiring)) if retiring else None,
+            )  # fmt: skip
 
         await self.db.write(update)
         await self.reconcile(name)
@@ -283,24 +302,10 @@ class ClusterManager:
         return await self._change_groups(who, name, change)
 
     async def stop_workers(self, who: Principal, name: str, workers: list[str]) -> ClusterInfo:
-        """Adapt's scale_down: these workers go, and their groups' targets shrink."""
-
-        def change(groups: dict[str, WorkerGroupSpec]) -> None:
-            for worker in workers:
-                group = group_of(worker)
-                if group in groups and groups[group].workers > 0:
-                    groups[group] = groups[group].model_copy(
-                        update={"workers": groups[group].workers - 1}
-                    )
-
-        info = await self._change_groups(who, name, change)
-        named = [w.job_id for w in info.workers if w.name in workers and not w.state.terminal]
-        if named:
-            await self.write(
-                cancel_jobs, info.owner, named, None, reason=f"cluster {name} scaled down"
-            )
-            info = await self.info(who, name)
-        return info
+        """Adapt's scale_down: these workers go, and their groups' targets shrink. The
+        reconcile pass retires them on the scheduler (their results move) and then ends
+        their leases; the target shrinks first, so no worker is replaced on the way."""
+        return await self._change_groups(who, name, lambda groups: None, stopping=workers)
 
     async def heartbeat(self, who: Principal, name: str) -> ClusterInfo:
         def beat(conn: Any) -> ClusterInfo:  # one transaction: clients beat often

@@ -8,7 +8,6 @@ cluster's name and ``name`` = the Dask worker's name (``<group>-<hex>``).
 from __future__ import annotations
 
 import json
-from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -35,8 +34,7 @@ KIND = "dask-worker"
 LIVE = ("starting", "running")
 #: ended leases listed with a cluster, newest first (why workers died)
 ENDED_SHOWN = 20
-#: seconds a cleanly closed worker is not replaced (see ``reconcile``)
-CLOSED_GRACE = 10.0
+WAITING = ("pending", "queued")
 
 
 def _time(value: float | None) -> datetime | None:
@@ -116,16 +114,9 @@ def lease_rows(conn: Connection, row: AnyRow, live_only: bool) -> list[AnyRow]:
     return list(live) + list(ended)
 
 
-def recently_finished(conn: Connection, row: AnyRow, now: float) -> list[str]:
-    """Worker names of leases that ended cleanly within :data:`CLOSED_GRACE` seconds."""
-    found = conn.execute(
-        select(jobs.c.name).where(
-            _leases_of(row),
-            jobs.c.state == JobState.FINISHED.value,
-            jobs.c.ended_at > now - CLOSED_GRACE,
-        )
-    ).all()
-    return [name for (name,) in found]
+def retiring(row: AnyRow) -> set[str]:
+    """Workers the owner asked to stop (``stop_workers``) whose leases may still be live."""
+    return set(json.loads(row.retiring or "[]"))
 
 
 def failures(conn: Connection, row: AnyRow) -> dict[str, int]:
@@ -220,9 +211,11 @@ def reconcile(
     conn: Connection, name: str, terms: LeaseTerms, max_failures: int, changes: Changes
 ) -> dict[int, str]:
     """Bring a running cluster's leases to its groups' targets: submit what is missing,
-    cancel the newest waiting surplus. Running surplus is returned (job id → worker name),
-    not cancelled: the manager retires those workers on the scheduler first, so their
-    results move to other workers, and then cancels them.
+    cancel waiting surplus. Running surplus is returned (job id → worker name), not
+    cancelled: the manager retires those workers on the scheduler first, so their results
+    move to other workers, and then cancels them. Surplus goes in this order: the workers
+    the owner named (``retiring``: adapt picks idle ones), then the newest waiting leases,
+    then the newest running ones.
 
     A group whose leases failed ``max_failures`` times is not refilled; the cluster's
     reason says why.
@@ -233,35 +226,33 @@ def reconcile(
     groups = load_groups(row)
     live = lease_rows(conn, row, live_only=True)
     failed = failures(conn, row)
+    named = retiring(row)
     new: list[NewJob] = []
     surplus: list[int] = []
     running_surplus: dict[int, str] = {}
     stuck: list[str] = []
-    just_closed = Counter(group_of(name) for name in recently_finished(conn, row, changes.now))
     for group, spec in groups.items():
         mine = [lease for lease in live if group_of(lease.name) == group]
         missing = spec.workers - len(mine)
-        # a worker that closed cleanly a moment ago was most likely retired by Adaptive,
-        # whose scale-down request is on its way: replacing it would start a worker only
-        # to cancel it (a lifetime's end is replaced a little later, which is fine)
-        wanted = missing - just_closed[group]
         if missing > 0 and failed.get(group, 0) >= max_failures:
             stuck.append(group)
-        elif wanted > 0:
-            for _ in range(wanted):
+        elif missing > 0:
+            for _ in range(missing):
                 job = _lease_spec(row, group, spec, terms)
                 new.append(NewJob(job, job.payload, None, len(job.payload)))
         elif missing < 0:
-            waiting = sorted(
-                (lease.id for lease in mine if lease.state in ("pending", "queued")), reverse=True
+            order = sorted(
+                mine,
+                key=lambda lease: (lease.name not in named, lease.state not in WAITING, -lease.id),
             )
-            surplus.extend(waiting[:-missing])
-            running = sorted(
-                (lease for lease in mine if lease.state not in ("pending", "queued")),
-                key=lambda lease: -lease.id,
-            )
-            for lease in running[: max(0, -missing - len(waiting))]:
-                running_surplus[lease.id] = lease.name
+            for lease in order[:-missing]:
+                if lease.state in WAITING:
+                    surplus.append(lease.id)
+                else:
+                    running_surplus[lease.id] = lease.name
+    still_live = sorted(named & {lease.name for lease in live})
+    if len(still_live) != len(named):  # the others' leases have ended
+        set_cluster(conn, name, retiring=json.dumps(still_live) if still_live else None)
     if new:
         submit_jobs(conn, Submitter(row.owner, row.share_group), new, changes)
     if surplus:

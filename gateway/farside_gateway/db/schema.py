@@ -246,6 +246,9 @@ clusters = Table(
     Column("tls_key", Text, nullable=False),
     # {"default": WorkerGroupSpec, ...} as JSON; each spec's ``workers`` is its target
     Column("groups", Text, nullable=False),
+    # JSON list of worker names the owner asked to stop (adapt's choice): the reconcile
+    # pass retires these first; a name leaves the list once its lease has ended
+    Column("retiring", Text),
     Column("share_group", String(200)),
     Column("idle_timeout", Float, nullable=False),
     Column("created_at", Float, nullable=False),
