@@ -52,8 +52,12 @@ def gated_square(x):
 results = gated_square.map(range({n}))
 print("map", results.group)
 LogView(gw, group=results, height="14em")""",
-    # KERNEL_FREE: the kernel answers while both widgets follow the gateway
-    """print("kernel free, finished so far:", monitor.counts(results.group)["finished"])""",
+    # KERNEL_FREE: the kernel answers while both widgets follow the gateway; the monitor
+    # SETUP made before it ran again was closed (one monitor thread, not two)
+    """import threading
+monitors = sum(t.name == "farside-monitor" for t in threading.enumerate())
+print("kernel free, finished so far:", monitor.counts(results.group)["finished"],
+      "monitors:", monitors)""",
     # CLUSTER: a Dask cluster on the same pilots; its repr is the ClusterWidget
     """cluster = gw.new_cluster(workers=1, cores=1, memory="512 MiB")
 client = cluster.get_client()
@@ -119,6 +123,12 @@ def test_widgets_render_and_follow_a_map_in_jupyterlab(lab: LabServer, tmp_path:
             monitor = nb.output(SETUP).locator(".farside-monitor")
             expect(monitor).to_contain_text("farside jobs of", timeout=LONG)
             expect(monitor.locator(".farside-status")).to_contain_text("live", timeout=LONG)
+            # run it again, as users do: the first monitor is closed (see KERNEL_FREE)
+            prompt = nb.cell(SETUP).locator(".jp-InputPrompt")
+            first_run = prompt.inner_text()
+            nb.run(SETUP)
+            expect(prompt).not_to_have_text(first_run, timeout=LONG)
+            expect(monitor.locator(".farside-status")).to_contain_text("live", timeout=LONG)
 
             nb.run(MAP)
             expect(nb.output(MAP)).to_contain_text("map gated_square-", timeout=LONG)
@@ -137,7 +147,9 @@ def test_widgets_render_and_follow_a_map_in_jupyterlab(lab: LabServer, tmp_path:
                 expect(line(logs, f"waiting at the gate {x}")).to_have_count(1, timeout=LONG)
 
             nb.run(KERNEL_FREE)
-            expect(nb.output(KERNEL_FREE)).to_contain_text("kernel free, finished so far: 0")
+            expect(nb.output(KERNEL_FREE)).to_contain_text(
+                "kernel free, finished so far: 0 monitors: 1", timeout=LONG
+            )
 
             gate.touch()
             expect(count(row, "finished")).to_have_attribute(

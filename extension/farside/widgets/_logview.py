@@ -9,6 +9,7 @@ import ipywidgets as widgets  # type: ignore[import-untyped,unused-ignore]
 
 from .._futures import FarsideFuture, MapResult
 from .._gateway import get_gateway
+from ._cells import close_with_cell
 from ._follow import LogFollowers
 from ._html import LogEntry, log_html, title_html
 from ._live import Painter
@@ -136,6 +137,7 @@ class LogView(widgets.VBox):  # type: ignore[misc,unused-ignore]
         )  # fmt: skip
         self._painter.start()
         self._followers.start()
+        close_with_cell(self)
 
     # ------------------------------------------------------------------ public
 

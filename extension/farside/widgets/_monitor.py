@@ -14,6 +14,7 @@ from .._events import EventListener
 from .._futures import MapResult
 from .._gateway import get_gateway
 from ._board import Failure, GroupCounts, JobBoard
+from ._cells import close_with_cell
 from ._html import counts_html, failures_html, title_html
 from ._live import Painter
 
@@ -94,6 +95,7 @@ class JobMonitor(widgets.VBox):  # type: ignore[misc,unused-ignore]
         self.add_class("farside-monitor")
         self._painter = Painter(self._paint, interval, "farside-monitor")
         self._painter.start()
+        close_with_cell(self)
 
     def _title_text(self) -> str:
         scope = f"map {self.group}" if self.group else "jobs"
