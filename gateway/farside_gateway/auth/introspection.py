@@ -10,8 +10,10 @@ come from the same claims (:func:`farside_gateway.auth.oidc.principal_from_claim
 
 :class:`~farside_gateway.auth.oidc.OidcValidator` calls :func:`introspect` for bearer tokens
 that are not JWTs when ``oidc.introspection`` is on, and remembers the answer like a JWT's:
-five minutes at most, never past the token's ``exp``. Tokens and the client secret never
-reach the log.
+five minutes at most, never past the token's ``exp``. A token the issuer refused is
+remembered too, for ``REFUSED_SECONDS``: a client retrying with a dead token (or anyone
+sending made-up ones) costs the issuer one call, not one per request. Tokens and the client
+secret never reach the log.
 """
 
 from __future__ import annotations
@@ -31,8 +33,12 @@ _LOGIN = "run `farside login` to get a new one"
 _ACCESS_TOKEN_TYPES = ("bearer", "access_token", "dpop")
 
 
+class IssuerUnreachable(Unauthorized):
+    """The issuer could not answer about a token: says nothing of the token itself."""
+
+
 def _unreachable(issuer: str) -> Unauthorized:
-    return Unauthorized(
+    return IssuerUnreachable(
         f"the gateway cannot check the token at its OIDC issuer {issuer} now; try again "
         "shortly (the operator finds details in the gateway log)"
     )

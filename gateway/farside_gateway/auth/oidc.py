@@ -30,7 +30,7 @@ import jwt
 from farside_pilot.protocol import Forbidden, Unauthorized
 
 from ..config import OidcConfig
-from .introspection import introspect
+from .introspection import IssuerUnreachable, introspect
 from .tokens import Principal, TokenCache
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,10 @@ log = logging.getLogger(__name__)
 FARSIDE_PREFIXES = ("fsu_", "fss_", "fsp_")
 #: validations are remembered at most this long, and never past the token's expiry
 CACHE_SECONDS = 300.0
+#: seconds an opaque token the issuer refused is refused without asking again, and how
+#: many such tokens are kept (beyond that the list starts afresh)
+REFUSED_SECONDS = 30.0
+REFUSED_KEPT = 10_000
 _LOGIN = "run `farside login` to get a new one"
 
 
@@ -134,6 +138,8 @@ class OidcValidator:
         self._lock = asyncio.Lock()
         # never past a token's exp (TokenCache caps entries at Principal.expires_at)
         self._cache = TokenCache(ttl=CACHE_SECONDS)
+        # opaque tokens the issuer refused: token -> (until, why)
+        self._refused: dict[str, tuple[float, str]] = {}
         #: how many times the keys were fetched (for tests and metrics)
         self.fetches = 0
 
@@ -213,7 +219,7 @@ class OidcValidator:
         if found and cached is not None:
             return cached
         if self._client_auth is not None and not is_jwt(token):
-            claims = await self._introspect(token)
+            claims = await self._introspect_remembering_refusals(token, now)
         else:
             claims = await self._verify(token)
         who = principal_from_claims(self.config, claims, self.share_groups)
@@ -221,6 +227,20 @@ class OidcValidator:
             who = replace(who, expires_at=float(claims["exp"]))
         self._cache.put(token, who, now)
         return who
+
+    async def _introspect_remembering_refusals(self, token: str, now: float) -> dict[str, Any]:
+        refused = self._refused.get(token)
+        if refused is not None and refused[0] > now:
+            raise Unauthorized(refused[1])
+        try:
+            return await self._introspect(token)
+        except IssuerUnreachable:
+            raise  # nothing learnt about the token: ask again next time
+        except Unauthorized as exc:
+            if len(self._refused) >= REFUSED_KEPT:
+                self._refused.clear()
+            self._refused[token] = (now + REFUSED_SECONDS, exc.message)
+            raise
 
     async def _introspect(self, token: str) -> dict[str, Any]:
         assert self._client_auth is not None
