@@ -12,9 +12,10 @@ import importlib
 import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, get_args
 
 from farside_pilot.protocol import FarsideError, format_memory, format_walltime
+from farside_pilot.protocol.models import JobKind
 
 from ._gateway import Gateway
 
@@ -279,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--kind",
-        choices=["function", "dask-worker"],
+        choices=get_args(JobKind),
         help="only tasks (function) or only Dask clusters' worker leases (dask-worker)",
     )
     p.set_defaults(func=_jobs)

@@ -22,6 +22,8 @@ from typing import Any
 
 import httpx
 
+from farside_pilot.protocol.models import TOKEN_PREFIXES
+
 DEFAULT_ENV = "FARSIDE_DEFAULT_ENV"
 DEFAULT_GPUS = "FARSIDE_DEFAULT_GPUS"
 #: a token closer than this to its expiry is renewed (a job submission may take a while)
@@ -100,7 +102,7 @@ def fresh_token(token: str, environ: Mapping[str, str] | None = None) -> str:
         if exp - time.time() > MIN_LIFETIME:
             return token
         return hub_access_token(environ) or token
-    if token.startswith(("fsu_", "fss_", "fsp_")):
+    if token.startswith(tuple(TOKEN_PREFIXES.values())):
         return token  # farside's own tokens do not expire behind the user's back
     checked = _opaque_seen.get(token)
     now = time.monotonic()

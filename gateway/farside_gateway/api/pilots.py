@@ -116,10 +116,7 @@ async def acquire_jobs(
             resources=Resources.model_construct(
                 cores=r.cores, memory=r.memory, walltime=r.walltime, gpus=r.gpus
             ),
-            # a Dask worker lease holds its cluster's TLS key sealed: opened for the pilot
-            payload=rt.clusters.open_lease(r.payload)
-            if r.kind == "dask-worker" and r.payload is not None
-            else r.payload,
+            payload=rt.clusters.payload_for_pilot(r.kind, r.payload),
             payload_size=r.payload_size,
             inputs=queries.parse_ids(r.inputs),
         )
@@ -225,9 +222,9 @@ async def download_payload(
     await _require_held(rt, pilot_id, job_id)
     inline, blob, kind = await rt.db.read(queries.job_payload, job_id)
     data = inline if inline is not None else await rt.blobs.get(blob or "")
-    if kind == "dask-worker":  # the cluster's TLS key is sealed in the pool
-        data = rt.clusters.open_lease(data)
-    return Response(data, media_type="application/octet-stream")
+    return Response(
+        rt.clusters.payload_for_pilot(kind, data), media_type="application/octet-stream"
+    )
 
 
 @router.get(

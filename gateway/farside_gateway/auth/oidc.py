@@ -28,6 +28,7 @@ import httpx
 import jwt
 
 from farside_pilot.protocol import Forbidden, Unauthorized
+from farside_pilot.protocol.models import TOKEN_PREFIXES
 
 from ..config import OidcConfig
 from .introspection import IssuerUnreachable, introspect
@@ -35,7 +36,7 @@ from .tokens import Principal, TokenCache
 
 log = logging.getLogger(__name__)
 
-FARSIDE_PREFIXES = ("fsu_", "fss_", "fsp_")
+FARSIDE_PREFIXES = tuple(TOKEN_PREFIXES.values())
 #: validations are remembered at most this long, and never past the token's expiry
 CACHE_SECONDS = 300.0
 #: seconds an opaque token the issuer refused is refused without asking again, and how

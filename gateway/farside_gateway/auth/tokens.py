@@ -14,10 +14,11 @@ from typing import Literal, TypedDict, Unpack
 
 from sqlalchemy import Connection, delete, insert, select
 
+from farside_pilot.protocol.models import TOKEN_PREFIXES
+
 from ..db.schema import tokens
 
 TokenKind = Literal["user", "site", "pilot"]
-_PREFIX: dict[str, str] = {"user": "fsu_", "site": "fss_", "pilot": "fsp_"}
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ def hash_token(token: str) -> str:
 
 
 def new_token(kind: TokenKind) -> str:
-    return _PREFIX[kind] + secrets.token_urlsafe(32)
+    return TOKEN_PREFIXES[kind] + secrets.token_urlsafe(32)
 
 
 class TokenOptions(TypedDict, total=False):

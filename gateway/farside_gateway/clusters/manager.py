@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import re
@@ -231,9 +230,11 @@ class ClusterManager:
         row = await self.db.read(store.get_cluster, name, who.owner_filter)
         return row.tls_cert, self.sealer.open(row.tls_key)
 
-    def open_lease(self, payload: bytes) -> bytes:
-        """A worker lease as a pilot gets it: with the cluster's TLS key in plain text (the
-        pool holds it sealed)."""
+    def payload_for_pilot(self, kind: str, payload: bytes | None) -> bytes | None:
+        """A job's payload as a pilot gets it: a Dask worker lease with its cluster's TLS
+        key opened (the pool holds it sealed); any other payload as it is."""
+        if kind != store.KIND or payload is None:
+            return payload
         lease = DaskWorkerLease.model_validate_json(payload)
         opened = lease.model_copy(update={"tls_key": self.sealer.open(lease.tls_key)})
         return opened.model_dump_json().encode()
@@ -242,7 +243,7 @@ class ClusterManager:
         self,
         who: Principal,
         name: str,
-        change: Callable[[dict[str, WorkerGroupSpec]], None],
+        change: Callable[[dict[str, WorkerGroupSpec]], None] | None = None,
         stopping: list[str] | None = None,
     ) -> ClusterInfo:
         """Apply ``change`` to the cluster's groups in one transaction, then reconcile.
@@ -254,7 +255,8 @@ class ClusterManager:
             if row.state != "running":
                 raise Conflict(f"cluster {name} is {row.state}: {row.reason or 'start a new one'}")
             groups = store.load_groups(row)
-            change(groups)
+            if change is not None:
+                change(groups)
             retiring = store.retiring(row)
             if stopping:
                 live = {lease.name for lease in store.lease_rows(conn, row, live_only=True)}
@@ -272,7 +274,7 @@ class ClusterManager:
             )  # fmt: skip
             store.set_cluster(
                 conn, name, groups=store.dump_groups(groups), reason=None,
-                retiring=json.dumps(sorted(retiring)) if retiring else None,
+                retiring=store.dump_retiring(retiring),
             )  # fmt: skip
 
         await self.db.write(update)
@@ -305,7 +307,7 @@ class ClusterManager:
         """Adapt's scale_down: these workers go, and their groups' targets shrink. The
         reconcile pass retires them on the scheduler (their results move) and then ends
         their leases; the target shrinks first, so no worker is replaced on the way."""
-        return await self._change_groups(who, name, lambda groups: None, stopping=workers)
+        return await self._change_groups(who, name, stopping=workers)
 
     async def heartbeat(self, who: Principal, name: str) -> ClusterInfo:
         def beat(conn: Any) -> ClusterInfo:  # one transaction: clients beat often
@@ -391,13 +393,14 @@ class ClusterManager:
     async def _prune_logs(self) -> None:
         """Scheduler logs of clusters (and of spares of earlier gateway processes) go once
         they are ``log_retention`` old; those of running schedulers stay."""
-        if time.time() - self._pruned_at < PRUNE_INTERVAL:
+        now = time.time()
+        if now - self._pruned_at < PRUNE_INTERVAL:
             return
-        self._pruned_at = time.time()
+        self._pruned_at = now
         keep = [p.log_path for p in self._procs.values()] + self.spares.log_paths
         try:
             deleted = await asyncio.to_thread(
-                prune_logs, str(self.log_dir), keep, self.settings.log_retention, time.time()
+                prune_logs, str(self.log_dir), keep, self.settings.log_retention, now
             )
         except OSError as exc:  # a full or read-only disk must not stop the reconcile pass
             log.warning("could not prune scheduler logs in %s: %s", self.log_dir, exc)

@@ -17,13 +17,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import logging
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from farside_pilot.protocol import ServerError
-
-log = logging.getLogger(__name__)
 
 #: what sealed text starts with; a PEM key (written before sealing existed) starts "-----"
 PREFIX = "fernet:"

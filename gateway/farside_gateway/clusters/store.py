@@ -119,6 +119,10 @@ def retiring(row: AnyRow) -> set[str]:
     return set(json.loads(row.retiring or "[]"))
 
 
+def dump_retiring(names: set[str]) -> str | None:
+    return json.dumps(sorted(names)) if names else None
+
+
 def failures(conn: Connection, row: AnyRow) -> dict[str, int]:
     """Leases that ended in an error (not cancelled, not finished), by group."""
     found = conn.execute(
@@ -250,9 +254,9 @@ def reconcile(
                     surplus.append(lease.id)
                 else:
                     running_surplus[lease.id] = lease.name
-    still_live = sorted(named & {lease.name for lease in live})
-    if len(still_live) != len(named):  # the others' leases have ended
-        set_cluster(conn, name, retiring=json.dumps(still_live) if still_live else None)
+    still_live = named & {lease.name for lease in live}
+    if still_live != named:  # the others' leases have ended
+        set_cluster(conn, name, retiring=dump_retiring(still_live))
     if new:
         submit_jobs(conn, Submitter(row.owner, row.share_group), new, changes)
     if surplus:

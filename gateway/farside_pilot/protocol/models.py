@@ -27,6 +27,8 @@ from pydantic import (
 from .units import parse_memory, parse_walltime
 
 API_PREFIX = "/api/v1"
+#: how farside's own tokens start, by kind (OIDC and hub tokens never do)
+TOKEN_PREFIXES = {"user": "fsu_", "site": "fss_", "pilot": "fsp_"}
 
 MAX_CORES = 4096
 MAX_MEMORY = 64 * 1024**4
