@@ -5,9 +5,12 @@
 # Debian 12 has no HTCondor and PyPI's `htcondor` wheel holds only the Python bindings, so
 # the daemons come from Debian trixie's `htcondor` package, installed in a debootstrap
 # chroot under ${FARSIDE_INFRA_DIR:-/var/tmp/farside-infra}/htcondor/root (built once,
-# reused). Jobs run inside that chroot, so what pilots need is bind-mounted into it: this
-# repository (its .venv and editable install), the Python its venv links to, and /tmp
-# (gateway state dirs, pilot work dirs and logs of the tests live there).
+# reused). Jobs run inside that chroot, so what pilots need is bind-mounted into it, each at
+# its own path: this repository (its .venv and editable install), the Python its venv links
+# to, and .../htcondor/shared, a world-writable directory where gateways whose pilots run in
+# the pool keep their state (the tests put theirs there). The host's /tmp is not shared:
+# a checkout under a private directory (mktemp -d makes them 0700) would be out of the pool
+# user's reach through it, while a parent made inside the chroot is not.
 #
 #   scripts/htcondor.sh           start (build first if needed); the last line printed is
 #                                 the directory of the condor_* wrappers (the site option
@@ -46,13 +49,14 @@ PY="$REPO/.venv/bin/python"
 [ -x "$PY" ] || PY=$(command -v python3)
 PYBASE=$("$PY" -c "import os, sys; print(os.path.realpath(sys.base_prefix))")
 
-# Bind mounts, in mount order (stop.sh unmounts in reverse). A path under one already
-# shared (a checkout in /tmp) is not mounted again: a second bind on it would make the
-# checkout a mount point that `rm -rf` cannot remove.
-SHARED=(/tmp)
-for extra in "$REPO" "$PYBASE"; do
-  case "$extra/" in /tmp/*) ;; *) SHARED+=("$extra") ;; esac
-done
+# Bind mounts, in mount order (stop.sh unmounts in reverse), each at its host path. Their
+# parents are made inside the chroot (0755), so the pool's user reaches them whatever the
+# host's parents allow.
+SHARE=$DIR/shared
+SHARED=("$SHARE" "$REPO" "$PYBASE")
+umask 022
+mkdir -p "$SHARE"
+chmod 1777 "$SHARE"
 
 mount_all() {
   mountpoint -q "$R/proc" || mount -t proc proc "$R/proc"
@@ -62,6 +66,8 @@ mount_all() {
     mount --make-rslave "$R/dev"  # never propagate an unmount back to the host's /dev
   fi
   mountpoint -q "$R/sys" || mount -t sysfs sys "$R/sys"
+  # the layout before this script stopped sharing /tmp: the bind would hide the chroot's own
+  if mountpoint -q "$R/tmp"; then umount -l "$R/tmp"; fi
   local d
   for d in "${SHARED[@]}"; do
     mkdir -p "$R$d"
@@ -181,7 +187,7 @@ chroot "$R" sh -c 'mkdir -p /var/log/condor /var/lib/condor/spool /var/lib/condo
   && chown -R condor:condor /var/log/condor /var/lib/condor /run/condor'
 
 # Host-side wrappers: each condor_* tool runs inside the chroot, in the caller's directory
-# (which must be a shared path, e.g. under /tmp or this repository).
+# (which must be a shared path: under $SHARE or this repository; else in /).
 mkdir -p "$BIN"
 cat >"$BIN/condor_wrap" <<WRAP
 #!/bin/sh
@@ -214,5 +220,14 @@ for _ in $(seq 300); do
   sleep 0.2
 done
 [ -n "$slots" ] || die "no slot appeared within 60 s; see $R/var/log/condor/"
-say "pool up ($(echo "$slots" | head -1)) in $(( $(date +%s) - t0 ))s"
+# Pilots run this repository's Python as the pool's user: check it can, now, rather than
+# let every pilot die unseen in the queue.
+if [ -x "$REPO/.venv/bin/python" ] \
+    && ! chroot --userspec="$POOL_IDS" "$R" "$PY" -c 'import farside_pilot' 2>"$DIR/check.err"; then
+  die "the pool's user ($POOL_USER) cannot run $PY -c 'import farside_pilot' inside the chroot:
+$(tail -5 "$DIR/check.err")
+The checkout and its .venv must be readable by others (a clone made under umask 077 is not):
+chmod -R o+rX $REPO"
+fi
+say "pool up ($(echo "$slots" | head -1)) in $(( $(date +%s) - t0 ))s; shared directory $SHARE"
 echo "$BIN"

@@ -28,6 +28,23 @@ def _isolated_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("FARSIDE_TOKEN", raising=False)
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A failed test's report carries the logs of the gateways it used (any fixture value
+    with a ``failure_report()``): CI shows the report, and the logs are gone after."""
+    report = yield
+    if report.when == "call" and report.failed:
+        for name, value in getattr(item, "funcargs", {}).items():
+            describe = getattr(value, "failure_report", None)
+            if callable(describe):
+                try:
+                    text = describe()
+                except Exception as exc:  # the report must not hide the failure itself
+                    text = f"(no report: {exc!r})"
+                report.sections.append((f"logs of fixture {name}", text))
+    return report
+
+
 def _postgres_database() -> Iterator[str]:
     import sqlalchemy
 

@@ -120,6 +120,19 @@ class GatewayProcess:
         except FileNotFoundError:
             return "(no log)"
 
+    def failure_report(self, lines: int = 60, pilot_lines: int = 15) -> str:
+        """What to read when a test of this gateway fails: its log's tail and each pilot
+        log's tail (the conftest hook adds it to the failure's report)."""
+        parts = [
+            f"--- gateway {self.state_dir} (port {self.port}): last {lines} log lines",
+            self.log_tail(lines),
+        ]
+        for log in sorted((self.state_dir / "pilots").glob("*/*.log")):
+            with contextlib.suppress(OSError):
+                tail = log.read_text(errors="replace").splitlines()[-pilot_lines:]
+                parts += [f"--- pilot log {log.relative_to(self.state_dir)}", *tail]
+        return "\n".join(parts)
+
     # ------------------------------------------------------------------ access
 
     @property

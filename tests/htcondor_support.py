@@ -1,8 +1,9 @@
 """A real HTCondor pool for tests: ``scripts/htcondor.sh`` starts it, these helpers use it.
 
 The pool (a personal HTCondor in a Debian trixie chroot) runs jobs as its own unprivileged
-user, never as root, so a gateway under test keeps its state where that user can write:
-outside pytest's private ``/tmp/pytest-of-*`` and with a permissive umask. Everything here
+user, never as root, so a gateway under test keeps its state where that user can reach and
+write: in the pool's shared directory (``.../htcondor/shared``, bind-mounted into the
+chroot), not pytest's private ``/tmp/pytest-of-*``, and with a permissive umask. Everything here
 is for tests only.
 """
 
@@ -80,8 +81,11 @@ class CondorGateways:
 
     def __init__(self, bin_dir: Path) -> None:
         self.bin_dir = bin_dir
-        # pilots run as the pool's user: it must reach and write the gateway's state dir
-        self.base = Path(tempfile.mkdtemp(prefix="farside-htcondor-", dir="/tmp"))
+        # pilots run as the pool's user, inside the pool's chroot: the gateway's state dir
+        # must be in the directory scripts/htcondor.sh shares with it, and writable
+        self.base = Path(
+            tempfile.mkdtemp(prefix="farside-htcondor-", dir=bin_dir.parent / "shared")
+        )
         self.base.chmod(0o777)
         self.sites: list[str] = []
         self.gateways: list[GatewayProcess] = []
@@ -109,6 +113,14 @@ class CondorGateways:
         path.mkdir(mode=0o777)
         path.chmod(0o777)
         return path
+
+    def failure_report(self) -> str:
+        """Each gateway's and pilot's log tail, and the site jobs the pool still holds."""
+        parts = [gw.failure_report() for gw in self.gateways]
+        for name in self.sites:
+            with contextlib.suppress(Exception):
+                parts.append(f"--- condor_q of site {name}: {site_jobs(self.bin_dir, name)}")
+        return "\n".join(parts)
 
     def close(self) -> None:
         for gw in self.gateways:

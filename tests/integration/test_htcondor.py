@@ -137,7 +137,7 @@ def test_idle_pilots_leave_the_queue(condor_gw: CondorGateways) -> None:
     def one(x: int) -> int:
         return x
 
-    assert list(one.map(range(3))) == [0, 1, 2]
+    assert [f.result(timeout=90) for f in one.map(range(3)).futures] == [0, 1, 2]
     assert site_jobs(condor_gw.bin_dir, site["name"])  # pilots wait in the queue, idle
     wait_until(lambda: not site_jobs(condor_gw.bin_dir, site["name"]), timeout=90)
     wait_until(lambda: not _live(client), timeout=30)
