@@ -7,6 +7,7 @@ resource ``GPU`` and take ``resources={"GPU": 1}`` tasks — not CUDA.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -198,6 +199,47 @@ def test_gpu_group_gets_gpu_tasks(gw: farside.Gateway) -> None:
         assert where.result() == "gpu"
         who = client.who_has(where)
         assert next(iter(who.values())) == (gpu_worker,)
+
+
+def test_a_lease_whose_key_this_gateway_cannot_open_goes_back_alone(
+    gateway: GatewayProcess, gw: farside.Gateway
+) -> None:
+    """Replicas with different ``encryption_keys``: the lease a replica cannot open is given
+    back as a system error with the reason; the pilot lives on, and the cluster's
+    replacement worker (sealed with a key this gateway has) joins."""
+    from farside_gateway.clusters.sealing import Sealer
+
+    admin = farside.Gateway(
+        gateway.url, token=gateway.make_user_token("ops", admin=True), set_as_default=False
+    )
+    admin.set_site_status("gpu", "offline")  # the GPU lease waits while the test re-seals it
+    try:
+        cluster = gw.new_cluster(
+            workers=0, groups={"gpu": {"workers": 1, "gpus": 1, "memory": "1 GiB"}}
+        )
+        (lease,) = wait_until(lambda: gw.jobs(kind="dask-worker", group=cluster.name))
+        with sqlite3.connect(gateway.state_dir / "farside.db") as db:
+            (payload,) = db.execute("select payload from jobs where id = ?", (lease.id,)).fetchone()
+            body = json.loads(payload)
+            body["tls_key"] = Sealer(["a key no replica here has"]).seal("not the real key")
+            resealed = json.dumps(body).encode()
+            db.execute(
+                "update jobs set payload = ?, payload_size = ? where id = ?",
+                (resealed, len(resealed), lease.id),
+            )
+        admin.set_site_status("gpu", "online")
+        with cluster, Client(cluster) as client:
+            client.wait_for_workers(1, timeout=60)
+            bad = gw.job(lease.id)
+            assert bad.state == "failed"
+            assert "sealed with an encryption key this gateway does not have" in (bad.error or "")
+            assert bad.error_class == "system"
+            gpu_pilots = [p for p in gw.pilots() if p.site == "gpu"]
+            assert gpu_pilots
+            assert all(p.state == "running" for p in gpu_pilots)
+    finally:
+        admin.set_site_status("gpu", "online")
+        admin.close()
 
 
 def test_a_group_no_site_can_run_is_refused_with_the_reason(gw: farside.Gateway) -> None:

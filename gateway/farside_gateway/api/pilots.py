@@ -4,6 +4,7 @@ the raw bodies of held jobs: payload and inputs down, result up."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
@@ -24,15 +25,18 @@ from farside_pilot.protocol.models import (
 )
 
 from ..broker.match import needs_longer_slot
+from ..clusters.sealing import SealError
 from ..notify import wait_for_signal
 from ..pool import pilots as pilot_records
 from ..pool import queries
 from ..pool.leases import PilotSlot, acquire, heartbeat, held_jobs, report
 from ..pool.outcomes import PreparedUpdate
-from ..pool.retries import release_pilot
+from ..pool.retries import give_back, release_pilot
 from ..runtime import Runtime
 from .deps import PrincipalDep, RuntimeDep, pilot_of
 from .jobs import json_response
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/pilots", tags=["pilots"])
 LIVE = ("running", "retiring")
@@ -107,21 +111,34 @@ async def acquire_jobs(
     short_of_time = not rows and not retire and taking() and body.walltime_left is not None
     if short_of_time and site is not None and await rt.db.read(needs_longer_slot, site, body):
         retire = await rt.db.write(pilot_records.decide_retire, pilot_id, slot.site, 0)
-    assignments = [
-        # rows come from our own database: construct, skip re-validating (hot path)
-        Assignment.model_construct(
-            job_id=r.id,
-            attempt=r.attempt,
-            kind=r.kind,
-            resources=Resources.model_construct(
-                cores=r.cores, memory=r.memory, walltime=r.walltime, gpus=r.gpus
-            ),
-            payload=rt.clusters.payload_for_pilot(r.kind, r.payload),
-            payload_size=r.payload_size,
-            inputs=queries.parse_ids(r.inputs),
+    assignments = []
+    unprepared: dict[int, str] = {}
+    for r in rows:
+        try:
+            payload = rt.clusters.payload_for_pilot(r.kind, r.payload)
+        except SealError as exc:
+            # this replica lacks the key of a worker lease: that lease goes back to the
+            # pool (a replica with the key, or the retry limit, settles it); the rest go out
+            unprepared[r.id] = str(exc)
+            continue
+        assignments.append(
+            # rows come from our own database: construct, skip re-validating (hot path)
+            Assignment.model_construct(
+                job_id=r.id,
+                attempt=r.attempt,
+                kind=r.kind,
+                resources=Resources.model_construct(
+                    cores=r.cores, memory=r.memory, walltime=r.walltime, gpus=r.gpus
+                ),
+                payload=payload,
+                payload_size=r.payload_size,
+                inputs=queries.parse_ids(r.inputs),
+            )
         )
-        for r in rows
-    ]
+    if unprepared:
+        reason = next(iter(unprepared.values()))
+        log.error("pilot %s: %d job(s) given back: %s", pilot_id, len(unprepared), reason)
+        await rt.write_and_publish(give_back, pilot_id, list(unprepared), reason, rt.lease_policy)
     return json_response(AcquireResponse.model_construct(jobs=assignments, retire=retire))
 
 
