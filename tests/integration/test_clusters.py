@@ -341,6 +341,13 @@ def test_worker_logs_and_a_dead_worker_says_why(gw: farside.Gateway) -> None:
         assert lines[0].startswith(f"[{first.name}] ")
         from farside.widgets import LogView
 
+        @farside.task(gateway=gw)
+        def chatter(x: int) -> int:
+            print("hello from a task", flush=True)
+            return x
+
+        # a map may carry the cluster's name as its group: its tasks are not workers
+        assert list(chatter.map([1, 2], group=cluster.name)) == [1, 2]
         view = LogView(gw, cluster=cluster)
         try:
             wait_until(lambda: any("hello from a worker" in e.text for e in view.lines), 30)

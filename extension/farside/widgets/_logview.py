@@ -54,11 +54,12 @@ class LogView(widgets.VBox):  # type: ignore[misc,unused-ignore]
             raise TypeError("LogView needs exactly one of job=, group= or cluster=")
         job_ids: Callable[[], Iterable[int]]
         if cluster is not None:
-            # a cluster's workers are the jobs of its group, and new ones come as it scales
+            # a cluster's workers are the worker leases of its group (a map may share the
+            # name: its tasks are not workers), and new ones come as it scales
             name = cluster if isinstance(cluster, str) else cluster.name
 
             def workers() -> list[int]:
-                return [j.id for j in gw.jobs(group=name, limit=10_000)]
+                return [j.id for j in gw.jobs(group=name, kind="dask-worker", limit=10_000)]
 
             self._setup(
                 gw, workers, f"cluster {name}", True, max_lines, max_streams, height,
