@@ -38,6 +38,10 @@ DEFAULT_SETTINGS: dict[str, Any] = {
             "idle_timeout": 60,
         }
     ],
+    # no scheduler started ahead for clusters nobody here asks for: a spare imports
+    # distributed and bokeh, seconds of CPU per gateway on a 2-core machine; tests that pass
+    # their own [clusters] table (the Dask suite) keep the default spare
+    "clusters": {"spare_schedulers": 0},
 }
 
 

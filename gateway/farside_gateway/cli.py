@@ -12,13 +12,16 @@ import logging
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from farside_pilot.protocol import ConfigurationError, FarsideError
 
 from .config import GatewayConfig, load_config
-from .hub_platform import HubLauncher, HubSettings, find_proxy
 from .local_platform import TokenFiles, config_dir, state_dir
-from .runtime import Runtime
+
+if TYPE_CHECKING:  # the server's modules load only to serve: `token` needs none of them
+    from .hub_platform import HubLauncher
+    from .runtime import Runtime
 
 log = logging.getLogger("farside_gateway")
 
@@ -163,6 +166,8 @@ def up_main(argv: list[str] | None = None) -> int:
         defaults: dict[str, object] = {"state_dir": state_dir()}
         hub = None
         if args.hub:
+            from .hub_platform import HubLauncher, HubSettings, find_proxy
+
             if not args.issuer:
                 parser.error("--hub needs --issuer (the OIDC issuer users log in at)")
             settings = HubSettings(

@@ -120,10 +120,11 @@ def test_fair_share_both_users_progress_from_the_start(make_gateway) -> None:  #
     bob = gw.client(gw.make_user_token("bob"))
     wait_until(lambda: sum(1 for p in alice.pilots() if p.state == "running") == 2)
 
-    owners = two_users_submit_at_once(alice, bob)
+    owners = two_users_submit_at_once(alice, bob, many=100)
     last_bob = last_start_of(owners, "bob")
-    # bob's 20 interleave with alice's 200 rather than waiting behind them: with equal
-    # shares all of his have started by the time ~40 jobs have (60 leaves slack)
+    # bob's 20 interleave with alice's 100 rather than waiting behind them (first in, first
+    # out would start his last at 119): with equal shares all of his have started by the
+    # time ~40 jobs have (60 leaves slack)
     assert last_bob < 60, owners[:80]
     assert "bob" in owners[:10]
     alice.close()

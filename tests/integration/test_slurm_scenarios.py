@@ -105,9 +105,9 @@ def test_fair_share_both_users_progress_from_the_start(slurm_cluster: Path, make
     alice = gw.client(gw.make_user_token("alice"))
     bob = gw.client(gw.make_user_token("bob"))
 
-    owners = two_users_submit_at_once(alice, bob, nap=0.1)
+    owners = two_users_submit_at_once(alice, bob, nap=0.1, many=120)
     last_bob = last_start_of(owners, "bob")
-    assert last_bob < 80, owners[:100]  # bob's 20 did not wait behind alice's 200
+    assert last_bob < 80, owners[:100]  # bob's 20 did not wait behind alice's 120 (at 120+)
     alice.close()
     bob.close()
 

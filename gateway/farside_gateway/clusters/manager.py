@@ -19,10 +19,7 @@ import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
-
-from distributed.core import rpc
-from distributed.security import Security
+from typing import TYPE_CHECKING, Any, Protocol
 
 from farside_pilot.protocol import Conflict, InvalidRequest, ServiceUnavailable
 from farside_pilot.protocol.clusters import (
@@ -44,6 +41,13 @@ from . import store
 from .process import SchedulerProcess, SchedulerStartError, Spares, prune_logs
 from .sealing import Sealer
 
+if TYPE_CHECKING:
+    from distributed.security import Security
+
+# distributed (half a second to import) is imported where a scheduler is talked to, not at
+# gateway start: most gateways start and answer long before their first cluster, or never
+# hold one.
+
 log = logging.getLogger(__name__)
 
 #: longest the gateway waits for a scheduler to retire workers before cancelling them
@@ -58,12 +62,16 @@ class Writer(Protocol):
 
 
 def _client_security(cert: str, key: str) -> Security:
+    from distributed.security import Security
+
     return Security(
         tls_ca_file=cert, tls_client_cert=cert, tls_client_key=key, require_encryption=True
     )
 
 
 def _new_credentials() -> tuple[str, str]:
+    from distributed.security import Security
+
     sec = Security.temporary()
     return str(sec.tls_ca_file), str(sec.tls_client_key)
 
@@ -368,6 +376,8 @@ class ClusterManager:
             )  # fmt: skip
 
     async def _scheduler_call(self, row: Any, method: str, within: float, **kwargs: Any) -> Any:
+        from distributed.core import rpc
+
         security = _client_security(row.tls_cert, self.sealer.open(row.tls_key))
         async with asyncio.timeout(within):
             async with rpc(
