@@ -71,6 +71,11 @@ mount_all() {
   local d
   for d in "${SHARED[@]}"; do
     mkdir -p "$R$d"
+    # a mount left from a checkout since deleted and cloned again at the same path shows
+    # the old, deleted directory: mount the current one instead
+    if mountpoint -q "$R$d" && [ "$(stat -c %d:%i "$d")" != "$(stat -c %d:%i "$R$d")" ]; then
+      umount -l "$R$d"
+    fi
     if ! mountpoint -q "$R$d"; then
       mount --bind "$d" "$R$d"
       mount --make-rslave "$R$d"
