@@ -181,6 +181,33 @@ def test_reporting_on_a_job_not_held_is_a_conflict(idle_gateway: GatewayProcess)
         assert user.get(f"/jobs/{job_ids[0]}").json()["state"] == "running"
 
 
+def test_a_report_sent_again_changes_nothing_more(idle_gateway: GatewayProcess) -> None:
+    """A pilot resends a batch whose reply it never got (the gateway was killed after the
+    commit): the repeat must not fail, or the pilot retries it, and everything after it,
+    for its whole grace period."""
+    with idle_gateway.http(idle_gateway.user_token) as user, idle_gateway.http() as http:
+        (job_id,) = user.post("/jobs", json={"jobs": [_job()]}).json()["job_ids"]
+        pilot_id, token = _register(idle_gateway, http)
+        auth = {"Authorization": f"Bearer {token}"}
+        acquire = {"max_jobs": 1, "cores": 1, "memory": "1 GiB"}
+        http.post(f"/pilots/{pilot_id}/acquire", json=acquire, headers=auth)
+        running = {"updates": [{"job_id": job_id, "attempt": 1, "state": "running", "time": 1.0}]}
+        for _ in range(2):
+            response = http.post(f"/pilots/{pilot_id}/report", json=running, headers=auth)
+            assert response.status_code == 200, response.text
+        history = [h["state"] for h in user.get(f"/jobs/{job_id}").json()["history"]]
+        assert history == ["queued", "assigned", "running"]
+        done = {"job_id": job_id, "attempt": 1, "state": "finished", "time": 2.0, "exit_code": 0}
+        ok = http.post(f"/pilots/{pilot_id}/report", json={"updates": [done]}, headers=auth)
+        assert ok.status_code == 200
+        # the ended job is no longer held: the repeat is a 409 naming it, which the pilot's
+        # reporter answers by dropping it; the outcome stands
+        again = http.post(f"/pilots/{pilot_id}/report", json={"updates": [done]}, headers=auth)
+        assert again.status_code == 409
+        assert _error(again)["details"]["job_ids"] == [job_id]
+        assert user.get(f"/jobs/{job_id}").json()["state"] == "finished"
+
+
 def test_dependencies_wait_and_failures_cascade(idle_gateway: GatewayProcess) -> None:
     with idle_gateway.http(idle_gateway.user_token) as user, idle_gateway.http() as http:
         (parent,) = user.post("/jobs", json={"jobs": [_job()]}).json()["job_ids"]

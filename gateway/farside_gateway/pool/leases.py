@@ -252,6 +252,10 @@ def report(
         upd = prepared.update
         row = held[upd.job_id]
         if upd.state == "running":
+            if state[upd.job_id] == S.RUNNING.value:
+                # a batch sent again whose first delivery was applied but not answered (the
+                # gateway died between commit and reply): reports must be safe to repeat
+                continue
             changes.transition(upd.job_id, row.owner, state[upd.job_id], S.RUNNING, upd.attempt)
             state[upd.job_id] = S.RUNNING.value
             started[upd.job_id] = {"_id": upd.job_id, "_n": upd.attempt, "_t": upd.time}
