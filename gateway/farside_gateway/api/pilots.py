@@ -29,9 +29,9 @@ from ..clusters.sealing import SealError
 from ..notify import wait_for_signal
 from ..pool import pilots as pilot_records
 from ..pool import queries
-from ..pool.leases import PilotSlot, acquire, heartbeat, held_jobs, report
+from ..pool.leases import PilotSlot, acquire, give_back, heartbeat, held_jobs, report
 from ..pool.outcomes import PreparedUpdate
-from ..pool.retries import give_back, release_pilot
+from ..pool.retries import release_pilot
 from ..runtime import Runtime
 from .deps import PrincipalDep, RuntimeDep, pilot_of
 from .jobs import json_response
@@ -112,14 +112,16 @@ async def acquire_jobs(
     if short_of_time and site is not None and await rt.db.read(needs_longer_slot, site, body):
         retire = await rt.db.write(pilot_records.decide_retire, pilot_id, slot.site, 0)
     assignments = []
-    unprepared: dict[int, str] = {}
+    unprepared: list[int] = []
+    reason = ""
     for r in rows:
         try:
             payload = rt.clusters.payload_for_pilot(r.kind, r.payload)
         except SealError as exc:
             # this replica lacks the key of a worker lease: that lease goes back to the
             # pool (a replica with the key, or the retry limit, settles it); the rest go out
-            unprepared[r.id] = str(exc)
+            unprepared.append(r.id)
+            reason = str(exc)
             continue
         assignments.append(
             # rows come from our own database: construct, skip re-validating (hot path)
@@ -136,9 +138,8 @@ async def acquire_jobs(
             )
         )
     if unprepared:
-        reason = next(iter(unprepared.values()))
         log.error("pilot %s: %d job(s) given back: %s", pilot_id, len(unprepared), reason)
-        await rt.write_and_publish(give_back, pilot_id, list(unprepared), reason, rt.lease_policy)
+        await rt.write_and_publish(give_back, pilot_id, unprepared, reason, rt.lease_policy)
     return json_response(AcquireResponse.model_construct(jobs=assignments, retire=retire))
 
 

@@ -204,6 +204,22 @@ def held_jobs(conn: Connection, pilot_id: int, job_ids: set[int]) -> dict[int, A
     return {row.id: row for row in rows if row.id in job_ids}
 
 
+def give_back(
+    conn: Connection,
+    pilot_id: int,
+    job_ids: list[int],
+    reason: str,
+    policy: LeasePolicy,
+    changes: Changes,
+) -> None:
+    """Jobs a pilot was just given that the gateway could not hand over (it could not
+    prepare their payload): their attempts end as system errors, retried like any other."""
+    rows = list(held_jobs(conn, pilot_id, set(job_ids)).values())
+    if rows:
+        fail_attempts(conn, rows, ErrorClass.SYSTEM, reason, policy, changes)
+    changes.flush(conn)
+
+
 def report(
     conn: Connection,
     pilot_id: int,

@@ -188,28 +188,6 @@ def take_back(
     changes.flush(conn)
 
 
-def give_back(
-    conn: Connection,
-    pilot_id: int,
-    job_ids: list[int],
-    reason: str,
-    policy: LeasePolicy,
-    changes: Changes,
-) -> None:
-    """Jobs a pilot was just given that the gateway could not hand over (it could not
-    prepare their payload): their attempts end as system errors, retried like any other."""
-    rows = list(
-        conn.execute(
-            select(*HELD_COLUMNS).where(
-                jobs.c.pilot_id == pilot_id, jobs.c.id.in_(job_ids), jobs.c.state.in_(ACTIVE)
-            )
-        ).all()
-    )
-    if rows:
-        fail_attempts(conn, rows, ErrorClass.SYSTEM, reason, policy, changes)
-    changes.flush(conn)
-
-
 def _fail_held(
     conn: Connection,
     pilot_id: int,
