@@ -32,7 +32,7 @@ from farside_pilot.protocol.models import TOKEN_PREFIXES
 
 from ..config import OidcConfig
 from .introspection import IssuerUnreachable, introspect
-from .tokens import Principal, TokenCache
+from .tokens import ExpiringEntries, Principal, TokenCache
 
 log = logging.getLogger(__name__)
 
@@ -139,8 +139,8 @@ class OidcValidator:
         self._lock = asyncio.Lock()
         # never past a token's exp (TokenCache caps entries at Principal.expires_at)
         self._cache = TokenCache(ttl=CACHE_SECONDS)
-        # opaque tokens the issuer refused: token -> (until, why)
-        self._refused: dict[str, tuple[float, str]] = {}
+        # opaque tokens the issuer refused, with why
+        self._refused: ExpiringEntries[str] = ExpiringEntries(REFUSED_KEPT)
         #: how many times the keys were fetched (for tests and metrics)
         self.fetches = 0
 
@@ -230,17 +230,15 @@ class OidcValidator:
         return who
 
     async def _introspect_remembering_refusals(self, token: str, now: float) -> dict[str, Any]:
-        refused = self._refused.get(token)
-        if refused is not None and refused[0] > now:
-            raise Unauthorized(refused[1])
+        found, why = self._refused.get(token, now)
+        if found and why is not None:
+            raise Unauthorized(why)
         try:
             return await self._introspect(token)
         except IssuerUnreachable:
             raise  # nothing learnt about the token: ask again next time
         except Unauthorized as exc:
-            if len(self._refused) >= REFUSED_KEPT:
-                self._refused.clear()
-            self._refused[token] = (now + REFUSED_SECONDS, exc.message)
+            self._refused.put(token, exc.message, now + REFUSED_SECONDS)
             raise
 
     async def _introspect(self, token: str) -> dict[str, Any]:

@@ -9,14 +9,17 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal, TypedDict, Unpack
+from typing import Generic, Literal, TypedDict, TypeVar, Unpack
 
 from sqlalchemy import Connection, delete, insert, select
 
 from farside_pilot.protocol.models import TOKEN_PREFIXES
 
 from ..db.schema import tokens
+
+V = TypeVar("V")
 
 TokenKind = Literal["user", "site", "pilot"]
 
@@ -115,6 +118,32 @@ def revoke_pilot_tokens(conn: Connection, pilot_id: int) -> None:
     conn.execute(delete(tokens).where(tokens.c.pilot_id == pilot_id))
 
 
+class ExpiringEntries(Generic[V]):
+    """Values kept by key until each one's own deadline. Memory stays bounded whatever
+    callers send: at ``limit`` entries it starts afresh (a cache, so losing it is safe)."""
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self.limit = limit
+        self._entries: dict[str, tuple[float, V]] = {}
+
+    def get(self, key: str, now: float) -> tuple[bool, V | None]:
+        """``(True, value)`` while the entry lives, else ``(False, None)``."""
+        entry = self._entries.get(key)
+        if entry is None or entry[0] < now:
+            return False, None
+        return True, entry[1]
+
+    def put(self, key: str, value: V, until: float) -> None:
+        if len(self._entries) >= self.limit:
+            self._entries.clear()
+        self._entries[key] = (until, value)
+
+    def drop(self, unwanted: Callable[[V], bool]) -> None:
+        for key, (_, value) in list(self._entries.items()):
+            if unwanted(value):
+                del self._entries[key]
+
+
 class TokenCache:
     """Remembers recent lookups for a few seconds, so a request costs no extra query.
 
@@ -124,23 +153,16 @@ class TokenCache:
 
     def __init__(self, ttl: float = 10.0) -> None:
         self.ttl = ttl
-        self._entries: dict[str, tuple[float, Principal | None]] = {}
+        self._entries: ExpiringEntries[Principal | None] = ExpiringEntries()
 
     def get(self, token: str, now: float) -> tuple[bool, Principal | None]:
-        entry = self._entries.get(token)
-        if entry is None or entry[0] < now:
-            return False, None
-        return True, entry[1]
+        return self._entries.get(token, now)
 
     def put(self, token: str, principal: Principal | None, now: float) -> None:
-        if len(self._entries) > 10_000:
-            self._entries.clear()
         until = now + self.ttl
         if principal is not None and principal.expires_at is not None:
             until = min(until, principal.expires_at)  # never past the token's expiry
-        self._entries[token] = (until, principal)
+        self._entries.put(token, principal, until)
 
     def forget_pilot(self, pilot_id: int) -> None:
-        for key, (_, principal) in list(self._entries.items()):
-            if principal is not None and principal.pilot_id == pilot_id:
-                del self._entries[key]
+        self._entries.drop(lambda p: p is not None and p.pilot_id == pilot_id)
