@@ -24,6 +24,8 @@ from typing import Any
 
 import cloudpickle
 
+from . import source
+
 FORMAT_VERSION = 1
 
 
@@ -96,11 +98,12 @@ def substitute_inputs(obj: Any, values: Mapping[int, Any]) -> Any:
 
 
 def dump_function(fn: Any) -> bytes:
-    return bytes(cloudpickle.dumps(fn))
+    # code objects keep their file name and source lines for remote tracebacks (source.py)
+    return source.dumps(fn)
 
 
 def encode_call(function: bytes, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
-    arguments = cloudpickle.dumps((args, kwargs))
+    arguments = source.dumps((args, kwargs))
     return pickle.dumps((FORMAT_VERSION, function, arguments), protocol=pickle.HIGHEST_PROTOCOL)
 
 
