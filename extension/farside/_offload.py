@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import dask
 
 from farside_pilot.protocol import FarsideError, JobFailed, NotFound
+from farside_pilot.protocol.errors import RESULT_TOO_LARGE
 from farside_pilot.protocol.models import JobSpec, JobState, SubmitRequest, SubmitResponse
 from farside_pilot.protocol.payload import InputRef, encode_call
 
@@ -167,7 +168,7 @@ class _Run:
         final one fail (its exception, as ``Future.result()`` would raise it)."""
         assert error is not None
         if not (isinstance(error, JobFailed) and error.error_class == "dependency"):
-            return error
+            return _speak_of_chunks(error)
         failed = self.gateway.jobs(group=self.group, state=JobState.FAILED)
         first = min(
             (job for job in failed if job.error_class not in (None, "dependency")),
@@ -179,6 +180,23 @@ class _Run:
         try:
             data = self.gateway._api.get_bytes(f"/jobs/{first.id}/result")
         except NotFound:
-            return JobFailed(f"job {first.id} failed: {first.error}", first.id, first.error_class)
+            return _speak_of_chunks(
+                JobFailed(f"job {first.id} failed: {first.error}", first.id, first.error_class)
+            )
         cause = decode(data, first.id).error
         return cause if cause is not None else error
+
+
+def _speak_of_chunks(error: BaseException) -> BaseException:
+    """A part whose values were too large to pass on through the gateway: say what to
+    change in the graph, since the user wrote no function that returns them."""
+    if not (isinstance(error, JobFailed) and RESULT_TOO_LARGE in str(error)):
+        return error
+    return JobFailed(
+        f"{error}. The job is a part of the offloaded Dask graph, and its chunks are too "
+        "large to pass between jobs: use smaller chunks (chunks= when you make the "
+        "collection, or .rechunk() / .repartition()), or reduce before the data leaves "
+        "the job",
+        error.job_id,
+        error.error_class,
+    )

@@ -7,6 +7,7 @@ and ``/docs`` describe the API and carry no data, so they are open.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -57,5 +58,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     install_error_handlers(app)
     for module in (jobs, streams, pilots, info, auth, clusters):
         app.include_router(module.router, prefix=API_PREFIX, responses=ERROR_RESPONSES)
-    app.add_middleware(BodyLimit, limit=runtime.config.max_request_size)
+    # results are streamed to the blob store under their own limit (max_result_size)
+    uploads = re.compile(r"/pilots/\d+/jobs/\d+/result$")
+    app.add_middleware(BodyLimit, limit=runtime.config.max_request_size, exempt=uploads)
     return app

@@ -5,9 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any
 
 import fsspec
+
+#: how much of a blob moves per read or write when it is streamed
+CHUNK = 1024 * 1024
+
+
+class BlobTooLarge(Exception):
+    """A streamed blob went past its limit; nothing was stored."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(f"over the limit after {size} bytes")
+        self.size = size
 
 
 class BlobStore:
@@ -56,3 +68,38 @@ class BlobStore:
 
     async def delete(self, key: str) -> None:
         await asyncio.to_thread(self.delete_sync, key)
+
+    async def put_stream(self, key: str, chunks: AsyncIterable[bytes], limit: int) -> int:
+        """Store what ``chunks`` yields under ``key`` without holding it all in memory;
+        returns its size. Over ``limit`` bytes: nothing is stored, :class:`BlobTooLarge`.
+
+        The bytes go to a temporary name first and are renamed when complete, so a reader
+        (or an upload sent again) never sees half a blob.
+        """
+        path = self._path(key)
+        partial = f"{path}.{uuid.uuid4().hex}.partial"
+        await asyncio.to_thread(self.fs.makedirs, path.rsplit("/", 1)[0], exist_ok=True)
+        fh = await asyncio.to_thread(self.fs.open, partial, "wb")
+        size = 0
+        try:
+            async for chunk in chunks:
+                size += len(chunk)
+                if size > limit:
+                    raise BlobTooLarge(size)
+                await asyncio.to_thread(fh.write, chunk)
+            await asyncio.to_thread(fh.close)
+            await asyncio.to_thread(self.fs.mv, partial, path)
+        except BaseException:
+            await asyncio.to_thread(fh.close)
+            await asyncio.to_thread(self.fs.rm, partial)
+            raise
+        return size
+
+    async def stream(self, key: str) -> AsyncIterator[bytes]:
+        """The blob's bytes, ``CHUNK`` at a time (for responses that should not buffer it)."""
+        fh = await asyncio.to_thread(self.fs.open, self._path(key), "rb")
+        try:
+            while chunk := await asyncio.to_thread(fh.read, CHUNK):
+                yield chunk
+        finally:
+            await asyncio.to_thread(fh.close)

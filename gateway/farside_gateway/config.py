@@ -35,6 +35,7 @@ from .clusters.config import ClustersConfig
 
 KiB = 1024
 MiB = 1024**2
+GiB = 1024**3
 
 
 def _default_memory_per_core() -> int:
@@ -397,6 +398,13 @@ class GatewayConfig(BaseModel):
     )
     max_request_size: int = Field(
         64 * MiB, ge=1024, description="Largest request body accepted; larger ones get 413."
+    )
+    max_result_size: int = Field(
+        2 * GiB,
+        ge=1024,
+        description="Largest result a pilot may upload (streamed to the blob store, so not "
+        "bound by max_request_size): a job's return value, or an offloaded Dask graph's "
+        "intermediate chunk.",
     )
     heartbeat_interval: float = Field(5.0, gt=0, description="Seconds between pilot heartbeats.")
     heartbeat_timeout: float = Field(

@@ -27,6 +27,8 @@ from .protocol.models import (
     PilotExit,
     PilotRegistered,
     PilotRegistration,
+    ReleaseRequest,
+    ReleaseResponse,
     ReportRequest,
     ReportResponse,
 )
@@ -141,6 +143,9 @@ class GatewayClient:
 
     async def heartbeat(self, body: HeartbeatRequest) -> HeartbeatResponse:
         return await self._call(self._pilot("/heartbeat"), body, HeartbeatResponse, body.wait)
+
+    async def release(self, body: ReleaseRequest) -> ReleaseResponse:
+        return await self._call(self._pilot("/release"), body, ReleaseResponse)
 
     async def report(self, body: ReportRequest) -> ReportResponse:
         return await self._call(self._pilot("/report"), body, ReportResponse)

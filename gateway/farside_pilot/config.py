@@ -34,6 +34,7 @@ class PilotConfig:
     pilot_id: int | None = None
     workdir: str | None = None
     prefetch: int = 256
+    hold_limit: float = 5.0
     gateway_grace: float = 600.0
     shutdown_grace: float = 10.0
     log_level: str = "INFO"
@@ -76,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("--pilot-id", type=int, help=f"pilot record id (${env.PILOT_ID})")
     add("--workdir", help=f"scratch directory (${env.PILOT_WORKDIR})")
     add("--prefetch", type=int, help=f"most jobs held beyond free cores (${env.PILOT_PREFETCH})")
+    add(
+        "--hold-limit",
+        type=float,
+        help=f"seconds a fetched job may wait for room before it is given back "
+        f"(${env.PILOT_HOLD_LIMIT})",
+    )
     add("--gateway-grace", type=float, help=f"seconds to retry (${env.PILOT_GATEWAY_GRACE})")
     add("--shutdown-grace", type=float, default=10.0, help="seconds jobs get on SIGTERM")
     add("--log-level", help=f"logging level (${env.PILOT_LOG_LEVEL})")
@@ -112,6 +119,7 @@ def load_config(
         pilot_id_text = pick(args.pilot_id, env.PILOT_ID)
         prefetch = int(pick(args.prefetch, env.PILOT_PREFETCH) or 256)
         grace = float(pick(args.gateway_grace, env.PILOT_GATEWAY_GRACE) or 600)
+        hold_limit = float(pick(args.hold_limit, env.PILOT_HOLD_LIMIT) or 5)
     except ValueError as exc:
         raise ConfigurationError(f"bad pilot setting: {exc}") from exc
     if cores < 1:
@@ -129,6 +137,7 @@ def load_config(
         pilot_id=int(pilot_id_text) if pilot_id_text else None,
         workdir=pick(args.workdir, env.PILOT_WORKDIR),
         prefetch=prefetch,
+        hold_limit=hold_limit,
         gateway_grace=grace,
         shutdown_grace=args.shutdown_grace,
         log_level=(pick(args.log_level, env.PILOT_LOG_LEVEL) or "INFO").upper(),

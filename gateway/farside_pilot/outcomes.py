@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .client import GatewayClient
-from .protocol.errors import Conflict, NotFound, PayloadTooLarge
+from .protocol.errors import Conflict, NotFound, PayloadTooLarge, result_too_large
 from .protocol.models import ErrorClass, JobUpdate
 from .reporter import Reporter
 from .runner import HeldJob
@@ -67,13 +67,11 @@ class Outcomes:
             return
         except PayloadTooLarge as exc:
             # the job's own doing, not the pilot's: fail it with a reason the user can act on
-            limit = exc.details.get("limit", "its")
             fields.update(
                 state="failed",
                 exit_code=1,
                 error_class=ErrorClass.USER,
-                error=f"the result is {len(result)} bytes, over the gateway's limit of {limit} "
-                "bytes; return less (write large outputs to storage and return their path)",
+                error=result_too_large(len(result), exc.details.get("limit", "its")),
             )
             self._reporter.update(JobUpdate(**fields))
             return

@@ -4,7 +4,8 @@ Three loops share one :class:`GatewayClient` (each holds its own connection):
 
 * acquire: keeps a long-poll for work in flight whenever the pilot has room;
 * heartbeat: a long-poll too, answered early when a held job must be dropped;
-* reporter: sends updates and log lines in small batches.
+* reporter: sends updates and log lines in small batches;
+* holding: gives back held jobs that waited too long for room (see ``holding``).
 
 Jobs run in worker processes managed by a :class:`JobRunner`. The pilot leaves when the
 gateway says it is not needed and it has been idle past its idle timeout, when its
@@ -29,19 +30,18 @@ import httpx
 from . import __version__
 from .client import GatewayClient
 from .config import PilotConfig, make_workdir
-from .outcomes import Outcomes, killed_outcome, system_failure
+from .holding import Holding
+from .outcomes import Outcomes, killed_outcome
 from .protocol.errors import (
     ApiError,
-    Conflict,
     FarsideError,
     Forbidden,
     GatewayUnreachable,
-    NotFound,
     Unauthorized,
 )
 from .protocol.models import (
     AcquireRequest,
-    Assignment,
+    FreeShape,
     HeartbeatRequest,
     JobUpdate,
     PilotRegistered,
@@ -83,6 +83,7 @@ class Pilot:
         self.reporter = Reporter(self.client, on_lost=self._lost)
         self.outcomes = Outcomes(self.client, self.reporter, self._spawn, self._note_activity)
         self.runner: JobRunner | None = None
+        self.holding: Holding | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -104,10 +105,19 @@ class Pilot:
                 self.config.memory,
             )
             self._install_signals(loop)
+            holding = self.holding = Holding(
+                self.client,
+                self.runner,
+                self.outcomes,
+                self._spawn,
+                self._note_activity,
+                self.config.hold_limit,
+            )
             tasks = [
                 asyncio.create_task(self._guard(self._acquire_loop())),
                 asyncio.create_task(self._guard(self._heartbeat_loop())),
                 asyncio.create_task(self._guard(self.reporter.run())),
+                asyncio.create_task(self._guard(holding.run())),
             ]
             await self._done.wait()
             await self._leave(tasks)
@@ -259,11 +269,14 @@ class Pilot:
             idle_seconds=self.idle_seconds,
             idle_timeout=self.config.idle_timeout,
             wait=wait,
+            free=FreeShape.model_construct(cores=free.cores, memory=free.memory, gpus=free.gpus),
         )
 
     async def _acquire_loop(self) -> None:
         assert self.registered is not None
         assert self.runner is not None
+        assert self.holding is not None
+        holding = self.holding
         wait = min(self.registered.max_poll, 300.0)
         while True:
             left = self._walltime_left()
@@ -272,6 +285,7 @@ class Pilot:
                 self._walltime_spent = True
                 self._note_activity()
                 return
+            self.prefetch.observe_running(self.runner.longest_running())
             want = self.prefetch.want(self.slot.free.cores, len(self.runner.queue))
             if want <= 0:
                 self._room.clear()
@@ -280,7 +294,7 @@ class Pilot:
             sent = time.monotonic()
             answer = await self.client.acquire(self._acquire_request(want, wait))
             for assignment in answer.jobs:
-                self._accept(assignment)
+                holding.accept(assignment)
             if answer.jobs:
                 self.runner.dispatch()
                 self._note_activity()
@@ -295,46 +309,6 @@ class Pilot:
             elif time.monotonic() - sent < wait / 10:
                 # The gateway did not hold the poll; do not turn that into a busy loop.
                 await asyncio.sleep(min(1.0, wait))
-
-    def _accept(self, assignment: Assignment) -> None:
-        assert self.runner is not None
-        job = HeldJob(assignment, payload=assignment.payload)
-        if not self.slot.fits_slot(assignment.resources):
-            self.outcomes.report_end(
-                job, system_failure(f"job needs {assignment.resources}, slot is {self.slot.total}")
-            )
-            return
-        self.runner.add(job)
-        if not job.ready:
-            self._spawn(self._fetch(job))
-
-    async def _fetch(self, job: HeldJob) -> None:
-        """Fetch what the job needs to start: a payload too large to ride along with the
-        assignment, and the outcomes of its input jobs."""
-        assert self.runner is not None
-        what = "payload"
-        try:
-            payload = job.payload
-            if payload is None:
-                payload = await self.client.payload(job.job_id)
-            what = "inputs"
-            inputs = await self.client.inputs(job.job_id, job.assignment.inputs)
-        except (NotFound, Conflict) as exc:
-            self.runner.drop(job.job_id)
-            # a missing input is news for the gateway; otherwise the job is no longer ours
-            if what == "inputs" and isinstance(exc, NotFound):
-                self.outcomes.report_end(job, system_failure(f"cannot fetch an input: {exc}"))
-            self._note_activity()
-            return
-        except ApiError as exc:
-            if exc.status in (401, 403):
-                raise
-            self.runner.drop(job.job_id)
-            self.outcomes.report_end(job, system_failure(f"cannot fetch the job's {what}: {exc}"))
-            return
-        if job.job_id in self.runner.queue:
-            job.payload, job.inputs = payload, inputs
-            self.runner.dispatch()
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(self._guard(coro))

@@ -14,7 +14,7 @@ import os
 import shutil
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from .limits import WATCH_INTERVAL, tree_rss
@@ -43,6 +43,8 @@ class HeldJob:
     inputs: dict[int, bytes] | None = None
     worker: WorkerProcess | None = None
     started: float = 0.0
+    # when the pilot took it (monotonic): a job it cannot start soon is given back
+    held_since: float = field(default_factory=time.monotonic)
     peak_rss: int = 0  # of the worker's process tree, as the limit watch saw it
 
     @property
@@ -104,6 +106,24 @@ class JobRunner:
 
     def add(self, job: HeldJob) -> None:
         self.queue[job.job_id] = job
+
+    def longest_running(self) -> float:
+        """Seconds the longest-running job has run so far (0 when none runs)."""
+        if not self.running:
+            return 0.0
+        return max(0.0, time.time() - min(job.started for job in self.running.values()))
+
+    def take_waiting(self, longer_than: float) -> list[HeldJob]:
+        """Remove and return the queued jobs, ready to start, that have waited for room
+        longer than ``longer_than`` seconds; the pilot gives them back to the gateway."""
+        self.dispatch()  # what can start now is not waiting
+        now = time.monotonic()
+        waiting = [
+            job for job in self.queue.values() if job.ready and now - job.held_since > longer_than
+        ]
+        for job in waiting:
+            del self.queue[job.job_id]
+        return waiting
 
     def dispatch(self) -> None:
         """Start every queued job that fits what is free now (later ones may overtake)."""

@@ -60,8 +60,9 @@ class Prefetch:
 
     While jobs finish in well under a round trip to the gateway, holding more keeps the
     workers busy, so ``extra`` grows by one for each short job that ends (it doubles per
-    round). It starts at zero, and a long job sets it back to zero: a job of unknown length
-    must never wait in a pilot that cannot start it while another pilot could.
+    round). It starts at zero, and a long job sets it back to zero, as soon as it has run
+    long (``observe_running``): a job of unknown length must never wait in a pilot that
+    cannot start it while another pilot could.
 
     >>> p = Prefetch(cap=8)
     >>> p.extra
@@ -81,6 +82,18 @@ class Prefetch:
         if wall_time < SHORT_JOB:
             self.extra = min(self.cap, max(self.extra, 1) + 1)
         elif wall_time >= LONG_JOB:
+            self.extra = 0
+
+    def observe_running(self, longest: float) -> None:
+        """A job still running after ``LONG_JOB`` seconds is long already (a Dask worker
+        lease runs for as long as its cluster): stop fetching ahead now, not at its end.
+
+        >>> p = Prefetch(cap=8, initial=4); p.observe_running(0.01); p.extra
+        4
+        >>> p.observe_running(30.0); p.extra
+        0
+        """
+        if longest >= LONG_JOB:
             self.extra = 0
 
     def want(self, free_cores: int, queued: int) -> int:

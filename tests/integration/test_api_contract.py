@@ -267,3 +267,36 @@ def test_acquire_respects_the_walltime_a_pilot_has_left(idle_gateway: GatewayPro
         assert acquire(walltime_left=0) == ([], True)
         assert acquire(walltime_left=1800) == ([], True)  # the job needs an hour
         assert acquire(walltime_left=7200) == ([job_id], False)
+
+
+def test_a_pilot_gives_back_jobs_it_has_not_started(idle_gateway: GatewayProcess) -> None:
+    with idle_gateway.http(idle_gateway.user_token) as user, idle_gateway.http() as http:
+        submitted = user.post("/jobs", json={"jobs": [_job(), _job(), _job()]})
+        first, second, third = submitted.json()["job_ids"]
+        pilot_id, token = _register(idle_gateway, http)
+        auth = {"Authorization": f"Bearer {token}"}
+        acquire = {"max_jobs": 3, "cores": 1, "memory": "1 GiB"}
+        got = http.post(f"/pilots/{pilot_id}/acquire", json=acquire, headers=auth).json()
+        assert [j["job_id"] for j in got["jobs"]] == [first, second, third]
+        running = {"updates": [{"job_id": first, "attempt": 1, "state": "running", "time": 1.0}]}
+        http.post(f"/pilots/{pilot_id}/report", json=running, headers=auth)
+        body = {"job_ids": [first, second, third], "reason": "it waited too long"}
+        answer = http.post(f"/pilots/{pilot_id}/release", json=body, headers=auth)
+        assert answer.status_code == 200, answer.text
+        # a started job is not given back; the others are queued as if never taken
+        assert answer.json() == {"released": [second, third]}
+        assert user.get(f"/jobs/{first}").json()["state"] == "running"
+        detail = user.get(f"/jobs/{second}").json()
+        assert (detail["state"], detail["attempts"]) == ("queued", 0)
+        assert detail["history"][-1]["state"] == "queued"
+        assert "given back unstarted by pilot" in detail["history"][-1]["reason"]
+        # another pilot takes them, as first attempts
+        other_id, other_token = _register(idle_gateway, http)
+        other = {"Authorization": f"Bearer {other_token}"}
+        got = http.post(f"/pilots/{other_id}/acquire", json=acquire, headers=other).json()
+        assert [(j["job_id"], j["attempt"]) for j in got["jobs"]] == [(second, 1), (third, 1)]
+        # jobs held by another pilot are not this pilot's to give back
+        answer = http.post(f"/pilots/{pilot_id}/release", json=body, headers=auth)
+        assert answer.json() == {"released": []}
+        bad = http.post(f"/pilots/{pilot_id}/release", json={"job_ids": []}, headers=auth)
+        assert bad.status_code == 422

@@ -115,6 +115,13 @@ ROWS = [
     Row("POST", "/pilots/{pilot_id}/heartbeat", _pilot(200), body={"held": ["{held_job}"]}),
     Row("POST", "/pilots/{pilot_id}/report", _pilot(200), body={"updates": [], "logs": []}),
     Row(
+        "POST",
+        "/pilots/{pilot_id}/release",
+        _pilot(200),
+        # not the held job: later rows need it held; who may call is what is checked here
+        body={"job_ids": ["{finished_job}"], "reason": "the matrix asks"},
+    ),
+    Row(
         "PUT",
         "/pilots/{pilot_id}/jobs/{job_id}/result",
         _pilot(204),

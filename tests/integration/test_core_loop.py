@@ -208,20 +208,23 @@ def test_module_only_on_the_users_side_ships_with_the_job(
     assert client.submit(select, [10.0, 30.0, 50.0]).result(timeout=30) == [30.0, 50.0]
 
 
-def test_result_over_the_request_limit_fails_the_job_not_the_pilot(make_gateway) -> None:  # type: ignore[no-untyped-def]
-    gw: GatewayProcess = make_gateway(max_request_size=1024 * 1024)
+def test_results_are_streamed_past_the_request_limit_up_to_the_result_limit(make_gateway) -> None:  # type: ignore[no-untyped-def]
+    gw: GatewayProcess = make_gateway(max_request_size=1024 * 1024, max_result_size=8_000_000)
     client = gw.client()
 
     @farside.task(gateway=client)
-    def too_big() -> bytes:
-        return b"x" * 3_000_000
+    def sized(n: int) -> bytes:
+        return b"x" * n
 
     @farside.task(gateway=client)
     def fine() -> str:
         return "still here"
 
-    with pytest.raises(farside.JobFailed, match="over the gateway's limit of 1048576 bytes"):
-        too_big.submit().result(timeout=60)
+    # over the request limit, under the result limit: uploaded in a stream, served likewise
+    assert sized.submit(3_000_000).result(timeout=60) == b"x" * 3_000_000
+    with pytest.raises(farside.JobFailed, match="over its limit of 8000000 bytes") as info:
+        sized.submit(9_000_000).result(timeout=60)
+    assert "max_result_size" in str(info.value)
     job = client.jobs(limit=1)[0]
     assert (job.attempts, job.error_class) == (1, "user")
     assert fine.submit().result(timeout=30) == "still here"
@@ -230,6 +233,9 @@ def test_result_over_the_request_limit_fails_the_job_not_the_pilot(make_gateway)
     (attempt,) = client.job(job.id).attempt_list
     assert attempt.pilot_id is not None
     assert {p.id: p.state for p in client.pilots()}.get(attempt.pilot_id) == "running"
+    # nothing of the refused upload is left in the blob store
+    blobs = [p.name for p in (gw.state_dir / "blobs").rglob("*") if p.is_file()]
+    assert not [name for name in blobs if name.endswith(".partial")]
     client.close()
 
 

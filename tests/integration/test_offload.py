@@ -177,6 +177,20 @@ def test_a_failing_task_raises_its_exception(client: farside.Gateway) -> None:
     assert ("failed", "user") in states
 
 
+def test_chunks_too_large_to_pass_on_say_so(make_gateway: Any) -> None:
+    gw: GatewayProcess = make_gateway(max_result_size=1_000_000)
+    client = gw.client()
+    x = da.random.random((1000, 1000), chunks=500)  # 2 MB chunks, each needed twice
+    with pytest.raises(farside.JobFailed, match="use smaller chunks") as info:
+        client.compute((x + x.T).sum())
+    assert "over its limit of 1000000 bytes" in str(info.value)
+    # the same graph with chunks that fit goes through
+    y = da.random.random((1000, 1000), chunks=250)
+    (total,) = client.compute((y + y.T).sum())
+    assert 0.9e6 < total < 1.1e6
+    client.close()
+
+
 def test_unknown_option_says_what_is_accepted(client: farside.Gateway) -> None:
     with pytest.raises(TypeError, match="memory"):
         dask.compute(dask.delayed(abs)(-1), scheduler=client.offload, memroy="2 GiB")

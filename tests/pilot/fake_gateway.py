@@ -24,6 +24,7 @@ from farside_pilot.protocol.models import (
     LogEntry,
     PilotRegistered,
     PilotRegistration,
+    ReleaseRequest,
     ReportRequest,
     Resources,
 )
@@ -53,10 +54,12 @@ class FakeGateway:
         self.report_times: list[float] = []
         self.results: dict[int, bytes] = {}
         self.handed_out = 0
+        self.handed: dict[int, Assignment] = {}
         self.ended = 0
         self.held_after_acquire: list[int] = []  # jobs handed out and not yet ended
         self.to_drop: set[int] = set()
         self.gone: set[int] = set()  # jobs whose reports get 409
+        self.released: list[tuple[int, str]] = []  # (job, reason) given back unstarted
         self.retire = False
         self.down = 0  # answer this many requests with 503
         self.refuse_registration = False
@@ -162,6 +165,8 @@ class FakeGateway:
                 return await self._heartbeat(HeartbeatRequest.model_validate(body))
             if action == "report":
                 return self._report(ReportRequest.model_validate(body))
+            if action == "release":
+                return self._release(ReleaseRequest.model_validate(body))
             if action == "exit":
                 self.exit_reason = str(body["reason"]) if body else ""
                 self._poke()
@@ -205,6 +210,7 @@ class FakeGateway:
             except TimeoutError:
                 break
         jobs, self.queue = self.queue[: req.max_jobs], self.queue[req.max_jobs :]
+        self.handed.update((job.job_id, job) for job in jobs)
         self.handed_out += len(jobs)
         self.held_after_acquire.append(self.handed_out - self.ended)
         answer = AcquireResponse(jobs=jobs, retire=self.retire and not jobs)
@@ -234,3 +240,11 @@ class FakeGateway:
         self.ended += sum(1 for u in req.updates if u.state != "running")
         self.logs.extend(req.logs)
         return httpx.Response(200, json={"applied": len(req.updates)})
+
+    def _release(self, req: ReleaseRequest) -> httpx.Response:
+        # as the gateway does: queued again in front, for whichever pilot asks next
+        self.released.extend((job_id, req.reason) for job_id in req.job_ids)
+        back = [self.handed[job_id] for job_id in req.job_ids if job_id in self.handed]
+        self.queue[:0] = back
+        self.handed_out -= len(back)
+        return httpx.Response(200, json={"released": [a.job_id for a in back]})

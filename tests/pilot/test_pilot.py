@@ -287,6 +287,44 @@ async def test_long_jobs_are_not_hoarded(
     assert len(gateway.queue) == 2
 
 
+async def test_jobs_that_wait_for_room_are_given_back(
+    gateway: FakeGateway, start: Callable[..., asyncio.Task[int]]
+) -> None:
+    # a one-core pilot that fetched ahead while jobs were short
+    start(cores=1, hold_limit=0.5)
+    warm = [gateway.add_job(noop) for _ in range(40)]
+    await gateway.wait_for(lambda: gateway.done(*warm))
+    # then the job in front runs long, and the jobs behind it cannot start
+    long = gateway.add_job(sleep, 30.0)
+    behind = [gateway.add_job(noop) for _ in range(3)]
+    await gateway.wait_for(lambda: any(u.job_id == long for u in gateway.updates))
+    await gateway.wait_for(lambda: {job for job, _ in gateway.released} >= set(behind))
+    assert all("waited over 0.5 s for room" in reason for _, reason in gateway.released)
+    assert long not in {job for job, _ in gateway.released}
+    # given back, they stay in the pool: the pilot does not take them again while it is busy
+    await asyncio.sleep(1.0)
+    assert {a.job_id for a in gateway.queue} == set(behind)
+    assert not gateway.done(*behind)
+
+
+async def test_a_long_running_job_stops_prefetch_before_it_ends(
+    gateway: FakeGateway, start: Callable[..., asyncio.Task[int]]
+) -> None:
+    pilot_task = start(cores=1)
+    warm = [gateway.add_job(noop) for _ in range(40)]
+    await gateway.wait_for(lambda: gateway.done(*warm))
+    long = gateway.add_job(sleep, 30.0)  # as a Dask worker lease: runs until let go
+    await gateway.wait_for(lambda: any(u.job_id == long for u in gateway.updates))
+    await asyncio.sleep(0.5)
+    asked = len(gateway.acquires)
+    later = [gateway.add_job(noop) for _ in range(3)]
+    await asyncio.sleep(1.0)
+    # the pilot asks for nothing while its one core is taken by a long job
+    assert len(gateway.acquires) == asked
+    assert {a.job_id for a in gateway.queue} == set(later)
+    assert not pilot_task.done()
+
+
 def add_up(values: list[int], scale: int = 1) -> int:
     return sum(values) * scale
 

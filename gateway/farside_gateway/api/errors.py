@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -75,14 +76,19 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 class BodyLimit:
-    """Refuse request bodies over ``limit`` bytes with 413, before they are buffered."""
+    """Refuse request bodies over ``limit`` bytes with 413, before they are buffered.
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    Paths matching ``exempt`` (uploads streamed to the blob store) keep their own limit.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int, exempt: re.Pattern[str] | None = None) -> None:
         self.app = app
         self.limit = limit
+        self.exempt = exempt
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        exempt = self.exempt is not None and self.exempt.search(scope.get("path", ""))
+        if scope["type"] != "http" or exempt:
             await self.app(scope, receive, send)
             return
         too_large = PayloadTooLarge(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from farside_pilot.protocol import InvalidRequest
@@ -23,6 +24,7 @@ from farside_pilot.protocol.models import (
 from ..broker.match import check_runnable
 from ..pool import queries
 from ..pool.submit import NewJob, Submitter, cancel_jobs, submit_jobs
+from ..runtime import Runtime
 from .deps import RuntimeDep, UserDep
 
 router = APIRouter(tags=["jobs"])
@@ -107,8 +109,21 @@ async def cancel(body: CancelRequest, who: UserDep, rt: RuntimeDep) -> Response:
 async def result(job_id: int, who: UserDep, rt: RuntimeDep) -> Response:
     """The pickled outcome of a finished or failed job (see farside_pilot.protocol.payload)."""
     inline, blob = await rt.db.read(queries.job_result, job_id, who.owner_filter)
-    data = inline if inline is not None else await rt.blobs.get(blob or "")
-    return Response(data, media_type="application/octet-stream")
+    return await blob_response(rt, inline, blob)
+
+
+async def blob_response(rt: Runtime, inline: bytes | None, blob: str | None) -> Response:
+    """Bytes kept in the database, or streamed from the blob store (results of offloaded
+    graphs' chunks may be gigabytes: the gateway never holds one whole in memory)."""
+    if inline is not None:
+        return Response(inline, media_type="application/octet-stream")
+    key = blob or ""
+    size = await rt.blobs.size(key)
+    return StreamingResponse(
+        rt.blobs.stream(key),
+        media_type="application/octet-stream",
+        headers={"content-length": str(size)},
+    )
 
 
 @router.get("/jobs/{job_id}/logs", response_model=LogPage)

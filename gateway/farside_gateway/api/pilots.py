@@ -1,5 +1,5 @@
-"""Pilot endpoints: register, acquire (long-poll), heartbeat (long-poll), report, exit, and
-the raw bodies of held jobs: payload and inputs down, result up."""
+"""Pilot endpoints: register, acquire (long-poll), heartbeat (long-poll), release, report,
+exit, and the raw bodies of held jobs: payload and inputs down, result up."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
-from farside_pilot.protocol import Conflict, InvalidRequest
+from farside_pilot.protocol import Conflict, InvalidRequest, PayloadTooLarge
+from farside_pilot.protocol.errors import result_too_large
 from farside_pilot.protocol.models import (
     AcquireRequest,
     AcquireResponse,
@@ -19,22 +20,33 @@ from farside_pilot.protocol.models import (
     PilotExit,
     PilotRegistered,
     PilotRegistration,
+    ReleaseRequest,
+    ReleaseResponse,
     ReportRequest,
     ReportResponse,
     Resources,
 )
 
+from ..blobs import BlobTooLarge
 from ..broker.match import needs_longer_slot
 from ..clusters.sealing import SealError
 from ..notify import wait_for_signal
 from ..pool import pilots as pilot_records
 from ..pool import queries
-from ..pool.leases import PilotSlot, acquire, give_back, heartbeat, held_jobs, report
+from ..pool.leases import (
+    PilotSlot,
+    acquire,
+    give_back,
+    heartbeat,
+    held_jobs,
+    release_unstarted,
+    report,
+)
 from ..pool.outcomes import PreparedUpdate
 from ..pool.retries import release_pilot
 from ..runtime import Runtime
 from .deps import PrincipalDep, RuntimeDep, pilot_of
-from .jobs import json_response
+from .jobs import blob_response, json_response
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +174,18 @@ async def pilot_heartbeat(
     return json_response(HeartbeatResponse(drop=drop, retire=row.state == "retiring"))
 
 
+@router.post("/{pilot_id}/release", response_model=ReleaseResponse)
+async def release_jobs(
+    pilot_id: int, body: ReleaseRequest, who: PrincipalDep, rt: RuntimeDep
+) -> Response:
+    """Give back held jobs the pilot has not started: queued again, no attempt counted."""
+    pilot_of(who, pilot_id)
+    released = await rt.write_and_publish(release_unstarted, pilot_id, body.job_ids, body.reason)
+    if released:
+        log.info("pilot %s gave back %d unstarted job(s): %s", pilot_id, len(released), body.reason)
+    return json_response(ReleaseResponse(released=released))
+
+
 async def _may_go(rt: Runtime, pilot_id: int, site_name: str) -> bool:
     """An idle pilot may leave unless its site would fall below its warm minimum."""
     site = rt.config.site(site_name)
@@ -220,10 +244,22 @@ async def upload_result(
     who: PrincipalDep,
     rt: RuntimeDep,
 ) -> Response:
-    """Upload a large outcome (raw body) before reporting the job with result_uploaded."""
+    """Upload a large outcome (raw body) before reporting the job with result_uploaded.
+
+    Streamed to the blob store, so bound by ``max_result_size``, not ``max_request_size``.
+    """
     pilot_of(who, pilot_id)
     await _require_held(rt, pilot_id, job_id, attempt)
-    await rt.blobs.put(_result_key(job_id, attempt), await request.body())
+    limit = rt.config.max_result_size
+    declared = request.headers.get("content-length", "")
+    try:
+        if declared.isdigit() and int(declared) > limit:
+            raise BlobTooLarge(int(declared))
+        await rt.blobs.put_stream(_result_key(job_id, attempt), request.stream(), limit)
+    except BlobTooLarge as exc:
+        raise PayloadTooLarge(
+            f"job {job_id}: {result_too_large(exc.size, limit)}", {"limit": limit}
+        ) from None
     return Response(status_code=204)
 
 
@@ -258,8 +294,7 @@ async def download_input(
     pilot_of(who, pilot_id)
     await _require_held(rt, pilot_id, job_id)
     inline, blob = await rt.db.read(queries.job_input, job_id, parent_id)
-    data = inline if inline is not None else await rt.blobs.get(blob or "")
-    return Response(data, media_type="application/octet-stream")
+    return await blob_response(rt, inline, blob)
 
 
 @router.post("/{pilot_id}/exit", status_code=204)

@@ -24,13 +24,13 @@ from farside_pilot.protocol.clusters import (
     group_of,
     worker_name,
 )
-from farside_pilot.protocol.models import TERMINAL_STATES, JobSpec
+from farside_pilot.protocol.models import DASK_WORKER, TERMINAL_STATES, JobSpec
 
 from ..db.schema import AnyRow, clusters, jobs
 from ..pool.changes import Changes
 from ..pool.submit import NewJob, Submitter, cancel_jobs, submit_jobs
 
-KIND = "dask-worker"
+KIND = DASK_WORKER
 LIVE = ("starting", "running")
 #: ended leases listed with a cluster, newest first (why workers died)
 ENDED_SHOWN = 20

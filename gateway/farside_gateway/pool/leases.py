@@ -10,10 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, select, text, update
+from sqlalchemy import Connection, and_, bindparam, or_, select, text, update
 
 from farside_pilot.protocol import Conflict, ErrorClass, JobState
 from farside_pilot.protocol.models import (
+    DASK_WORKER,
     AcquireRequest,
     LogEntry,
 )
@@ -92,6 +93,12 @@ def acquire(
         return []
     # RETURNING keeps no order; hand them out best first
     rows.sort(key=lambda r: (-r.priority, r.id))
+    ahead = _fetched_ahead_that_never_end(rows, request)
+    if ahead:
+        _unclaim(conn, ahead)
+        rows = [row for row in rows if row not in ahead]
+        if not rows:
+            return []
     insert_rows(
         conn,
         attempts,
@@ -112,6 +119,63 @@ def acquire(
         changes.transition(row.id, row.owner, S.QUEUED, S.ASSIGNED, row.attempt)
     changes.flush(conn)
     return rows
+
+
+def _fetched_ahead_that_never_end(rows: list[AnyRow], request: AcquireRequest) -> list[AnyRow]:
+    """Dask worker leases among ``rows`` that the pilot could not start now.
+
+    A worker lease runs until its cluster shrinks or ends, so one fetched ahead would wait
+    in the pilot for as long, while another pilot could start it. Walking the jobs best
+    first, as the pilot starts them, each takes its share of what is free; a worker lease
+    that no longer fits is left in the pool.
+    """
+    if request.free is None:
+        return []
+    cores, memory, gpus = request.free.cores, request.free.memory, request.free.gpus
+    ahead = []
+    for row in rows:
+        fits_now = row.cores <= cores and row.memory <= memory and row.gpus <= gpus
+        if fits_now:
+            cores, memory, gpus = cores - row.cores, memory - row.memory, gpus - row.gpus
+        elif row.kind == DASK_WORKER:
+            ahead.append(row)
+    return ahead
+
+
+def _unclaim(conn: Connection, rows: list[AnyRow]) -> None:
+    """Put jobs this transaction (or a pilot that never started them) held back in the
+    queue as they were: same place, no attempt counted."""
+    conn.execute(
+        update(jobs)
+        .where(jobs.c.id.in_([row.id for row in rows]))
+        .values(state=S.QUEUED.value, pilot_id=None, lease_expires=None, attempt=jobs.c.attempt - 1)
+    )
+
+
+def release_unstarted(
+    conn: Connection, pilot_id: int, job_ids: list[int], reason: str, changes: Changes
+) -> list[int]:
+    """Queue again the jobs of ``job_ids`` that the pilot holds and has not started."""
+    rows = [
+        row
+        for row in held_jobs(conn, pilot_id, set(job_ids)).values()
+        if row.state == S.ASSIGNED.value
+    ]
+    if not rows:
+        return []
+    conn.execute(
+        attempts.delete().where(
+            or_(*(and_(attempts.c.job_id == r.id, attempts.c.number == r.attempt) for r in rows))
+        )
+    )
+    _unclaim(conn, rows)
+    for row in rows:
+        changes.transition(
+            row.id, row.owner, row.state, S.QUEUED, row.attempt - 1,
+            reason=f"given back unstarted by pilot {pilot_id}: {reason}",
+        )  # fmt: skip
+    changes.flush(conn)
+    return sorted(row.id for row in rows)
 
 
 def _claim(

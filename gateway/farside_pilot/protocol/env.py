@@ -32,6 +32,7 @@ PILOT_IDLE_TIMEOUT = "FARSIDE_PILOT_IDLE_TIMEOUT"
 PILOT_BATCH_ID = "FARSIDE_PILOT_BATCH_ID"
 PILOT_WORKDIR = "FARSIDE_PILOT_WORKDIR"
 PILOT_PREFETCH = "FARSIDE_PILOT_PREFETCH"
+PILOT_HOLD_LIMIT = "FARSIDE_PILOT_HOLD_LIMIT"
 PILOT_GATEWAY_GRACE = "FARSIDE_PILOT_GATEWAY_GRACE"
 PILOT_LOG_LEVEL = "FARSIDE_PILOT_LOG_LEVEL"
 DASK_HOST = "FARSIDE_DASK_HOST"
@@ -82,6 +83,13 @@ VARIABLES: tuple[EnvVar, ...] = (
         "Most jobs a pilot holds beyond its free cores; it fetches ahead only while jobs are "
         "short, so long jobs are never hoarded.",
         "256",
+    ),
+    EnvVar(
+        PILOT_HOLD_LIMIT,
+        "pilot",
+        "Seconds a job fetched ahead may wait for room in the pilot; then it goes back to the "
+        "pool, queued in its old place with no attempt counted, for another pilot to start.",
+        "5",
     ),
     EnvVar(
         PILOT_GATEWAY_GRACE,

@@ -102,6 +102,20 @@ class PayloadTooLarge(ApiError):
     code = "payload_too_large"
 
 
+#: how the error of a job whose result the gateway refused begins; the client looks for it
+#: (an offloaded graph's job then speaks of chunks)
+RESULT_TOO_LARGE = "the result is too large for the gateway"
+
+
+def result_too_large(size: int, limit: object) -> str:
+    """The reason a job fails with when its result is over the gateway's limit."""
+    return (
+        f"{RESULT_TOO_LARGE}: {size} bytes, over its limit of {limit} bytes "
+        "(the gateway's max_result_size); return less, e.g. write large outputs to storage "
+        "and return their path"
+    )
+
+
 class ServerError(ApiError):
     status = 500
     code = "server_error"

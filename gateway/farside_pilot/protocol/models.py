@@ -107,6 +107,8 @@ ResourceName = Literal["memory", "walltime"]
 #: ``function``: a pickled call; ``dask-worker``: a lease to run a Dask worker for a cluster
 #: (the gateway makes these, see ``protocol.clusters``; users submit functions)
 JobKind = Literal["function", "dask-worker"]
+#: the kind whose jobs run until their cluster lets them go: never fetched ahead by a pilot
+DASK_WORKER: JobKind = "dask-worker"
 
 # ---------------------------------------------------------------- user side
 
@@ -341,11 +343,21 @@ class PilotRegistered(_Strict):
     max_poll: float = Field(description="longest wait the gateway honours on acquire/heartbeat")
 
 
+class FreeShape(_Strict):
+    """What of a pilot's slot is free now."""
+
+    cores: int = Field(ge=0, le=MAX_CORES)
+    memory: Memory
+    gpus: int = Field(0, ge=0, le=MAX_GPUS)
+
+
 class AcquireRequest(_Strict):
     """Ask for up to ``max_jobs`` jobs that fit one slot of the given shape.
 
     Each returned job fits ``cores``/``memory``/``gpus``/``walltime_left`` on its own; the
     pilot queues those it cannot start yet (prefetch). ``wait`` is the long-poll time.
+    Jobs that never end on their own (Dask worker leases) are never fetched ahead: only as
+    many as fit ``free`` are handed out.
     """
 
     max_jobs: int = Field(ge=1, le=10_000)
@@ -358,6 +370,9 @@ class AcquireRequest(_Strict):
         None, gt=0, description="the pilot's own idle timeout; None: the site's"
     )
     wait: float = Field(0.0, ge=0, le=300)
+    free: FreeShape | None = Field(
+        None, description="what is free on the slot now; None: the whole shape is"
+    )
 
 
 class Assignment(_Strict):
@@ -427,6 +442,20 @@ class HeartbeatResponse(_Strict):
         default_factory=list, description="held jobs the pilot must kill/forget (cancelled, ...)"
     )
     retire: bool = False
+
+
+class ReleaseRequest(_Strict):
+    """Jobs a pilot holds but has not started and gives back: they are queued again as
+    they were, no attempt counted (another pilot may start them sooner)."""
+
+    job_ids: list[int] = Field(min_length=1, max_length=10_000)
+    reason: str = Field(max_length=2000)
+
+
+class ReleaseResponse(_Strict):
+    released: list[int] = Field(
+        description="the jobs queued again; others had started, ended or were not held"
+    )
 
 
 class PilotExit(_Strict):
