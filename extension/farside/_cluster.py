@@ -17,11 +17,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import weakref
 from collections import Counter
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from distributed.core import rpc
+from distributed import Client
+from distributed.core import Status, rpc
 from distributed.deploy.adaptive import Adaptive
 from distributed.deploy.cluster import Cluster
 from distributed.security import Security
@@ -93,6 +95,7 @@ class FarsideCluster(Cluster):
         self.gateway = gateway
         self.info = info
         self.shutdown_on_close = shutdown_on_close
+        self._clients: weakref.WeakSet[Client] = weakref.WeakSet()
         creds = gateway._api.get(f"/clusters/{info.name}/credentials", ClusterCredentials)
         self.security = Security(
             tls_ca_file=creds.tls_cert,
@@ -224,9 +227,35 @@ class FarsideCluster(Cluster):
 
     # ------------------------------------------------------------ closing
 
+    def get_client(self, set_as_default: bool = True) -> Client:
+        """A ``distributed.Client`` of this cluster: the one made here before while it is
+        open, else a new one. ``close()`` closes the clients made here."""
+        for client in self._clients:
+            if client.status not in ("closing", "closed"):
+                return client
+        client = Client(self, set_as_default=set_as_default, asynchronous=self.asynchronous)
+        self._clients.add(client)
+        return client
+
+    def close(self, timeout: float | None = None) -> Any:
+        """Close the clients made by ``get_client``, then stop (or leave) the cluster."""
+        if not self.asynchronous:
+            for client in list(self._clients):
+                with contextlib.suppress(Exception):
+                    client.close()
+            self._clients.clear()
+        return super().close(timeout)
+
     async def _close(self) -> None:
         if self.status.name == "closed":
             return
+        # closing before the scheduler goes: a Client(cluster) then closes itself when its
+        # connection drops, instead of reconnecting with a traceback a second
+        self.status = Status.closing
+        for client in list(self._clients):
+            if client.asynchronous:
+                with contextlib.suppress(Exception):
+                    await client.close()
         for pc in self.periodic_callbacks.values():
             pc.stop()
         if self.shutdown_on_close and not self.gateway.closed:

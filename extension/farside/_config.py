@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import platformdirs
@@ -38,12 +38,27 @@ __all__ = ["ClientConfig", "client_file", "config_dir", "resolve_config", "resol
 
 @dataclass(frozen=True)
 class ClientConfig:
-    """A resolved gateway address and token, and where each came from (for messages)."""
+    """A resolved gateway address and token, and where each came from (for messages).
+
+    The token stays out of the repr, so it never lands in a notebook's saved output:
+
+    >>> config = resolve_config(url="http://gw:8765", token="s3cr3t")
+    >>> config
+    ClientConfig(url='http://gw:8765', token=<hidden>, ...)
+    >>> config.token
+    's3cr3t'
+    """
 
     url: str
-    token: str
+    token: str = field(repr=False)
     url_source: str
     token_source: str
+
+    def __repr__(self) -> str:
+        return (
+            f"ClientConfig(url={self.url!r}, token=<hidden>, url_source={self.url_source!r}, "
+            f"token_source={self.token_source!r})"
+        )
 
 
 def config_dir() -> Path:

@@ -75,3 +75,11 @@ def test_broken_client_file(isolated_config: Path) -> None:
     (isolated_config / "client.json").write_text("{nope")
     with pytest.raises(ConfigurationError, match="not valid JSON"):
         resolve_config()
+
+
+def test_the_token_stays_out_of_reprs(isolated_config: Path) -> None:
+    config = resolve_config(url="http://arg:3", token="argtok-secret")
+    assert "argtok-secret" not in repr(config)
+    assert "argtok-secret" not in str(config)
+    assert "<hidden>" in repr(config)
+    assert config.token == "argtok-secret"  # still there for whoever needs it
