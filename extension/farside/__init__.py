@@ -20,6 +20,7 @@ The exception tree (shared with the gateway and the pilot)::
     └── ConfigurationError        local configuration is missing or wrong
 """
 
+from farside_pilot import __version__
 from farside_pilot.protocol import (
     ApiError,
     ConfigurationError,
@@ -66,6 +67,7 @@ __all__ = [
     "Task",
     "TaskError",
     "Unauthorized",
+    "__version__",
     "get_gateway",
     "resolve_config",
     "task",

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, get_args
 
+from pydantic import BaseModel
+
+from farside_pilot import __version__
 from farside_pilot.protocol import FarsideError, format_memory, format_walltime
 from farside_pilot.protocol.models import JobKind
 
@@ -47,20 +51,23 @@ def _when(value: datetime | None) -> str:
     return value.astimezone().strftime("%Y-%m-%d %H:%M:%S") if value else "-"
 
 
-def _cut(value: object, width: int = 40) -> str:
+def _cut(value: object, width: int | None = 40) -> str:
     text = "-" if value is None or value == "" else str(value).replace("\n", " ")
-    return text if len(text) <= width else text[: width - 1] + "…"
+    return text if width is None or len(text) <= width else text[: width - 1] + "…"
 
 
-def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """Align columns under a header.
+def table(header: Sequence[str], rows: Sequence[Sequence[object]], width: int | None = 40) -> str:
+    """Align columns under a header; cells longer than ``width`` are cut (None: never).
 
     >>> print(table(["id", "state"], [[1, "finished"], [12, "queued"]]))
     id  state
     1   finished
     12  queued
+    >>> print(table(["id", "error"], [[1, "x" * 50]], width=10))
+    id  error
+    1   xxxxxxxxx…
     """
-    cells = [[str(h) for h in header], *([_cut(c) for c in row] for row in rows)]
+    cells = [[str(h) for h in header], *([_cut(c, width) for c in row] for row in rows)]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
     return "\n".join(
         "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells
@@ -70,8 +77,23 @@ def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 # ---------------------------------------------------------------- commands
 
 
-#: how ``farside jobs`` names each job kind (short: the table is wide already)
-_KIND_SHOWN = {"function": "task", "dask-worker": "worker"}
+def _cell_width() -> int | None:
+    """Cells are cut to fit a terminal; piped into another program, they are whole."""
+    return 40 if sys.stdout.isatty() else None
+
+
+def _listing(header: Sequence[str], rows: Sequence[Sequence[object]], empty: str) -> None:
+    print(table(header, rows, _cell_width()) if rows else empty)
+
+
+def _print_json(items: Sequence[BaseModel] | BaseModel) -> None:
+    """Listings as JSON for scripts (``--json``): the gateway's own fields, untruncated."""
+    data: Any
+    if isinstance(items, BaseModel):
+        data = items.model_dump(mode="json")
+    else:
+        data = [item.model_dump(mode="json") for item in items]
+    print(json.dumps(data, indent=2))
 
 
 def _jobs(gw: Gateway, args: argparse.Namespace) -> int:
@@ -79,9 +101,12 @@ def _jobs(gw: Gateway, args: argparse.Namespace) -> int:
         state=args.state, group=args.group, limit=args.limit, batch_id=args.batch_id,
         kind=args.kind,
     )  # fmt: skip
+    if args.json:
+        _print_json(jobs)
+        return 0
     rows = [
         [
-            j.id, j.name, _KIND_SHOWN[j.kind], j.state.value, j.site, j.attempts,
+            j.id, j.name, j.kind, j.state.value, j.site, j.attempts,
             _when(j.created), _when(j.ended),
             j.error or j.adjusted,  # a failure's reason, else how the gateway resized the job
         ]
@@ -90,12 +115,15 @@ def _jobs(gw: Gateway, args: argparse.Namespace) -> int:
     header = [
         "id", "name", "kind", "state", "site", "attempts", "created", "ended", "error / note"
     ]  # fmt: skip
-    print(table(header, rows) if rows else "no jobs")
+    _listing(header, rows, "no jobs")
     return 0
 
 
 def _job(gw: Gateway, args: argparse.Namespace) -> int:
     job = gw.job(args.job_id)
+    if args.json:
+        _print_json(job)
+        return 0
     r = job.resources
     fields: list[tuple[str, Any]] = [
         ("id", job.id),
@@ -128,6 +156,7 @@ def _job(gw: Gateway, args: argparse.Namespace) -> int:
         table(
             ["time", "state", "attempt", "reason"],
             [[_when(h.time), h.state.value, h.attempt, h.reason] for h in job.history],
+            _cell_width(),
         )
     )
     if job.attempt_list:
@@ -148,6 +177,7 @@ def _job(gw: Gateway, args: argparse.Namespace) -> int:
                     ]
                     for a in job.attempt_list
                 ],
+                _cell_width(),
             )
         )
     return 0
@@ -177,6 +207,10 @@ def _whoami(gw: Gateway, args: argparse.Namespace) -> int:
 
 
 def _sites(gw: Gateway, args: argparse.Namespace) -> int:
+    sites = gw.sites()
+    if args.json:
+        _print_json(sites)
+        return 0
     rows = [
         [
             s.name,
@@ -189,10 +223,10 @@ def _sites(gw: Gateway, args: argparse.Namespace) -> int:
             s.max_pilots,
             s.last_error or s.status_reason,
         ]
-        for s in gw.sites()
+        for s in sites
     ]
     header = ["name", "kind", "status", "slot", "pilots", "min warm", "max", "note"]
-    print(table(header, rows) if rows else "no sites")
+    _listing(header, rows, "no sites")
     return 0
 
 
@@ -203,6 +237,10 @@ def _site_status(gw: Gateway, args: argparse.Namespace) -> int:
 
 
 def _pilots(gw: Gateway, args: argparse.Namespace) -> int:
+    pilots = gw.pilots(all=args.all)
+    if args.json:
+        _print_json(pilots)
+        return 0
     rows = [
         [
             p.id,
@@ -216,24 +254,28 @@ def _pilots(gw: Gateway, args: argparse.Namespace) -> int:
             p.running_jobs,
             _when(p.last_seen),
         ]
-        for p in gw.pilots(all=args.all)
+        for p in pilots
     ]
     header = [
         "id", "site", "state", "host", "batch id", "cores", "memory", "gpus", "running",
         "last seen",
     ]  # fmt: skip
-    print(table(header, rows) if rows else "no pilots")
+    _listing(header, rows, "no pilots")
     return 0
 
 
 def _clusters(gw: Gateway, args: argparse.Namespace) -> int:
+    clusters = gw.clusters(ended=args.all)
+    if args.json:
+        _print_json(clusters)
+        return 0
     rows = []
-    for c in gw.clusters(ended=args.all):
+    for c in clusters:
         live = [w for w in c.workers if not w.state.terminal]
         groups = " ".join(f"{g.name}={g.spec.workers}" for g in c.groups)
         rows.append([c.name, c.state, groups, len(live), c.scheduler_address, c.reason])
     header = ["name", "state", "targets", "leases", "scheduler", "note"]
-    print(table(header, rows) if rows else "no clusters")
+    _listing(header, rows, "no clusters")
     return 0
 
 
@@ -263,15 +305,21 @@ def build_parser() -> argparse.ArgumentParser:
         common.add_argument(flag, default=default, help=_CONNECTION_HELP[flag])
     for flag in ("--url", "--token"):
         parser.add_argument(flag, help=_CONNECTION_HELP[flag])
+    parser.add_argument("--version", action="version", version=f"farside {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def add(name: str, help_text: str) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help_text, parents=[common])
 
+    def listing(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = add(name, help_text)
+        p.add_argument("--json", action="store_true", help="print JSON for scripts")
+        return p
+
     for name, (_, _, help_text) in DELEGATED.items():
         sub.add_parser(name, help=help_text, add_help=False)
 
-    p = add("jobs", "list your jobs, newest first")
+    p = listing("jobs", "list your jobs, newest first")
     p.add_argument("--state", help="only jobs in this state (queued, running, failed, ...)")
     p.add_argument("--group", help="only jobs of this group (one map)")
     p.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
@@ -285,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_jobs)
 
-    p = add("job", "show one job with its history and attempts")
+    p = listing("job", "show one job with its history and attempts")
     p.add_argument("job_id", type=int)
     p.set_defaults(func=_job)
 
@@ -306,11 +354,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reason", help="why, shown in `farside sites`")
     p.set_defaults(func=_site_status)
 
-    p = add("pilots", "list pilots with their batch ids")
+    p = listing("pilots", "list pilots with their batch ids")
     p.add_argument("--all", action="store_true", help="also pilots that have ended")
     p.set_defaults(func=_pilots)
 
-    p = add("clusters", "list your Dask clusters")
+    p = listing("clusters", "list your Dask clusters")
     p.add_argument("--all", action="store_true", help="also clusters that have ended")
     p.set_defaults(func=_clusters)
 
@@ -322,11 +370,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--issuer", help="OIDC issuer URL (default: the one the gateway names)")
     p.add_argument("--client-id", help="OIDC client (default: the one the gateway names)")
 
-    for name, func, help_text in (
-        ("whoami", _whoami, "show who the gateway thinks you are"),
-        ("sites", _sites, "list the sites: status, health, slot and pilots"),
-    ):
+    for name, func, help_text in (("whoami", _whoami, "show who the gateway thinks you are"),):
         add(name, help_text).set_defaults(func=func)
+    listing("sites", "list the sites: status, health, slot and pilots").set_defaults(func=_sites)
     return parser
 
 

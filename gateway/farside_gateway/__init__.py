@@ -1,4 +1,6 @@
 """farside workload gateway: a durable pool of work behind a REST API, brokerage,
 provisioning of pilots on sites, and event streams back to users."""
 
-__version__ = "0.1.0"
+from farside_pilot import __version__
+
+__all__ = ["__version__"]

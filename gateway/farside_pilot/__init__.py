@@ -4,4 +4,10 @@ It never imports ``farside_gateway``; its whole contract is ``farside_pilot.prot
 the ``FARSIDE_*`` environment variables.
 """
 
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    # one version for client, gateway and pilot: the installed distribution's
+    __version__ = version("farside")
+except PackageNotFoundError:  # run from a source tree that was never installed
+    __version__ = "0+unknown"

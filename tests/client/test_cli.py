@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import sys
 import types
 
@@ -55,13 +56,43 @@ def test_jobs_table(env: FakeGateway, capsys: pytest.CaptureFixture[str]) -> Non
         "note",
     ]
     assert [line.split()[0] for line in lines[1:]] == [str(i) for i in sorted(ids, reverse=True)]
-    assert [line.split()[2] for line in lines[1:]] == ["task", "task"]
+    # the column names kinds as the filter does
+    assert [line.split()[2] for line in lines[1:]] == ["function", "function"]
+    assert main(["jobs", "--kind", "function"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 3
     assert main(["jobs", "--kind", "dask-worker"]) == 0
     assert capsys.readouterr().out.strip() == "no jobs"
     assert main(["jobs", "--state", "failed"]) == 0
     out = capsys.readouterr().out
     assert str(ids[1]) in out
     assert str(ids[0]) not in out.split("\n", 1)[1]
+
+
+def test_listings_as_json_and_whole_cells_when_piped(
+    env: FakeGateway, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ids = run_jobs(env, ["hi", "bad"])
+    assert main(["jobs", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert sorted(j["id"] for j in listed) == sorted(ids)
+    assert {j["kind"] for j in listed} == {"function"}
+    assert main(["job", str(ids[1]), "--json"]) == 0
+    detail = json.loads(capsys.readouterr().out)
+    assert detail["id"] == ids[1]
+    assert "history" in detail
+    # captured output is not a terminal: a long error is printed whole, not cut at 40
+    assert main(["jobs"]) == 0
+    failed = next(line for line in capsys.readouterr().out.splitlines() if "RuntimeError" in line)
+    assert "…" not in failed
+    assert "bad word" in failed
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"farside {farside.__version__}"
+    assert farside.__version__[0].isdigit()
 
 
 def test_job_detail(env: FakeGateway, capsys: pytest.CaptureFixture[str]) -> None:

@@ -10,6 +10,8 @@ side accepts the other accepts too.
 512000000
 >>> parse_walltime("1h30m")
 5400
+>>> parse_walltime("1 hour 30 minutes")
+5400
 >>> parse_walltime("01:00:00")
 3600
 >>> format_memory(3 * 1024**3)
@@ -42,8 +44,20 @@ _MEMORY_UNITS: dict[str, int] = {
 }
 _MEMORY_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
 
-_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd])")
+_DURATION_UNITS = {
+    **dict.fromkeys(("s", "sec", "secs", "second", "seconds"), 1),
+    **dict.fromkeys(("m", "min", "mins", "minute", "minutes"), 60),
+    **dict.fromkeys(("h", "hr", "hrs", "hour", "hours"), 3600),
+    **dict.fromkeys(("d", "day", "days"), 86400),
+    **dict.fromkeys(("w", "week", "weeks"), 7 * 86400),
+}
+# a number and a unit, the longest spelling first; "1 hour, 30 minutes" and "1h and 30m" too
+_DURATION_RE = re.compile(
+    r"(\d+(?:\.\d+)?)\s*("
+    + "|".join(sorted(_DURATION_UNITS, key=len, reverse=True))
+    + r")(?![a-z])"
+)
+_DURATION_GLUE = re.compile(r"[\s,]+|\band\b")
 _CLOCK_RE = re.compile(r"^\s*(?:(\d+)-)?(?:(\d+):)?(\d+):(\d+)\s*$")
 
 
@@ -52,7 +66,8 @@ def parse_memory(value: int | float | str) -> int:
 
     Accepts an integer number of bytes or a string such as ``"2 GiB"``, ``"512MB"``,
     ``"1.5G"``. Decimal (kB, MB, GB, TB) and binary (KiB, MiB, GiB, TiB) units are both
-    understood; a bare number is bytes.
+    understood, as in Dask and Kubernetes: ``"2G"`` and ``"2GB"`` are 2,000,000,000 bytes,
+    ``"2Gi"`` and ``"2GiB"`` are 2,147,483,648. A bare number is bytes.
     """
     if type(value) is int and value >= 0:  # the wire's own form: the hot path
         return value
@@ -79,7 +94,8 @@ def parse_walltime(value: int | float | str) -> int:
     """Return a duration in whole seconds.
 
     Accepts seconds as a number, unit strings such as ``"90s"``, ``"10m"``, ``"1h30m"``,
-    ``"2d"``, or batch-system clock notation ``"HH:MM:SS"`` / ``"D-HH:MM:SS"``.
+    ``"2d"``, words such as ``"10 minutes"``, ``"1 hour 30 min"`` or ``"2 days"``, or
+    batch-system clock notation ``"HH:MM:SS"`` / ``"D-HH:MM:SS"``.
     """
     if type(value) is int and value >= 0:  # the wire's own form: the hot path
         return value
@@ -97,10 +113,10 @@ def parse_walltime(value: int | float | str) -> int:
         days, hours, minutes, seconds = (int(g) if g else 0 for g in clock.groups())
         return days * 86400 + hours * 3600 + minutes * 60 + seconds
     pieces = _DURATION_RE.findall(text)
-    if not pieces or _DURATION_RE.sub("", text).strip():
+    if not pieces or _DURATION_GLUE.sub("", _DURATION_RE.sub("", text)):
         raise ValueError(
-            f"cannot parse walltime {value!r}: write a duration such as '90s', '10m', '1h30m' "
-            "or 'HH:MM:SS'"
+            f"cannot parse walltime {value!r}: write a duration such as '90s', '10m', "
+            "'1h30m', '10 minutes' or 'HH:MM:SS'"
         )
     return int(sum(float(n) * _DURATION_UNITS[u] for n, u in pieces))
 
