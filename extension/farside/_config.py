@@ -3,7 +3,9 @@
 Each of the address and the token is resolved on its own, first match wins:
 
 1. the argument given to :class:`farside.Gateway` (``url=``, ``token=``);
-2. the environment: ``FARSIDE_GATEWAY_URL`` and ``FARSIDE_TOKEN``;
+2. the environment: ``FARSIDE_GATEWAY_URL`` and ``FARSIDE_TOKEN``; for the address, then
+   Dask's configuration key ``farside.address`` (``~/.config/dask/*.yaml`` or
+   ``DASK_FARSIDE__ADDRESS``, see :mod:`farside._dask_config`);
 3. the local platform's file ``client.json`` in ``$FARSIDE_CONFIG_DIR`` (default: the
    platform's user config directory, ``~/.config/farside`` on Linux), written by
    ``farside up``::
@@ -104,7 +106,8 @@ def _read_token_file(path: Path) -> str:
 
 
 def resolve_config(url: str | None = None, token: str | None = None) -> ClientConfig:
-    """Resolve the gateway address and token (explicit > environment > ``client.json``).
+    """Resolve the gateway address and token (explicit > environment > ``client.json``;
+    for the address, Dask's ``farside.address`` comes before ``client.json``).
 
     Raises :class:`~farside.ConfigurationError` saying what to do when either is missing.
     """
@@ -112,6 +115,8 @@ def resolve_config(url: str | None = None, token: str | None = None) -> ClientCo
     token_source = "the token= argument"
     if not url and os.environ.get(env.GATEWAY_URL):
         url, url_source = os.environ[env.GATEWAY_URL], f"${env.GATEWAY_URL}"
+    if not url and (configured := _dask_address()):
+        url, url_source = configured, "Dask's configuration (farside.address)"
     if not token and os.environ.get(env.TOKEN):
         from ._profile import fresh_token  # in a hub server: renewed through the hub
 
@@ -151,11 +156,21 @@ def resolve_config(url: str | None = None, token: str | None = None) -> ClientCo
     return ClientConfig(url.rstrip("/"), token.strip(), url_source, token_source)
 
 
+def _dask_address() -> str | None:
+    from ._dask_config import setting
+
+    address = setting("address")
+    return str(address) if address else None
+
+
 def resolve_url(url: str | None = None) -> str | None:
-    """The gateway address alone (argument > environment > ``client.json``), or None."""
+    """The gateway address alone (argument > environment > Dask's ``farside.address`` >
+    ``client.json``), or None."""
     if url:
         return url.rstrip("/")
     if os.environ.get(env.GATEWAY_URL):
         return os.environ[env.GATEWAY_URL].rstrip("/")
+    if configured := _dask_address():
+        return configured.rstrip("/")
     found = _read_client_file(client_file()).get("url")
     return found.rstrip("/") if found else None

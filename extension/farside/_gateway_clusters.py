@@ -21,9 +21,9 @@ class ClusterMethods:
 
     def new_cluster(
         self,
-        workers: int = 0,
+        workers: int | None = None,
         *,
-        cores: int = 1,
+        cores: int | None = None,
         memory: int | str | None = None,
         walltime: int | str | None = None,
         gpus: int | None = None,
@@ -38,7 +38,9 @@ class ClusterMethods:
         """Start a Dask cluster whose workers are pilots: a ``distributed.deploy.Cluster``.
 
         ``workers`` of ``cores`` threads and ``memory`` each form the default group
-        (memory and walltime left out: 2 GiB and 8 h, or the most the sites offer);
+        (memory and walltime left out: 2 GiB and 8 h, or the most the sites offer). What
+        is left out comes from Dask's configuration first (``farside.cluster.*``: see
+        ``farside.yaml``), as dask-gateway's ``gateway.cluster.options`` do;
         ``groups`` adds more by name, e.g. ``groups={"gpu": dict(workers=1, gpus=1)}``
         (GPU workers carry the Dask resource ``GPU``). A JupyterHub profile's ``env`` and
         ``gpus`` are the defaults, as for tasks.
@@ -49,16 +51,25 @@ class ClusterMethods:
         from farside_pilot.protocol.clusters import ClusterInfo, ClusterRequest
 
         from ._cluster import FarsideCluster, group_spec
+        from ._dask_config import cluster_setting
         from ._profile import task_defaults
 
         profile = task_defaults()
+        workers = cluster_setting("workers", workers) or 0
+        cores = cluster_setting("cores", cores) or 1
+        memory = cluster_setting("memory", memory)
+        walltime = cluster_setting("walltime", walltime)
+        gpu_model = cluster_setting("gpu_model", gpu_model)
+        site = cluster_setting("site", site)
+        env = cluster_setting("env", env)
         env = env if env is not None else profile.get("env")
+        gpus = cluster_setting("gpus", gpus)
         gpus = gpus if gpus is not None else profile.get("gpus", 0)
         default = group_spec(workers, cores, memory, walltime, gpus, gpu_model, site, env)
         request = ClusterRequest(
             default=default,
             groups={name: {"env": env, **spec} for name, spec in (groups or {}).items()},
-            idle_timeout=idle_timeout,
+            idle_timeout=cluster_setting("idle_timeout", idle_timeout),
         )
         info = self._api.post("/clusters", request, ClusterInfo)
         return FarsideCluster(

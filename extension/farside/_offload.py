@@ -20,13 +20,12 @@ import uuid
 from collections.abc import Hashable, Iterator
 from typing import TYPE_CHECKING, Any
 
-import dask
-
 from farside_pilot.protocol import FarsideError, JobFailed, NotFound
 from farside_pilot.protocol.errors import RESULT_TOO_LARGE
 from farside_pilot.protocol.models import JobSpec, JobState, SubmitRequest, SubmitResponse
 from farside_pilot.protocol.payload import InputRef, encode_call
 
+from ._dask_config import setting
 from ._futures import FarsideFuture
 from ._offload_plan import Part, plan, run_part, task_graph
 from ._outcome import decode
@@ -49,7 +48,7 @@ Key = Hashable
 def offload(gateway: Gateway, dsk: Any, keys: Any, **options: Any) -> Any:
     """Compute ``keys`` of the Dask graph ``dsk`` as jobs; return their values, nested as
     ``keys`` is (Dask's scheduler ``get`` protocol)."""
-    settings = {**(dask.config.get("farside.offload", default=None) or {}), **options}
+    settings = {**(setting("offload") or {}), **options}
     unknown = sorted(set(settings) - OPTIONS)
     if unknown:
         raise TypeError(

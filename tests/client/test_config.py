@@ -83,3 +83,32 @@ def test_the_token_stays_out_of_reprs(isolated_config: Path) -> None:
     assert "argtok-secret" not in str(config)
     assert "<hidden>" in repr(config)
     assert config.token == "argtok-secret"  # still there for whoever needs it
+
+
+def test_dask_configuration_gives_the_address_after_the_environment(
+    isolated_config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dask
+
+    write_client_file(isolated_config, "http://file:1", "user.token", "filetok")
+    with dask.config.set({"farside.address": "http://from-dask:8765/"}):
+        config = resolve_config()
+        assert config.url == "http://from-dask:8765"
+        assert "farside.address" in config.url_source
+        monkeypatch.setenv("FARSIDE_GATEWAY_URL", "http://env:2")
+        assert resolve_config().url == "http://env:2"
+        assert resolve_config(url="http://arg:3").url == "http://arg:3"
+
+
+def test_shipped_dask_defaults_are_registered() -> None:
+    import dask
+
+    from farside._dask_config import cluster_setting, setting
+
+    assert setting("cluster.cores") == 1
+    assert setting("cluster.workers") == 0
+    assert setting("address") is None
+    assert setting("offload") == {}
+    with dask.config.set({"farside.cluster.memory": "4 GiB"}):
+        assert cluster_setting("memory", None) == "4 GiB"
+        assert cluster_setting("memory", "1 GiB") == "1 GiB"  # an argument wins

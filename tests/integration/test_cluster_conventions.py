@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 
+import dask
 import pytest
 from distributed import Client
 
@@ -50,3 +51,20 @@ def test_close_closes_the_clients_of_the_cluster(
     # a client made from the cluster object sees it closing and closes itself
     wait_until(lambda: own.status == "closed", timeout=10)
     assert not [r for r in caplog.records if "Reconnecting" in r.getMessage()]
+
+
+def test_dask_configuration_gives_the_clusters_defaults(gw: farside.Gateway) -> None:
+    settings = {
+        "farside.cluster.memory": "1500 MiB",
+        "farside.cluster.walltime": "2 hours",
+        "farside.cluster.idle-timeout": 900,
+    }
+    with dask.config.set(settings):
+        with gw.new_cluster() as cluster:
+            (group,) = cluster.info.groups
+            assert (group.spec.memory, group.spec.walltime) == (1500 * 1024**2, 7200)
+            assert (group.spec.workers, group.spec.cores) == (0, 1)  # the shipped defaults
+            assert cluster.info.idle_timeout == 900
+        # an argument wins over the configuration
+        with gw.new_cluster(memory="1 GiB") as cluster:
+            assert cluster.info.groups[0].spec.memory == 1024**3
