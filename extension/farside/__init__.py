@@ -43,6 +43,7 @@ from farside_pilot.protocol import (
 from ._config import ClientConfig, resolve_config
 from ._futures import FarsideFuture, MapResult
 from ._gateway import Gateway, get_gateway
+from ._progress import progress
 from ._task import Task, task
 
 __all__ = [
@@ -69,6 +70,7 @@ __all__ = [
     "Unauthorized",
     "__version__",
     "get_gateway",
+    "progress",
     "resolve_config",
     "task",
 ]

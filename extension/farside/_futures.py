@@ -106,16 +106,27 @@ class MapResult(Generic[T]):
         self._next += 1
         return future.result()
 
-    def results(self, timeout: float | None = None) -> list[T]:
-        """All results in order; the first error raises. ``timeout`` bounds the whole wait."""
+    def results(self, timeout: float | None = None, progress: bool = False) -> list[T]:
+        """All results in order; the first error raises. ``timeout`` bounds the whole wait;
+        ``progress=True`` shows a tqdm bar while waiting."""
+        if progress:
+            from ._progress import progress as show_progress
+
+            show_progress(self)
         _, not_done = concurrent.futures.wait(self.futures, timeout=timeout)
         if not_done:
             raise TimeoutError(f"{len(not_done)} of {len(self.futures)} jobs not done yet")
         return [f.result() for f in self.futures]
 
-    def as_completed(self, timeout: float | None = None) -> Iterator[FarsideFuture[T]]:
-        """The futures in the order they finish."""
+    def as_completed(
+        self, timeout: float | None = None, progress: bool = False
+    ) -> Iterator[FarsideFuture[T]]:
+        """The futures in the order they finish; ``progress=True`` shows a tqdm bar."""
         done = concurrent.futures.as_completed(self.futures, timeout=timeout)
+        if progress:
+            from tqdm.auto import tqdm
+
+            done = tqdm(done, total=len(self.futures), desc=self.group, unit="job")
         return cast(Iterator[FarsideFuture[T]], done)
 
     def monitor(self) -> JobMonitor:

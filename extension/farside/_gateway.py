@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -43,6 +44,8 @@ from ._gateway_clusters import ClusterMethods
 from ._http import Api, is_retryable
 from ._logs import follow_logs, read_logs
 from ._outcome import Outcome, outcome_of
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from ._futures import MapResult
@@ -104,6 +107,8 @@ class Gateway(ClusterMethods):
         self._lock = threading.Lock()
         self._pending: dict[int, FarsideFuture[Any]] = {}
         self._unclaimed: OrderedDict[int, tuple[float, JobEvent]] = OrderedDict()
+        # jobs whose end someone waits to hear of without a future (an offload's parts)
+        self._watchers: dict[int, Callable[[JobEvent], None]] = {}
         self._listener = EventListener(self._api, self._on_events)
         self._fetcher: concurrent.futures.ThreadPoolExecutor | None = None
         self.closed = False
@@ -206,7 +211,8 @@ class Gateway(ClusterMethods):
 
     def compute(self, *collections: Any, **options: Any) -> tuple[Any, ...]:
         """``dask.compute(*collections, scheduler=self.offload, **options)``: a tuple of
-        results, one per collection (see :meth:`offload`).
+        results, one per collection (see :meth:`offload`). ``progress=True`` shows a bar
+        of the jobs as they end; so does ``with dask.diagnostics.ProgressBar():``, of tasks.
 
         >>> counts, = gw.compute(bag.frequencies(), memory="2 GiB")  # doctest: +SKIP
         """
@@ -231,15 +237,35 @@ class Gateway(ClusterMethods):
 
     # ------------------------------------------------------------ resolution
 
+    def _watch(self, job_ids: list[int], ended: Callable[[JobEvent], None]) -> None:
+        """Call ``ended(event)`` when each of ``job_ids`` ends (at once if it has)."""
+        already = []
+        with self._lock:
+            for job_id in job_ids:
+                kept = self._unclaimed.get(job_id)
+                if kept is not None:
+                    already.append(kept[1])
+                else:
+                    self._watchers[job_id] = ended
+        for event in already:
+            ended(event)
+
     def _on_events(self, events: list[JobEvent]) -> None:
         for event in events:
             if not event.state.terminal:
                 continue
             with self._lock:
+                watcher = self._watchers.pop(event.job_id, None)
                 future = self._pending.pop(event.job_id, None)
                 if future is None:
                     self._keep_unclaimed(event)
-                    continue
+            if watcher is not None:
+                try:
+                    watcher(event)
+                except Exception:  # a progress display must not stop results
+                    log.exception("a job-end callback failed")
+            if future is None:
+                continue
             try:
                 self._resolve(future, event)
             except Exception as exc:

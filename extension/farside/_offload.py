@@ -28,6 +28,7 @@ from farside_pilot.protocol.payload import InputRef, encode_call
 from ._dask_config import setting
 from ._futures import FarsideFuture
 from ._offload_plan import Part, plan, run_part, task_graph
+from ._offload_progress import OffloadProgress
 from ._outcome import decode
 from ._task import Task, _register_by_value
 
@@ -39,7 +40,7 @@ __all__ = ["OPTIONS", "offload"]
 #: what ``gw.offload`` and the ``farside.offload`` Dask config accept, as for ``@farside.task``
 OPTIONS = frozenset(
     {"cores", "memory", "walltime", "gpus", "gpu_model", "arch", "env", "max_attempts",
-     "priority", "sites", "group"}
+     "priority", "sites", "group", "progress"}
 )  # fmt: skip
 SUBMIT_CHUNK = 1000
 Key = Hashable
@@ -61,16 +62,19 @@ def offload(gateway: Gateway, dsk: Any, keys: Any, **options: Any) -> Any:
     graph = task_graph(dsk)
     parts = plan(graph, wanted)
     group = str(settings.pop("group", None) or f"offload-{uuid.uuid4().hex[:8]}")
+    told = OffloadProgress(dsk, parts, bool(settings.pop("progress", False)), group)
     template = Task(run_part, gateway=gateway, **settings)
     _ship_local_modules(graph)
-    run = _Run(gateway, template, group, set(wanted))
+    run = _Run(gateway, template, group, set(wanted), told)
     try:
         run.submit(graph, parts)
         values = run.gather()
     except BaseException:
+        told.finish(errored=True)
         with contextlib.suppress(FarsideError):
             gateway.cancel(group=group)
         raise
+    told.finish(errored=False)
     return _nested(keys, values)
 
 
@@ -104,11 +108,19 @@ def _ship_local_modules(graph: dict[Key, Any]) -> None:
 class _Run:
     """One offload: its jobs, the futures of those holding wanted keys, and its errors."""
 
-    def __init__(self, gateway: Gateway, template: Task[Any, Any], group: str, wanted: set[Key]):
+    def __init__(
+        self,
+        gateway: Gateway,
+        template: Task[Any, Any],
+        group: str,
+        wanted: set[Key],
+        told: OffloadProgress,
+    ):
         self.gateway = gateway
         self.template = template
         self.group = group
         self.wanted = wanted
+        self.told = told
         self.finals: list[FarsideFuture[Any]] = []
 
     def _spec(self, graph: dict[Key, Any], part: Part, job_ids: list[int]) -> JobSpec:
@@ -144,6 +156,7 @@ class _Run:
                 specs = [self._spec(graph, part, job_ids) for part in chunk]
                 answer = gateway._api.post("/jobs", SubmitRequest(jobs=specs), SubmitResponse)
                 job_ids.extend(answer.job_ids)
+                self.told.follow(gateway, answer.job_ids, chunk)
                 finals = [
                     job_id
                     for job_id, part in zip(answer.job_ids, chunk, strict=True)

@@ -243,12 +243,17 @@ class Task(Generic[P, R]):
         return future
 
     def map(
-        self, *iterables: Iterable[Any], chunksize: int = SUBMIT_CHUNK, group: str | None = None
+        self,
+        *iterables: Iterable[Any],
+        chunksize: int = SUBMIT_CHUNK,
+        group: str | None = None,
+        progress: bool = False,
     ) -> MapResult[R]:
         """Run the function on each element (zipped across ``iterables``), in bulk.
 
         All calls are submitted now, ``chunksize`` (at most 1,000 advised) per request, and
         share one ``group``. Iterating the result yields results in input order.
+        ``progress=True`` shows a tqdm bar (a widget in a notebook) that advances as jobs end.
         """
         gateway = self.gateway
         group = group or f"{self.name[:180]}-{uuid.uuid4().hex[:8]}"
@@ -258,7 +263,12 @@ class Task(Generic[P, R]):
             for args in zip(*iterables, strict=False)
         ]
         futures = gateway.submit_jobs(specs, chunksize) if specs else []
-        return MapResult(gateway, futures, group)
+        result = MapResult(gateway, futures, group)
+        if progress:
+            from ._progress import progress as show_progress
+
+            show_progress(result)
+        return result
 
 
 @overload

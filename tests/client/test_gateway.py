@@ -216,3 +216,28 @@ def test_unclaimed_events_are_bounded(gw: farside.Gateway, monkeypatch: pytest.M
     ]
     gw._on_events(events)
     assert list(gw._unclaimed) == [5001, 5002]
+
+
+def test_map_shows_a_progress_bar_that_ends_full(
+    gw: farside.Gateway, capsys: pytest.CaptureFixture[str]
+) -> None:
+    results = square.map(range(7), progress=True)
+    assert results.results(timeout=10) == [x * x for x in range(7)]
+    # tqdm draws on stderr outside a notebook; the bar closes at 7 of 7
+    err = capsys.readouterr().err
+    assert "7/7" in err
+    assert results.group in err
+    assert [f.result() for f in results.as_completed(timeout=10, progress=True)]
+    assert "7/7" in capsys.readouterr().err
+
+
+def test_progress_of_futures_counts_each_end_once(gw: farside.Gateway) -> None:
+    futures = [square.submit(x) for x in range(3)]
+    bar = farside.progress(futures, desc="three")
+    concurrent.futures.wait(futures, timeout=10)
+    deadline = time.monotonic() + 5
+    while bar.done < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)  # done callbacks run on the listener's thread
+    assert (bar.done, bar.total) == (3, 3)
+    bar.advance()  # a stray call past the end changes nothing
+    assert bar.done == 3

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import concurrent.futures
+import io
 import json
 import operator
 import os
@@ -189,6 +190,37 @@ def test_chunks_too_large_to_pass_on_say_so(make_gateway: Any) -> None:
     (total,) = client.compute((y + y.T).sum())
     assert 0.9e6 < total < 1.1e6
     client.close()
+
+
+def test_dask_callbacks_and_a_bar_follow_the_offload(
+    client: farside.Gateway, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from dask.callbacks import Callback
+    from dask.diagnostics import ProgressBar
+
+    bag = db.from_sequence(range(40), npartitions=8).map(lambda x: x + 1).sum()
+    ended: list[Any] = []
+    finished: list[bool] = []
+
+    class Record(Callback):  # type: ignore[misc]
+        def _posttask(self, key: Any, result: Any, dsk: Any, state: Any, worker: Any) -> None:
+            ended.append(key)
+
+        def _finish(self, dsk: Any, state: Any, errored: bool) -> None:
+            finished.append(errored)
+
+    out = io.StringIO()
+    with ProgressBar(out=out, minimum=0, dt=0.05), Record():
+        (total,) = client.compute(bag, group="with-callbacks")
+    assert total == sum(range(1, 41))
+    assert "100%" in out.getvalue()
+    jobs = client.jobs(group="with-callbacks")
+    assert len(ended) >= len(jobs)  # every task of every part, each once
+    assert len(ended) == len(set(ended))
+    assert finished == [False]
+    capsys.readouterr()
+    (total,) = client.compute(bag, progress=True, group="with-bar")
+    assert f"{len(jobs)}/{len(jobs)}" in capsys.readouterr().err
 
 
 def test_unknown_option_says_what_is_accepted(client: farside.Gateway) -> None:
