@@ -21,6 +21,7 @@ import weakref
 from collections import Counter
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 from distributed import Client
 from distributed.core import Status, rpc
@@ -97,6 +98,7 @@ class FarsideCluster(Cluster):
         self.shutdown_on_close = shutdown_on_close
         self._clients: weakref.WeakSet[Client] = weakref.WeakSet()
         creds = gateway._api.get(f"/clusters/{info.name}/credentials", ClusterCredentials)
+        self._dashboard_ticket = creds.dashboard_ticket
         self.security = Security(
             tls_ca_file=creds.tls_cert,
             tls_client_cert=creds.tls_cert,
@@ -140,7 +142,12 @@ class FarsideCluster(Cluster):
 
     @property
     def dashboard_link(self) -> str | None:
-        return self.info.dashboard_link
+        """The dashboard through the gateway, with a ticket that lets a browser in (for a
+        day, this cluster only); the gateway serves it to the owner alone."""
+        link = self.info.dashboard_link
+        if not link or not self._dashboard_ticket:
+            return link
+        return f"{link}?{urlencode({'ticket': self._dashboard_ticket})}"
 
     @property
     def workers(self) -> dict[str, Any]:

@@ -43,8 +43,9 @@ def workers_table(info: ClusterInfo) -> str:
     )
 
 
-def summary(info: ClusterInfo, connected: int) -> str:
-    """The cluster's headline: state, groups with targets, Dask workers connected."""
+def summary(info: ClusterInfo, connected: int, dashboard: str | None = None) -> str:
+    """The cluster's headline: state, groups with targets, Dask workers connected, and a
+    link to ``dashboard`` (the cluster's link with its browser ticket) while there is one."""
     groups = ", ".join(
         f"{html.escape(g.name)}: {g.spec.workers} workers of {g.spec.cores} cores"
         + (f" + {g.spec.gpus} GPU" if g.spec.gpus else "")
@@ -52,8 +53,8 @@ def summary(info: ClusterInfo, connected: int) -> str:
         for g in info.groups
     )
     link = (
-        f" · <a href='{html.escape(info.dashboard_link)}' target='_blank'>dashboard</a>"
-        if info.dashboard_link
+        f" · <a href='{html.escape(dashboard)}' target='_blank'>dashboard</a>"
+        if dashboard and info.dashboard_link
         else ""
     )
     reason = f"<br><i>{html.escape(info.reason)}</i>" if info.reason else ""
@@ -90,7 +91,7 @@ class ClusterWidget(widgets.VBox):  # type: ignore[misc]
 
     def render(self, info: ClusterInfo) -> None:
         connected = len(self.cluster.scheduler_info.get("workers", {}))
-        self.headline.value = summary(info, connected)
+        self.headline.value = summary(info, connected, self.cluster.dashboard_link)
         self.table.value = workers_table(info)
 
     async def _tick(self) -> None:

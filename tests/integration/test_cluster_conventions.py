@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 
 import dask
+import httpx
 import pytest
 from distributed import Client
+from websockets.sync.client import connect as ws_connect
 
 import farside
 from harness import GatewayProcess, wait_until
@@ -68,3 +71,45 @@ def test_dask_configuration_gives_the_clusters_defaults(gw: farside.Gateway) -> 
         # an argument wins over the configuration
         with gw.new_cluster(memory="1 GiB") as cluster:
             assert cluster.info.groups[0].spec.memory == 1024**3
+
+
+def test_the_dashboard_is_served_through_the_gateway_to_its_owner_only(
+    gateway: GatewayProcess, gw: farside.Gateway
+) -> None:
+    with gw.new_cluster(workers=0) as cluster:
+        link = cluster.dashboard_link
+        assert link is not None
+        plain = cluster.info.dashboard_link
+        assert plain == f"{gateway.url}/clusters/{cluster.name}/status"
+        assert link.startswith(plain + "?ticket=")
+        with httpx.Client(timeout=30) as browser:
+            # the ticket becomes a cookie for this cluster's path, and leaves the address
+            page = browser.get(link, follow_redirects=True)
+            assert page.status_code == 200, page.text[:500]
+            assert str(page.url) == plain
+            assert "bokeh" in page.text.lower()
+            # the page's own files come through with the cookie
+            scripts = re.findall(rf'"(/clusters/{cluster.name}/static/js/bokeh[^"]+)"', page.text)
+            assert scripts
+            assert browser.get(f"{gateway.url}{scripts[0]}").status_code == 200
+            assert browser.get(f"{plain.rsplit('/', 1)[0]}/statics/css/base.css").is_success
+            # bokeh's websocket comes through too, with the same cookie
+            # (bokeh's page names its session token; its script offers it as a subprotocol)
+            (session,) = re.findall(r'"token":"([^"]+)"', page.text)[:1]
+            ws_url = plain.replace("http://", "ws://") + "/ws"
+            cookie = f"farside-dashboard={browser.cookies['farside-dashboard']}"
+            with ws_connect(
+                ws_url, additional_headers={"Cookie": cookie}, subprotocols=["bokeh", session]
+            ) as ws:
+                assert "ACK" in str(ws.recv(timeout=20))  # bokeh's first message
+        # without the ticket or a token: refused; with the owner's token: served
+        assert httpx.get(plain, timeout=30).status_code == 401
+        auth = {"Authorization": f"Bearer {gateway.user_token}"}
+        assert httpx.get(plain, headers=auth, timeout=30).status_code == 200
+        # another user sees no such cluster, with a token or a forged ticket
+        other = {"Authorization": f"Bearer {gateway.make_user_token('mallory')}"}
+        assert httpx.get(plain, headers=other, timeout=30).status_code == 404
+        forged = httpx.get(plain, params={"ticket": "fernet:nonsense"}, timeout=30)
+        assert forged.status_code == 401
+    # once the cluster is gone, so is its dashboard
+    assert httpx.get(plain, headers=auth, timeout=30).status_code == 404

@@ -97,7 +97,8 @@ def test_a_cluster_runs_dask_work_on_pilots(gateway: GatewayProcess, gw: farside
             creds = gw._api.get(f"/clusters/{cluster.name}/credentials", ClusterCredentials)
             assert "PRIVATE KEY" in creds.tls_key
         assert cluster.dashboard_link
-        assert cluster.dashboard_link.endswith("/status")
+        # through the gateway, with a ticket for a browser (test_cluster_conventions: more)
+        assert f"/clusters/{cluster.name}/status?ticket=" in cluster.dashboard_link
         page = httpx.get(cluster.dashboard_link, timeout=30, follow_redirects=True)
         assert page.status_code == 200
     # close() returns once the gateway has stopped it

@@ -24,7 +24,16 @@ class ClustersConfig(BaseModel):
         description="Address workers and clients use to reach schedulers (and dashboards); "
         "None: listen_host.",
     )
-    dashboard: bool = Field(True, description="Serve each scheduler's Dask dashboard (bokeh).")
+    dashboard: bool = Field(
+        True,
+        description="Serve each scheduler's Dask dashboard (bokeh), to its owner through the "
+        "gateway at /clusters/{name}/status.",
+    )
+    dashboard_host: str = Field(
+        "127.0.0.1",
+        description="Interface the dashboards listen on. The gateway proxies them with the "
+        "user's auth; keep them off other interfaces, which would serve them to anyone.",
+    )
     idle_timeout: float = Field(
         1800.0, gt=0, description="Seconds without tasks after which a cluster stops itself."
     )

@@ -38,6 +38,7 @@ from ..config import GatewayConfig
 from ..db import Database
 from ..pool.submit import cancel_jobs
 from . import store
+from .dashboard import dashboard_path
 from .process import SchedulerProcess, SchedulerStartError, Spares, prune_logs
 from .sealing import Sealer
 
@@ -206,6 +207,8 @@ class ClusterManager:
                     "listen_host": self.settings.listen_host,
                     "contact_host": self.settings.contact_host or self.settings.listen_host,
                     "dashboard": self.settings.dashboard,
+                    "dashboard_host": self.settings.dashboard_host,
+                    "dashboard_prefix": dashboard_path(name),
                     "idle_timeout": idle,
                 }
             )
@@ -214,8 +217,12 @@ class ClusterManager:
             raise ServiceUnavailable(
                 f"the gateway could not start a Dask scheduler for the cluster: {exc}"
             ) from exc
-        host = self.settings.contact_host or self.settings.listen_host
-        dashboard = f"http://{host}:{ready.dashboard_port}/status" if ready.dashboard_port else None
+        # where the gateway's proxy finds it; users get the gateway's own URL for it
+        dashboard = (
+            f"http://{self.settings.dashboard_host}:{ready.dashboard_port}"
+            if ready.dashboard_port
+            else None
+        )
         self._procs[name] = proc
         self._watchers[name] = asyncio.create_task(self._watch(name, proc), name=f"watch-{name}")
         await self.db.write(

@@ -58,7 +58,10 @@ async def serve(settings: dict[str, Any]) -> None:
         security=security,
         contact_address=None,
         dashboard=dashboard,
-        dashboard_address=f"{listen}:0" if dashboard else None,
+        # the gateway proxies it at this path (with the owner's auth), so links inside the
+        # dashboard's pages must carry it
+        dashboard_address=f"{settings.get('dashboard_host') or listen}:0" if dashboard else None,
+        http_prefix=settings.get("dashboard_prefix") or "/",
         idle_timeout=settings.get("idle_timeout"),
         validate=False,
     )

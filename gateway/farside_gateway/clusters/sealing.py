@@ -49,6 +49,16 @@ class Sealer:
     def seal(self, text: str) -> str:
         return PREFIX + self._box.encrypt(text.encode()).decode()
 
+    def open_ticket(self, text: str, max_age: float) -> str:
+        """The plain text of a ticket sealed here at most ``max_age`` seconds ago; raises
+        :class:`SealError` for anything else (unlike :meth:`open`, plain text is refused)."""
+        if not text.startswith(PREFIX):
+            raise SealError("not a sealed ticket")
+        try:
+            return self._box.decrypt(text[len(PREFIX) :].encode(), ttl=int(max_age)).decode()
+        except InvalidToken:
+            raise SealError("the ticket is expired, or not sealed by this gateway") from None
+
     def open(self, text: str) -> str:
         """The plain text of ``text``; text that was never sealed comes back as it is."""
         if not text.startswith(PREFIX):

@@ -120,7 +120,10 @@ class ClusterInfo(_Strict):
     state: ClusterState
     reason: str | None = Field(None, description="why it stopped or failed")
     scheduler_address: str | None
-    dashboard_link: str | None
+    dashboard_link: str | None = Field(
+        description="the dashboard through the gateway (needs the owner's token, or the "
+        "ticket of ClusterCredentials in a browser); None: no dashboard"
+    )
     groups: list[ClusterGroup]
     workers: list[ClusterWorker] = Field(
         default_factory=list, description="leases not yet ended, then the latest ended ones"
@@ -143,6 +146,10 @@ class ClusterCredentials(_Strict):
 
     tls_cert: str
     tls_key: str
+    dashboard_ticket: str | None = Field(
+        None,
+        description="opens the dashboard in a browser for a day: dashboard_link?ticket=...",
+    )
 
 
 class DaskWorkerLease(_Strict):
