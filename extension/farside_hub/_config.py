@@ -70,6 +70,7 @@ def configure(
     auth_refresh_age: int = 300,
     token_min_lifetime: int = 900,
     login_service: str = "your institute's login",
+    dask_gateway_proxy: str | None = None,
 ) -> None:
     """Set up ``c`` (the ``jupyterhub_config.py`` config object) for farside.
 
@@ -84,7 +85,9 @@ def configure(
     (default ``gateway_url``) with ``service_api_token``, and every user and server may
     access it. Servers get ``FARSIDE_GATEWAY_URL=gateway_url``, the user's token and the
     chosen profile's variables (``profiles``: the spawn page's choices, the first the
-    default).
+    default). With ``dask_gateway_proxy`` (the gateway's ``gateway://host:port`` for
+    schedulers), servers also get the ``DASK_GATEWAY__*`` variables a dask-gateway
+    deployment sets, so notebooks that call ``dask_gateway.Gateway()`` run unchanged.
     """
     if not os.environ.get("JUPYTERHUB_CRYPT_KEY"):
         raise RuntimeError(
@@ -136,7 +139,7 @@ def configure(
 
     c.Spawner.options_form = options_form(profiles)
     c.Spawner.options_from_form = _options_from_form
-    c.Spawner.auth_state_hook = _token_hook(gateway_url)
+    c.Spawner.auth_state_hook = _token_hook(gateway_url, dask_gateway_proxy)
     c.Spawner.pre_spawn_hook = _profile_hook(tuple(profiles))
 
 
@@ -173,9 +176,26 @@ def _options_from_form(formdata: dict[str, list[str]]) -> dict[str, Any]:
     return options_from_form(formdata)
 
 
-def _token_hook(gateway_url: str) -> Any:
+def dask_gateway_variables(gateway_url: str, proxy: str) -> dict[str, str]:
+    """What a dask-gateway deployment puts in servers' environments (as daskhub does): the
+    stock client finds farside's dask-gateway API and authenticates with the server's hub
+    API token, which the gateway (a hub service) accepts.
+
+    >>> dask_gateway_variables("http://gw:8765", "gateway://gw:8766")["DASK_GATEWAY__ADDRESS"]
+    'http://gw:8765/dask-gateway'
+    """
+    return {
+        "DASK_GATEWAY__ADDRESS": f"{gateway_url.rstrip('/')}/dask-gateway",
+        "DASK_GATEWAY__PROXY_ADDRESS": proxy,
+        "DASK_GATEWAY__AUTH__TYPE": "jupyterhub",
+    }
+
+
+def _token_hook(gateway_url: str, dask_gateway_proxy: str | None) -> Any:
     def hook(spawner: Any, auth_state: dict[str, Any] | None) -> None:
         variables = {"FARSIDE_GATEWAY_URL": gateway_url}
+        if dask_gateway_proxy:
+            variables.update(dask_gateway_variables(gateway_url, dask_gateway_proxy))
         token = (auth_state or {}).get("access_token")
         if token:
             variables["FARSIDE_TOKEN"] = str(token)

@@ -18,7 +18,7 @@ from farside_pilot.protocol import API_PREFIX
 from farside_pilot.protocol.models import ErrorEnvelope
 
 from . import __version__
-from .api import auth, clusters, dashboards, info, jobs, pilots, streams
+from .api import auth, clusters, dashboards, dask_gateway, info, jobs, pilots, streams
 from .api.errors import BodyLimit, install_error_handlers
 from .runtime import Runtime
 
@@ -60,6 +60,8 @@ def create_app(runtime: Runtime) -> FastAPI:
         app.include_router(module.router, prefix=API_PREFIX, responses=ERROR_RESPONSES)
     # at the root, where dask-gateway users expect it: /clusters/{name}/status
     app.include_router(dashboards.router)
+    # the stock dask_gateway client's API, under /dask-gateway
+    app.include_router(dask_gateway.router)
     # results are streamed to the blob store under their own limit (max_result_size)
     uploads = re.compile(r"/pilots/\d+/jobs/\d+/result$")
     app.add_middleware(BodyLimit, limit=runtime.config.max_request_size, exempt=uploads)

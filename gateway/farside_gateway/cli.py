@@ -61,7 +61,9 @@ def _run(config: GatewayConfig, tokens: TokenFiles | None, banner: bool, example
 
     def ready(runtime: Runtime) -> None:
         if hub is not None:
-            hub.start_in_background(runtime.public_url)
+            proxy = runtime.clusters.proxy
+            address = f"gateway://{proxy.host}:{proxy.port}" if proxy is not None else None
+            hub.start_in_background(runtime.public_url, address)
         if tokens is not None:
             client_json = tokens.write_client_config(runtime.public_url)
             if banner:
@@ -114,12 +116,25 @@ Connect from Python in this account (no arguments needed):
 
 From elsewhere:
     export FARSIDE_GATEWAY_URL={runtime.public_url}
-    export FARSIDE_TOKEN=$(cat {tokens.user_token_path})
+    export FARSIDE_TOKEN=$(cat {tokens.user_token_path}){_dask_gateway_lines(runtime, tokens)}
 
 Ctrl-C stops the gateway and its pilots.
 """,
         flush=True,
     )
+
+
+def _dask_gateway_lines(runtime: Runtime, tokens: TokenFiles) -> str:
+    proxy = runtime.clusters.proxy
+    if proxy is None:
+        return ""
+    return f"""
+
+The stock dask-gateway client (pip install dask-gateway), as in a dask-gateway deployment:
+    export DASK_GATEWAY__ADDRESS={runtime.public_url}/dask-gateway
+    export DASK_GATEWAY__PROXY_ADDRESS=gateway://{proxy.host}:{proxy.port}
+    export DASK_GATEWAY__AUTH__TYPE=basic
+    export DASK_GATEWAY__AUTH__KWARGS__PASSWORD=$(cat {tokens.user_token_path})"""
 
 
 def up_main(argv: list[str] | None = None) -> int:
@@ -163,7 +178,8 @@ def up_main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _setup_logging(args.log_level)
     try:
-        defaults: dict[str, object] = {"state_dir": state_dir()}
+        # the local platform also serves stock dask-gateway clients (a proxy on a free port)
+        defaults: dict[str, object] = {"state_dir": state_dir(), "clusters": {"proxy_port": 0}}
         hub = None
         if args.hub:
             from .hub_platform import HubLauncher, HubSettings, find_proxy

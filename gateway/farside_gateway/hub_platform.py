@@ -47,6 +47,8 @@ class HubSettings:
     gateway_url: str
     issuer: str
     client_id: str
+    #: the gateway's scheduler proxy for stock dask-gateway clients, once it listens
+    dask_gateway_proxy: str | None = None
     hub_port: int = 8000
     api_port: int = 8081
     proxy_api_port: int = 8001
@@ -128,6 +130,7 @@ farside_hub.configure(
     admin_groups={s.admin_groups!r},
     allow_all={not s.allowed_groups!r},
     login_service="farside's OIDC issuer",
+    dask_gateway_proxy={s.dask_gateway_proxy!r},
 )
 """
         + s.extra_config
@@ -228,10 +231,11 @@ class HubLauncher:
             "hub": {"api_url": self.settings.api_url, "admin_groups": self.settings.admin_groups},
         }  # fmt: skip
 
-    def start_in_background(self, gateway_url: str) -> None:
+    def start_in_background(self, gateway_url: str, dask_gateway_proxy: str | None) -> None:
         import threading
 
         self.settings.gateway_url = gateway_url
+        self.settings.dask_gateway_proxy = dask_gateway_proxy
 
         def start() -> None:
             try:

@@ -36,8 +36,11 @@ async def principal(request: Request) -> Principal:
             "this endpoint needs a bearer token (Authorization: Bearer <token>); the local "
             "platform writes yours to the farside config directory"
         )
-    token = token.strip()
-    rt = runtime(request)
+    return await principal_of_token(runtime(request), token.strip())
+
+
+async def principal_of_token(rt: Runtime, token: str) -> Principal:
+    """Who holds ``token``: a farside token, an OIDC access token or a hub API token."""
     if not is_farside_token(token) and rt.hub is not None and not looks_like_jwt(token):
         try:
             return await rt.hub.principal(token)

@@ -34,6 +34,15 @@ class ClustersConfig(BaseModel):
         description="Interface the dashboards listen on. The gateway proxies them with the "
         "user's auth; keep them off other interfaces, which would serve them to anyone.",
     )
+    proxy_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="Port of the TLS proxy through which stock dask-gateway clients reach "
+        "schedulers (gateway://host:port/name, routed by SNI); 0: any free port; None: "
+        "none (farside's own client connects to schedulers directly).",
+    )
+    proxy_host: str = Field("127.0.0.1", description="Interface the dask-gateway proxy listens on.")
     idle_timeout: float = Field(
         1800.0, gt=0, description="Seconds without tasks after which a cluster stops itself."
     )

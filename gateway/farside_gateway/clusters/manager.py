@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from farside_pilot.protocol import Conflict, InvalidRequest, ServiceUnavailable
+from farside_pilot.protocol import Conflict, FarsideError, InvalidRequest, ServiceUnavailable
 from farside_pilot.protocol.clusters import (
     DEFAULT_GROUP,
     GROUP_PATTERN,
@@ -38,9 +38,11 @@ from ..config import GatewayConfig
 from ..db import Database
 from ..pool.submit import cancel_jobs
 from . import store
+from .adaptive import adapt_step
 from .dashboard import dashboard_path
 from .process import SchedulerProcess, SchedulerStartError, Spares, prune_logs
 from .sealing import Sealer
+from .sni_proxy import SchedulerProxy
 
 if TYPE_CHECKING:
     from distributed.security import Security
@@ -100,6 +102,7 @@ class ClusterManager:
         self._locks: dict[str, asyncio.Lock] = {}
         self._stop_reasons: dict[str, str] = {}
         self._pruned_at = 0.0
+        self.proxy: SchedulerProxy | None = None
 
     # ------------------------------------------------------------ start and shut down
 
@@ -118,9 +121,24 @@ class ClusterManager:
             await self._mark_ended(row.name, "stopped", "the gateway restarted; start a new one")
         if self.settings.enabled and self.settings.spare_schedulers:
             self.spares.fill()
+        if self.settings.enabled and self.settings.proxy_port is not None:
+            self.proxy = SchedulerProxy(
+                self.settings.proxy_host, self.settings.proxy_port, self._scheduler_of
+            )
+            await self.proxy.start()
+
+    async def _scheduler_of(self, name: str) -> str | None:
+        """The running cluster ``name``'s scheduler address, for the dask-gateway proxy."""
+        try:
+            row = await self.db.read(store.get_cluster, name, None)
+        except FarsideError:
+            return None
+        return str(row.scheduler_address) if row.state == "running" else None
 
     async def close(self) -> None:
         """The gateway stops: so do its clusters (workers cancelled, schedulers ended)."""
+        if self.proxy is not None:
+            await self.proxy.stop()
         for name in list(self._procs):
             await self._stop(name, "the gateway stopped")
         await self.spares.close()
@@ -324,6 +342,12 @@ class ClusterManager:
         their leases; the target shrinks first, so no worker is replaced on the way."""
         return await self._change_groups(who, name, stopping=workers)
 
+    async def set_adapt(self, who: Principal, name: str, bounds: str | None) -> None:
+        """Let the gateway adapt the default group within ``bounds`` (see ``adaptive``);
+        None: stop adapting, the target stays where it is."""
+        row = await self.db.read(store.get_cluster, name, who.owner_filter)
+        await self.db.write(store.set_cluster, row.name, adapt=bounds)
+
     async def heartbeat(self, who: Principal, name: str) -> ClusterInfo:
         def beat(conn: Any) -> ClusterInfo:  # one transaction: clients beat often
             row = store.get_cluster(conn, name, who.owner_filter)
@@ -358,6 +382,10 @@ class ClusterManager:
             if row.state != "running" or row.name not in self._procs:
                 continue
             lapse = now - (row.last_client_seen or row.created_at)
+            if self.proxy is not None and self.proxy.connections[row.name] > 0:
+                # a dask-gateway client, connected through the proxy: alive, if silent
+                await self.db.write(store.set_cluster, row.name, last_client_seen=now)
+                lapse = 0.0
             if lapse > self.settings.client_timeout and await self._idle(row):
                 await self._stop(
                     row.name,
@@ -365,7 +393,26 @@ class ClusterManager:
                     "used it is gone",
                 )
                 continue
+            if row.adapt:
+                await self._adapt(row)
             await self.reconcile(row.name)
+
+    async def _adapt(self, row: Any) -> None:
+        owner = Principal("user", row.owner)
+
+        async def call(row: Any, method: str, **kwargs: Any) -> Any:
+            return await self._scheduler_call(row, method, RPC_TIMEOUT, **kwargs)
+
+        async def scale(workers: int) -> None:
+            await self.scale(owner, row.name, workers, DEFAULT_GROUP)
+
+        async def stop(names: list[str]) -> None:
+            await self.stop_workers(owner, row.name, names)
+
+        try:
+            await adapt_step(row, store.load_groups(row), call, scale, stop)
+        except FarsideError as exc:  # e.g. a cap reached: the next pass tries again
+            log.info("cluster %s: adapting: %s", row.name, exc)
 
     async def reconcile(self, name: str) -> None:
         lock = self._locks.setdefault(name, asyncio.Lock())

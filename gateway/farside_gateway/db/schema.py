@@ -249,6 +249,9 @@ clusters = Table(
     # JSON list of worker names the owner asked to stop (adapt's choice): the reconcile
     # pass retires these first; a name leaves the list once its lease has ended
     Column("retiring", Text),
+    # {"minimum": int, "maximum": int | null} as JSON while the gateway itself adapts the
+    # default group to the scheduler's wish (dask-gateway clients' adapt); null: it does not
+    Column("adapt", Text),
     Column("share_group", String(200)),
     Column("idle_timeout", Float, nullable=False),
     Column("created_at", Float, nullable=False),
