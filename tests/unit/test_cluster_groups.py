@@ -3,12 +3,10 @@ the checks that refuse impossible groups."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 
-from farside_gateway.clusters.manager import ClusterManager
-from farside_gateway.config import GatewayConfig
+from farside_gateway.clusters.groups import check_groups, fit_defaults
+from farside_gateway.config import GatewayConfig, SiteConfig
 from farside_pilot.protocol import InvalidRequest
 from farside_pilot.protocol.clusters import WorkerGroupSpec
 
@@ -18,14 +16,12 @@ SITES = [
 ]
 
 
-def manager(sites: list[dict[str, object]]) -> ClusterManager:
-    config = GatewayConfig.model_validate({"sites": sites})
-    # only the configuration is used by these rules
-    return SimpleNamespace(config=config)  # type: ignore[return-value]
+def configured(sites: list[dict[str, object]]) -> list[SiteConfig]:
+    return GatewayConfig.model_validate({"sites": sites}).sites
 
 
 def fit(sites: list[dict[str, object]], groups: dict[str, WorkerGroupSpec]) -> None:
-    ClusterManager._fit_defaults(manager(sites), groups)  # type: ignore[arg-type]
+    fit_defaults(configured(sites), groups)
 
 
 def test_a_walltime_left_to_the_gateway_fits_the_longest_slot() -> None:
@@ -52,10 +48,10 @@ def test_a_walltime_the_user_gave_is_kept_and_sites_without_limit_change_nothing
 
 
 def test_impossible_groups_are_refused_with_the_reason() -> None:
-    check = ClusterManager._check_groups
-    me = manager(SITES)
+    check = check_groups
+    me = configured(SITES)
     with pytest.raises(InvalidRequest, match=r"worker group 'big' can run on no site"):
-        check(me, {"big": WorkerGroupSpec(memory="64 GiB", walltime="1h")})  # type: ignore[arg-type]
+        check(me, {"big": WorkerGroupSpec(memory="64 GiB", walltime="1h")})
     with pytest.raises(InvalidRequest, match="group name 'GPU!' is not allowed"):
-        check(me, {"GPU!": WorkerGroupSpec(walltime="1h")})  # type: ignore[arg-type]
-    check(me, {"ok": WorkerGroupSpec(walltime="1h")})  # type: ignore[arg-type]
+        check(me, {"GPU!": WorkerGroupSpec(walltime="1h")})
+    check(me, {"ok": WorkerGroupSpec(walltime="1h")})

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import re
 import secrets
 import socket
 import time
@@ -24,7 +23,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 from farside_pilot.protocol import Conflict, FarsideError, InvalidRequest, ServiceUnavailable
 from farside_pilot.protocol.clusters import (
     DEFAULT_GROUP,
-    GROUP_PATTERN,
     ClusterInfo,
     ClusterRequest,
     DaskWorkerLease,
@@ -33,19 +31,20 @@ from farside_pilot.protocol.clusters import (
 )
 
 from ..auth.tokens import Principal
-from ..broker.match import check_runnable
 from ..config import GatewayConfig
 from ..db import Database
 from ..pool.submit import cancel_jobs
 from . import store
 from .adaptive import adapt_step
 from .dashboard import dashboard_path
+from .groups import check_groups, fit_defaults
 from .process import SchedulerProcess, SchedulerStartError, Spares, prune_logs
+from .scheduler_rpc import RPC_TIMEOUT, SchedulerRpc
 from .sealing import Sealer
 from .sni_proxy import SchedulerProxy
 
 if TYPE_CHECKING:
-    from distributed.security import Security
+    pass
 
 # distributed (half a second to import) is imported where a scheduler is talked to, not at
 # gateway start: most gateways start and answer long before their first cluster, or never
@@ -54,22 +53,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: longest the gateway waits for a scheduler to retire workers before cancelling them
-RETIRE_TIMEOUT = 20.0
-RPC_TIMEOUT = 10.0
 #: seconds between looks for scheduler logs past ``log_retention``
 PRUNE_INTERVAL = 3600.0
 
 
 class Writer(Protocol):
     async def __call__(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any: ...
-
-
-def _client_security(cert: str, key: str) -> Security:
-    from distributed.security import Security
-
-    return Security(
-        tls_ca_file=cert, tls_client_cert=cert, tls_client_key=key, require_encryption=True
-    )
 
 
 def _new_credentials() -> tuple[str, str]:
@@ -97,6 +86,7 @@ class ClusterManager:
         self.spares = Spares(self.settings.spare_schedulers, str(self.log_dir))
         self.terms = store.LeaseTerms(death_timeout=self.settings.worker_death_timeout)
         self.sealer = Sealer([k.get_secret_value() for k in self.settings.encryption_keys])
+        self.rpc = SchedulerRpc(self.sealer)
         self._procs: dict[str, SchedulerProcess] = {}
         self._watchers: dict[str, asyncio.Task[None]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -149,47 +139,11 @@ class ClusterManager:
         if not self.settings.enabled:
             raise InvalidRequest("this gateway offers no Dask clusters ([clusters] enabled=false)")
 
-    def _fit_defaults(self, groups: dict[str, WorkerGroupSpec]) -> None:
-        """A group that left its memory or walltime to us gets the default, but no more
-        than the biggest slot its sites offer: a default of 8 hours on sites of 1-hour
-        slots (or 2 GiB on a laptop's 1 GiB slots) would wait forever, and the user did not
-        ask for it."""
-        for name, spec in groups.items():
-            allowed = [s for s in self.config.sites if not spec.sites or s.name in spec.sites]
-            if not allowed:
-                continue  # _check_groups names the unknown sites
-            update: dict[str, int] = {}
-            longest = [s.walltime for s in allowed]
-            if "walltime" not in spec.model_fields_set and None not in longest:
-                most = max(w for w in longest if w is not None)
-                if most < spec.walltime:
-                    update["walltime"] = most
-            biggest = max(s.memory for s in allowed)
-            if "memory" not in spec.model_fields_set and biggest < spec.memory:
-                update["memory"] = biggest
-            if update:
-                groups[name] = spec.model_copy(update=update)
-
-    def _check_groups(self, groups: dict[str, WorkerGroupSpec]) -> None:
-        for name in groups:
-            if not re.fullmatch(GROUP_PATTERN, name):
-                raise InvalidRequest(
-                    f"worker group name {name!r} is not allowed: use 1-32 lower-case letters, "
-                    "digits, '-' or '_', starting with a letter"
-                )
-        # a worker group no site can run would wait forever: say so now
-        for name, spec in groups.items():
-            try:
-                check_runnable(self.config.sites, [store.probe_spec(spec)])
-            except InvalidRequest as exc:
-                message = str(exc).replace("job 0", f"worker group {name!r}", 1)
-                raise InvalidRequest(message) from None
-
     async def create(self, who: Principal, request: ClusterRequest) -> ClusterInfo:
         self._check_enabled()
         groups = {DEFAULT_GROUP: request.default, **request.groups}
-        self._fit_defaults(groups)
-        self._check_groups(groups)
+        fit_defaults(self.config.sites, groups)
+        check_groups(self.config.sites, groups)
         name = f"{who.name.split('@')[0][:20]}-{secrets.token_hex(4)}".lower()
         name = "".join(c if c.isalnum() or c in "-_" else "-" for c in name)
         cert, key = await asyncio.to_thread(_new_credentials)
@@ -300,7 +254,7 @@ class ClusterManager:
                         spec = groups[group]
                         groups[group] = spec.model_copy(update={"workers": spec.workers - 1})
                         retiring.add(worker)
-            self._check_groups(groups)
+            check_groups(self.config.sites, groups)
             store.check_caps(
                 conn, row.owner, name, groups,
                 self.settings.max_clusters_per_user, self.settings.max_cores_per_user,
@@ -332,7 +286,7 @@ class ClusterManager:
             if group in groups:
                 raise Conflict(f"cluster {name} has a worker group {group!r} already")
             groups[group] = spec
-            self._fit_defaults(groups)
+            fit_defaults(self.config.sites, groups)
 
         return await self._change_groups(who, name, change)
 
@@ -386,7 +340,7 @@ class ClusterManager:
                 # a dask-gateway client, connected through the proxy: alive, if silent
                 await self.db.write(store.set_cluster, row.name, last_client_seen=now)
                 lapse = 0.0
-            if lapse > self.settings.client_timeout and await self._idle(row):
+            if lapse > self.settings.client_timeout and await self.rpc.idle(row):
                 await self._stop(
                     row.name,
                     f"no client heartbeat for {lapse:.0f}s and no tasks: the kernel that "
@@ -401,7 +355,7 @@ class ClusterManager:
         owner = Principal("user", row.owner)
 
         async def call(row: Any, method: str, **kwargs: Any) -> Any:
-            return await self._scheduler_call(row, method, RPC_TIMEOUT, **kwargs)
+            return await self.rpc.call(row, method, RPC_TIMEOUT, **kwargs)
 
         async def scale(workers: int) -> None:
             await self.scale(owner, row.name, workers, DEFAULT_GROUP)
@@ -423,36 +377,11 @@ class ClusterManager:
             if not retire:
                 return
             row = await self.db.read(store.get_cluster, name, None)
-            await self._retire(row, list(retire.values()))
+            await self.rpc.retire(row, list(retire.values()))
             await self.write(
                 cancel_jobs, row.owner, list(retire), None,
                 reason=f"cluster {name} scaled down",
             )  # fmt: skip
-
-    async def _scheduler_call(self, row: Any, method: str, within: float, **kwargs: Any) -> Any:
-        from distributed.core import rpc
-
-        security = _client_security(row.tls_cert, self.sealer.open(row.tls_key))
-        async with asyncio.timeout(within):
-            async with rpc(
-                row.scheduler_address, connection_args=security.get_connection_args("client")
-            ) as scheduler:
-                return await getattr(scheduler, method)(**kwargs)
-
-    async def _retire(self, row: Any, names: list[str]) -> None:
-        """Let the scheduler move the workers' results elsewhere before they go."""
-        try:
-            await self._scheduler_call(
-                row, "retire_workers", RETIRE_TIMEOUT, names=names, close_workers=True, remove=True
-            )
-        except Exception as exc:  # the leases are cancelled either way
-            log.warning("cluster %s: retiring %s failed: %s", row.name, names, exc)
-
-    async def _idle(self, row: Any) -> bool:
-        try:
-            return await self._scheduler_call(row, "check_idle", RPC_TIMEOUT) is not None
-        except Exception:
-            return True  # a scheduler that cannot answer has no work worth keeping
 
     async def _prune_logs(self) -> None:
         """Scheduler logs of clusters (and of spares of earlier gateway processes) go once
