@@ -8,10 +8,11 @@
 #              Debian's source once, cached outside the repository)
 #   dask       Dask on farside: interactive clusters (real schedulers, workers on pilots),
 #              graph offload, the dimuon notebook; on SQLite and PostgreSQL
+#   docs       the Python examples of the README and docs/ (Sybil), against a real gateway
 #   browser    JupyterHub + configurable-http-proxy (scripts/hub.sh) + the OIDC provider
 #              (scripts/oidc.sh), driven in headless Chromium (scripts/browser.sh)
 # With arguments, they go to one pytest run instead, e.g. scripts/test.sh -m "not postgres" -x
-# FARSIDE_TEST_SUITES picks suites for an argument-less run (default: all five).
+# FARSIDE_TEST_SUITES picks suites for an argument-less run (default: all six).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -28,14 +29,18 @@ if [ "$#" -gt 0 ]; then
   echo "== pytest $*"
   exec .venv/bin/pytest "$@"
 fi
-for suite in ${FARSIDE_TEST_SUITES:-default dask htcondor kubernetes browser}; do
+for suite in ${FARSIDE_TEST_SUITES:-default dask docs htcondor kubernetes browser}; do
   case "$suite" in
     default)
       echo "== pytest: default suite"
-      .venv/bin/pytest --durations=25 -m "not htcondor and not kubernetes and not browser and not dask" ;;
+      .venv/bin/pytest --durations=25 \
+        -m "not htcondor and not kubernetes and not browser and not dask and not docs" ;;
     dask)
       echo "== pytest: Dask suite"
       .venv/bin/pytest --durations=10 -m "dask and not browser" ;;
+    docs)
+      echo "== pytest: docs suite"
+      .venv/bin/pytest --durations=10 -m docs ;;
     htcondor)
       echo "== pytest: HTCondor suite"
       bash scripts/htcondor.sh
@@ -49,6 +54,6 @@ for suite in ${FARSIDE_TEST_SUITES:-default dask htcondor kubernetes browser}; d
       bash scripts/hub.sh
       bash scripts/browser.sh
       .venv/bin/pytest -m browser ;;
-    *) echo "unknown suite $suite (default, dask, htcondor, kubernetes, browser)" >&2; exit 2 ;;
+    *) echo "unknown suite $suite (default, dask, docs, htcondor, kubernetes, browser)" >&2; exit 2 ;;
   esac
 done
