@@ -15,6 +15,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -207,3 +208,26 @@ def wait_until(predicate: Any, timeout: float = 30.0, interval: float = 0.05) ->
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         time.sleep(interval)
+
+
+@contextlib.contextmanager
+def running_gateway(state_dir: Path, **settings: Any) -> Iterator[GatewayProcess]:
+    """A started gateway with ``settings``, stopped and cleaned up afterwards (for the
+    module-scoped fixtures of the cluster tests, each with its sites and [clusters])."""
+    gateway = GatewayProcess(state_dir, **settings)
+    gateway.start()
+    try:
+        yield gateway
+    finally:
+        gateway.cleanup()
+
+
+def farside_client(gateway: GatewayProcess) -> Iterator[Any]:
+    """A farside.Gateway on ``gateway``'s user token, closed afterwards (fixture body)."""
+    import farside
+
+    client = farside.Gateway(gateway.url, token=gateway.user_token, set_as_default=False)
+    try:
+        yield client
+    finally:
+        client.close()

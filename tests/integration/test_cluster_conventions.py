@@ -13,7 +13,7 @@ from distributed import Client
 from websockets.sync.client import connect as ws_connect
 
 import farside
-from harness import GatewayProcess, wait_until
+from harness import GatewayProcess, farside_client, running_gateway, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.dask]
 
@@ -24,21 +24,14 @@ CLUSTERS = {"check_interval": 0.3, "client_timeout": 4.0}
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
-    gw = GatewayProcess(
-        tmp_path_factory.mktemp("conventions") / "gateway", sites=SITES, clusters=CLUSTERS
-    )
-    gw.start()
-    try:
+    state = tmp_path_factory.mktemp("conventions") / "gateway"
+    with running_gateway(state, sites=SITES, clusters=CLUSTERS) as gw:
         yield gw
-    finally:
-        gw.cleanup()
 
 
 @pytest.fixture
 def gw(gateway: GatewayProcess) -> Iterator[farside.Gateway]:
-    client = farside.Gateway(gateway.url, token=gateway.user_token, set_as_default=False)
-    yield client
-    client.close()
+    yield from farside_client(gateway)
 
 
 def test_close_closes_the_clients_of_the_cluster(

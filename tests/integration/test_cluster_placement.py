@@ -10,7 +10,7 @@ import pytest
 from distributed import Client
 
 import farside
-from harness import GatewayProcess
+from harness import farside_client, running_gateway
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.dask]
 
@@ -22,16 +22,9 @@ CLUSTERS = {"check_interval": 0.3, "client_timeout": 4.0}
 
 @pytest.fixture
 def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[farside.Gateway]:
-    gateway = GatewayProcess(
-        tmp_path_factory.mktemp("placement") / "gateway", sites=SITES, clusters=CLUSTERS
-    )
-    gateway.start()
-    client = farside.Gateway(gateway.url, token=gateway.user_token, set_as_default=False)
-    try:
-        yield client
-    finally:
-        client.close()
-        gateway.cleanup()
+    state = tmp_path_factory.mktemp("placement") / "gateway"
+    with running_gateway(state, sites=SITES, clusters=CLUSTERS) as gateway:
+        yield from farside_client(gateway)
 
 
 def test_worker_leases_are_not_fetched_ahead_after_short_tasks(gw: farside.Gateway) -> None:

@@ -24,7 +24,7 @@ from distributed import Client
 import farside
 from farside_pilot.protocol import Conflict, InvalidRequest
 from farside_pilot.protocol.clusters import ClusterCredentials, ClusterInfo, WorkerStop
-from harness import GatewayProcess, wait_until
+from harness import GatewayProcess, running_gateway, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.dask]
 
@@ -40,14 +40,9 @@ CLUSTERS = {"check_interval": 0.3, "client_timeout": 4.0, "max_clusters_per_user
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
-    gw = GatewayProcess(
-        tmp_path_factory.mktemp("clusters") / "gateway", sites=SITES, clusters=CLUSTERS
-    )
-    gw.start()
-    try:
+    state = tmp_path_factory.mktemp("clusters") / "gateway"
+    with running_gateway(state, sites=SITES, clusters=CLUSTERS) as gw:
         yield gw
-    finally:
-        gw.cleanup()
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ dask_gateway = pytest.importorskip("dask_gateway")
 
 from dask_gateway.auth import BasicAuth, GatewayAuth, JupyterHubAuth  # noqa: E402
 
-from harness import GatewayProcess, wait_until  # noqa: E402
+from harness import GatewayProcess, running_gateway, wait_until  # noqa: E402
 
 pytestmark = [
     pytest.mark.integration,
@@ -45,14 +45,9 @@ class BearerAuth(GatewayAuth):  # type: ignore[misc]
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
-    gw = GatewayProcess(
-        tmp_path_factory.mktemp("daskgw") / "gateway", sites=SITES, clusters=CLUSTERS
-    )
-    gw.start()
-    try:
+    state = tmp_path_factory.mktemp("daskgw") / "gateway"
+    with running_gateway(state, sites=SITES, clusters=CLUSTERS) as gw:
         yield gw
-    finally:
-        gw.cleanup()
 
 
 def _proxy_port(gateway: GatewayProcess) -> int:
