@@ -18,8 +18,9 @@ from farside_pilot.protocol import API_PREFIX
 from farside_pilot.protocol.models import ErrorEnvelope
 
 from . import __version__
-from .api import auth, clusters, dashboards, dask_gateway, info, jobs, pilots, streams
+from .api import auth, clusters, dashboards, dask_gateway, info, jobs, metrics, pilots, streams
 from .api.errors import BodyLimit, install_error_handlers
+from .metrics import RequestTimer
 from .runtime import Runtime
 
 # every error has the same body; saying so here puts it in /openapi.json (and replaces
@@ -56,7 +57,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     )
     app.state.runtime = runtime
     install_error_handlers(app)
-    for module in (jobs, streams, pilots, info, auth, clusters):
+    for module in (jobs, streams, pilots, info, auth, clusters, metrics):
         app.include_router(module.router, prefix=API_PREFIX, responses=ERROR_RESPONSES)
     # at the root, where dask-gateway users expect it: /clusters/{name}/status
     app.include_router(dashboards.router)
@@ -65,4 +66,5 @@ def create_app(runtime: Runtime) -> FastAPI:
     # results are streamed to the blob store under their own limit (max_result_size)
     uploads = re.compile(r"/pilots/\d+/jobs/\d+/result$")
     app.add_middleware(BodyLimit, limit=runtime.config.max_request_size, exempt=uploads)
+    app.add_middleware(RequestTimer, metrics=runtime.metrics)
     return app

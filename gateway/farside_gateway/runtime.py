@@ -22,6 +22,7 @@ from .blobs import BlobStore
 from .clusters.manager import ClusterManager
 from .config import GatewayConfig
 from .db import Database
+from .metrics import Metrics
 from .notify import Notifier
 from .pool.changes import Changes
 from .pool.fairshare import ShareRules
@@ -49,6 +50,9 @@ class Runtime:
         self.public_url = public_url
         config.state_dir.mkdir(parents=True, exist_ok=True)
         self.db = Database(config.resolved_database_url)
+        self.metrics = Metrics()
+        self.db.observe = self.metrics.observe_db
+        self.metrics.watch_pool(self.db.run_sync)
         self.blobs = BlobStore(config.resolved_blob_url)
         self.notifier = Notifier()
         self.tokens = TokenCache()

@@ -151,6 +151,7 @@ ROWS = [
     Row("GET", "/whoami", _any(200)),
     Row("GET", "/sites", _user(200, 200, 200)),
     Row("PUT", "/sites/{name}/status", _user(403, 403, 200), body={"status": "online"}),
+    Row("GET", "/metrics", _user(403, 403, 200)),
     # Dask clusters: alice's (no workers) stands in for {name}; other users get 404
     Row("POST", "/clusters", _user(201, 201, 201), body={"default": {"workers": 0}}),
     Row("GET", "/clusters", _user(200, 200, 200)),

@@ -61,6 +61,7 @@ async def submit(body: SubmitRequest, who: UserDep, rt: RuntimeDep) -> Response:
         scouts = rt.config.scouts
         submitter = Submitter(who.name, who.share_group, scouts.threshold, scouts.count)
         ids = await rt.write_and_publish(submit_jobs, submitter, placed)
+        rt.metrics.submitted.inc(len(ids))
     except BaseException:
         for key in blob_keys:  # nothing half-written: no orphan blobs either
             await rt.blobs.delete(key)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from time import perf_counter as loop_time
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
@@ -85,6 +86,7 @@ async def acquire_jobs(
 ) -> Response:
     """Claim jobs that fit the slot; waits up to ``wait`` seconds for work to appear."""
     pilot_of(who, pilot_id)
+    started = loop_time()
     slot, state = await _slot(rt, pilot_id)
     site = rt.config.site(slot.site)
 
@@ -152,6 +154,10 @@ async def acquire_jobs(
     if unprepared:
         log.error("pilot %s: %d job(s) given back: %s", pilot_id, len(unprepared), reason)
         await rt.write_and_publish(give_back, pilot_id, unprepared, reason, rt.lease_policy)
+    outcome = "jobs" if assignments else "retire" if retire else "empty"
+    rt.metrics.acquires.labels(slot.site, outcome).observe(loop_time() - started)
+    if assignments:
+        rt.metrics.handed_out.labels(slot.site).inc(len(assignments))
     return json_response(AcquireResponse.model_construct(jobs=assignments, retire=retire))
 
 
@@ -161,6 +167,7 @@ async def pilot_heartbeat(
 ) -> Response:
     """Renew the pilot's leases; answers early when a held job must be dropped."""
     pilot_of(who, pilot_id)
+    rt.metrics.heartbeats.inc()
     row = await rt.db.read(pilot_records.get_pilot, pilot_id)
     if row.state not in LIVE:
         return json_response(HeartbeatResponse(drop=body.held, retire=True))

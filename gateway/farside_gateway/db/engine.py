@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -63,6 +64,8 @@ class Database:
 
     def __init__(self, url: str) -> None:
         self.url = url
+        #: told each transaction's kind ("read" or "write") and seconds (the metrics)
+        self.observe: Callable[[str, float], None] | None = None
         self.engine = make_engine(url)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         self._writer = ThreadPoolExecutor(1 if self.is_sqlite else 8, "db-write")
@@ -77,18 +80,32 @@ class Database:
         with self.engine.begin() as conn:
             return fn(conn, *args, **kwargs)
 
+    def _timed(
+        self,
+        kind: str,
+        fn: Callable[Concatenate[Connection, P], T],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        started = time.perf_counter()
+        try:
+            return self._transaction(fn, *args, **kwargs)
+        finally:
+            if self.observe is not None:
+                self.observe(kind, time.perf_counter() - started)
+
     async def write(
         self, fn: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
     ) -> T:
         loop = asyncio.get_running_loop()
-        call = functools.partial(self._transaction, fn, *args, **kwargs)
+        call = functools.partial(self._timed, "write", fn, *args, **kwargs)
         return await loop.run_in_executor(self._writer, call)
 
     async def read(
         self, fn: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
     ) -> T:
         loop = asyncio.get_running_loop()
-        call = functools.partial(self._transaction, fn, *args, **kwargs)
+        call = functools.partial(self._timed, "read", fn, *args, **kwargs)
         return await loop.run_in_executor(self._reader, call)
 
     def run_sync(
