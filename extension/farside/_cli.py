@@ -9,18 +9,15 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import sys
 from collections.abc import Callable, Sequence
-from datetime import datetime
 from typing import Any, get_args
-
-from pydantic import BaseModel
 
 from farside_pilot import __version__
 from farside_pilot.protocol import FarsideError, format_memory, format_walltime
 from farside_pilot.protocol.models import JobKind
 
+from ._cli_format import cell_width, listing, print_json, table, when
 from ._gateway import Gateway
 
 __all__ = ["main"]
@@ -44,56 +41,7 @@ def _delegate(command: str, argv: list[str]) -> int:
     return int(entry(argv) or 0)
 
 
-# ---------------------------------------------------------------- formatting
-
-
-def _when(value: datetime | None) -> str:
-    return value.astimezone().strftime("%Y-%m-%d %H:%M:%S") if value else "-"
-
-
-def _cut(value: object, width: int | None = 40) -> str:
-    text = "-" if value is None or value == "" else str(value).replace("\n", " ")
-    return text if width is None or len(text) <= width else text[: width - 1] + "…"
-
-
-def table(header: Sequence[str], rows: Sequence[Sequence[object]], width: int | None = 40) -> str:
-    """Align columns under a header; cells longer than ``width`` are cut (None: never).
-
-    >>> print(table(["id", "state"], [[1, "finished"], [12, "queued"]]))
-    id  state
-    1   finished
-    12  queued
-    >>> print(table(["id", "error"], [[1, "x" * 50]], width=10))
-    id  error
-    1   xxxxxxxxx…
-    """
-    cells = [[str(h) for h in header], *([_cut(c, width) for c in row] for row in rows)]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    return "\n".join(
-        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells
-    )
-
-
 # ---------------------------------------------------------------- commands
-
-
-def _cell_width() -> int | None:
-    """Cells are cut to fit a terminal; piped into another program, they are whole."""
-    return 40 if sys.stdout.isatty() else None
-
-
-def _listing(header: Sequence[str], rows: Sequence[Sequence[object]], empty: str) -> None:
-    print(table(header, rows, _cell_width()) if rows else empty)
-
-
-def _print_json(items: Sequence[BaseModel] | BaseModel) -> None:
-    """Listings as JSON for scripts (``--json``): the gateway's own fields, untruncated."""
-    data: Any
-    if isinstance(items, BaseModel):
-        data = items.model_dump(mode="json")
-    else:
-        data = [item.model_dump(mode="json") for item in items]
-    print(json.dumps(data, indent=2))
 
 
 def _jobs(gw: Gateway, args: argparse.Namespace) -> int:
@@ -102,12 +50,12 @@ def _jobs(gw: Gateway, args: argparse.Namespace) -> int:
         kind=args.kind,
     )  # fmt: skip
     if args.json:
-        _print_json(jobs)
+        print_json(jobs)
         return 0
     rows = [
         [
             j.id, j.name, j.kind, j.state.value, j.site, j.attempts,
-            _when(j.created), _when(j.ended),
+            when(j.created), when(j.ended),
             j.error or j.adjusted,  # a failure's reason, else how the gateway resized the job
         ]
         for j in jobs
@@ -115,14 +63,14 @@ def _jobs(gw: Gateway, args: argparse.Namespace) -> int:
     header = [
         "id", "name", "kind", "state", "site", "attempts", "created", "ended", "error / note"
     ]  # fmt: skip
-    _listing(header, rows, "no jobs")
+    listing(header, rows, "no jobs")
     return 0
 
 
 def _job(gw: Gateway, args: argparse.Namespace) -> int:
     job = gw.job(args.job_id)
     if args.json:
-        _print_json(job)
+        print_json(job)
         return 0
     r = job.resources
     fields: list[tuple[str, Any]] = [
@@ -141,9 +89,9 @@ def _job(gw: Gateway, args: argparse.Namespace) -> int:
         ),
         ("priority", job.priority),
         ("after", ", ".join(map(str, job.after)) or None),
-        ("created", _when(job.created)),
-        ("started", _when(job.started)),
-        ("ended", _when(job.ended)),
+        ("created", when(job.created)),
+        ("started", when(job.started)),
+        ("ended", when(job.ended)),
         ("exit code", job.exit_code),
         ("error class", job.error_class.value if job.error_class else None),
         ("error", job.error),
@@ -155,8 +103,8 @@ def _job(gw: Gateway, args: argparse.Namespace) -> int:
     print(
         table(
             ["time", "state", "attempt", "reason"],
-            [[_when(h.time), h.state.value, h.attempt, h.reason] for h in job.history],
-            _cell_width(),
+            [[when(h.time), h.state.value, h.attempt, h.reason] for h in job.history],
+            cell_width(),
         )
     )
     if job.attempt_list:
@@ -171,13 +119,13 @@ def _job(gw: Gateway, args: argparse.Namespace) -> int:
                         a.site,
                         a.pilot_id,
                         a.batch_id,
-                        _when(a.started),
-                        _when(a.ended),
+                        when(a.started),
+                        when(a.ended),
                         a.error,
                     ]
                     for a in job.attempt_list
                 ],
-                _cell_width(),
+                cell_width(),
             )
         )
     return 0
@@ -186,6 +134,14 @@ def _job(gw: Gateway, args: argparse.Namespace) -> int:
 def _logs(gw: Gateway, args: argparse.Namespace) -> int:
     for line in gw.logs(args.job_id, follow=args.follow, since=args.since):
         print(line, flush=args.follow)
+    return 0
+
+
+def _debug(gw: Gateway, args: argparse.Namespace) -> int:
+    try:
+        print("\n".join(gw.debug(args.job_id, timeout=args.timeout)))
+    except TimeoutError as exc:
+        raise FarsideError(f"{exc}; is the job still running? (farside job {args.job_id})") from exc
     return 0
 
 
@@ -209,7 +165,7 @@ def _whoami(gw: Gateway, args: argparse.Namespace) -> int:
 def _sites(gw: Gateway, args: argparse.Namespace) -> int:
     sites = gw.sites()
     if args.json:
-        _print_json(sites)
+        print_json(sites)
         return 0
     rows = [
         [
@@ -226,7 +182,7 @@ def _sites(gw: Gateway, args: argparse.Namespace) -> int:
         for s in sites
     ]
     header = ["name", "kind", "status", "slot", "pilots", "min warm", "max", "note"]
-    _listing(header, rows, "no sites")
+    listing(header, rows, "no sites")
     return 0
 
 
@@ -239,7 +195,7 @@ def _site_status(gw: Gateway, args: argparse.Namespace) -> int:
 def _pilots(gw: Gateway, args: argparse.Namespace) -> int:
     pilots = gw.pilots(all=args.all)
     if args.json:
-        _print_json(pilots)
+        print_json(pilots)
         return 0
     rows = [
         [
@@ -252,7 +208,7 @@ def _pilots(gw: Gateway, args: argparse.Namespace) -> int:
             format_memory(p.memory),
             p.gpus,
             p.running_jobs,
-            _when(p.last_seen),
+            when(p.last_seen),
         ]
         for p in pilots
     ]
@@ -260,14 +216,14 @@ def _pilots(gw: Gateway, args: argparse.Namespace) -> int:
         "id", "site", "state", "host", "batch id", "cores", "memory", "gpus", "running",
         "last seen",
     ]  # fmt: skip
-    _listing(header, rows, "no pilots")
+    listing(header, rows, "no pilots")
     return 0
 
 
 def _clusters(gw: Gateway, args: argparse.Namespace) -> int:
     clusters = gw.clusters(ended=args.all)
     if args.json:
-        _print_json(clusters)
+        print_json(clusters)
         return 0
     rows = []
     for c in clusters:
@@ -275,7 +231,7 @@ def _clusters(gw: Gateway, args: argparse.Namespace) -> int:
         groups = " ".join(f"{g.name}={g.spec.workers}" for g in c.groups)
         rows.append([c.name, c.state, groups, len(live), c.scheduler_address, c.reason])
     header = ["name", "state", "targets", "leases", "scheduler", "note"]
-    _listing(header, rows, "no clusters")
+    listing(header, rows, "no clusters")
     return 0
 
 
@@ -311,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     def add(name: str, help_text: str) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help_text, parents=[common])
 
-    def listing(name: str, help_text: str) -> argparse.ArgumentParser:
+    def add_listing(name: str, help_text: str) -> argparse.ArgumentParser:
         p = add(name, help_text)
         p.add_argument("--json", action="store_true", help="print JSON for scripts")
         return p
@@ -319,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (_, _, help_text) in DELEGATED.items():
         sub.add_parser(name, help=help_text, add_help=False)
 
-    p = listing("jobs", "list your jobs, newest first")
+    p = add_listing("jobs", "list your jobs, newest first")
     p.add_argument("--state", help="only jobs in this state (queued, running, failed, ...)")
     p.add_argument("--group", help="only jobs of this group (one map)")
     p.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
@@ -333,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_jobs)
 
-    p = listing("job", "show one job with its history and attempts")
+    p = add_listing("job", "show one job with its history and attempts")
     p.add_argument("job_id", type=int)
     p.set_defaults(func=_job)
 
@@ -354,13 +310,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reason", help="why, shown in `farside sites`")
     p.set_defaults(func=_site_status)
 
-    p = listing("pilots", "list pilots with their batch ids")
+    p = add_listing("pilots", "list pilots with their batch ids")
     p.add_argument("--all", action="store_true", help="also pilots that have ended")
     p.set_defaults(func=_pilots)
 
-    p = listing("clusters", "list your Dask clusters")
+    p = add_listing("clusters", "list your Dask clusters")
     p.add_argument("--all", action="store_true", help="also clusters that have ended")
     p.set_defaults(func=_clusters)
+
+    p = add("debug", "print the Python stacks of a running job's threads (a live stack dump)")
+    p.add_argument("job_id", type=int)
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait (default 30)")
+    p.set_defaults(func=_debug)
 
     p = add("cluster-stop", "stop a Dask cluster: its workers retire, its scheduler ends")
     p.add_argument("name")
@@ -372,7 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, func, help_text in (("whoami", _whoami, "show who the gateway thinks you are"),):
         add(name, help_text).set_defaults(func=func)
-    listing("sites", "list the sites: status, health, slot and pilots").set_defaults(func=_sites)
+    add_listing("sites", "list the sites: status, health, slot and pilots").set_defaults(
+        func=_sites
+    )
     return parser
 
 

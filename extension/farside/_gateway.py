@@ -42,7 +42,7 @@ from ._events import EventListener
 from ._futures import FarsideFuture
 from ._gateway_clusters import ClusterMethods
 from ._http import Api, is_retryable
-from ._logs import follow_logs, read_logs
+from ._logs import follow_logs, read_logs, stack_dump
 from ._outcome import Outcome, outcome_of
 
 log = logging.getLogger(__name__)
@@ -373,6 +373,17 @@ class Gateway(ClusterMethods):
             return []
         request = CancelRequest(job_ids=ids, group=group)
         return self._api.post("/jobs/cancel", request, CancelResponse).cancelled
+
+    def debug(self, job: int | FarsideFuture[Any], timeout: float = 30.0) -> list[str]:
+        """The Python stacks of a running job's threads, now (PanDA's debug mode, live):
+        the pilot signals the job's worker, which writes them to the job's log.
+
+        >>> print("\\n".join(gw.debug(fut)))    # doctest: +SKIP
+        Current thread 0x00007f... (most recent call first):
+          File "/home/me/analysis.ipynb", line 12 in fit
+        """
+        job_id = job.job_id if isinstance(job, FarsideFuture) else int(job)
+        return stack_dump(self._api, job_id, timeout)
 
     @overload
     def logs(

@@ -13,7 +13,7 @@ from farside_pilot.protocol.models import LogLine, LogPage
 
 from ._http import Api, is_retryable, iter_messages
 
-__all__ = ["follow_lines", "follow_logs", "read_logs"]
+__all__ = ["follow_lines", "follow_logs", "read_logs", "stack_dump"]
 
 # how long a followed log keeps reconnecting to a gateway that went away
 FOLLOW_GRACE = 300.0
@@ -32,6 +32,46 @@ def read_logs(api: Api, job_id: int, since: int = 0) -> list[str]:
         if not page.lines or page.next_seq <= since:
             return lines
         since = page.next_seq
+
+
+def _log_end(api: Api, job_id: int) -> int:
+    """The sequence number after the job's last line so far."""
+    since = 0
+    while True:
+        page = api.get(f"/jobs/{job_id}/logs", LogPage, params={"since": since})
+        if not page.lines or page.next_seq <= since:
+            return since
+        since = page.next_seq
+
+
+#: how faulthandler heads each thread's stack
+_DUMP_HEADER = "(most recent call first)"
+
+
+def stack_dump(api: Api, job_id: int, timeout: float = 30.0) -> list[str]:
+    """Ask for a running job's stack dump and return it: the job's new stderr lines from
+    the first thread header on, once they stop coming. Raises TimeoutError if no dump
+    arrives within ``timeout`` (the pilot gets the request with its next heartbeat)."""
+    since = _log_end(api, job_id)
+    api.request("POST", f"/jobs/{job_id}/debug")
+    deadline = time.monotonic() + timeout
+    dump: list[str] = []
+    quiet_since = time.monotonic()
+    while time.monotonic() < deadline:
+        page = api.get(f"/jobs/{job_id}/logs", LogPage, params={"since": since})
+        fresh = [_text(line) for line in page.lines if line.stream == "stderr"]
+        if page.lines:
+            since = page.next_seq
+            quiet_since = time.monotonic()
+        if dump or any(_DUMP_HEADER in line for line in fresh):
+            start = 0 if dump else next(i for i, t in enumerate(fresh) if _DUMP_HEADER in t)
+            dump.extend(fresh[start:])
+        if dump and time.monotonic() - quiet_since > 0.5:
+            return dump
+        time.sleep(0.1)
+    if dump:
+        return dump
+    raise TimeoutError(f"no stack dump of job {job_id} arrived within {timeout:g}s")
 
 
 def follow_logs(

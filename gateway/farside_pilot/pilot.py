@@ -332,6 +332,9 @@ class Pilot:
             for job_id in answer.drop:
                 log.info("gateway dropped job %s", job_id)
                 self._drop(job_id)
+            for job_id in answer.debug:
+                if self.runner.dump_stack(job_id):
+                    log.info("job %s: stack dump asked for", job_id)
             if answer.retire and self._may_retire():
                 self._finish("idle and not needed by the site")
                 return

@@ -283,6 +283,20 @@ class JobRunner:
         self.events.job_ended(job, outcome)
         self.dispatch()
 
+    def dump_stack(self, job_id: int) -> bool:
+        """Have a running job's worker write its threads' Python stacks to the job's
+        stderr (the worker's faulthandler, on SIGUSR1). False if the job does not run."""
+        job = self.running.get(job_id)
+        if job is None or job.worker is None:
+            return False
+        if not job.worker.serving.is_set():
+            # a worker still starting has no handler yet: SIGUSR1 would end it; ask again soon
+            self._loop.call_later(0.2, self.dump_stack, job_id)
+            return True
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(job.worker.pid, signal.SIGUSR1)
+        return True
+
     def drop(self, job_id: int) -> bool:
         """Forget a held job; kill its worker if it runs. True if the job was held."""
         if self.queue.pop(job_id, None) is not None:

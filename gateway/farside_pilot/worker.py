@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import faulthandler
 import io
 import os
 import pickle
 import resource
 import select
 import shutil
+import signal
 import sys
 import threading
 import time
@@ -267,6 +269,9 @@ class Worker:
             self._captures = [_FdCapture(channel, 1, "stdout"), _FdCapture(channel, 2, "stderr")]
         sys.stdout = self._stdout
         sys.stderr = self._stderr
+        # `farside debug JOB`: the pilot sends SIGUSR1 and every thread's stack goes to
+        # file descriptor 2, which is captured into the running job's log
+        faulthandler.register(signal.SIGUSR1, file=2, all_threads=True)
         self._home = os.getcwd()
         self._peak = _PeakRss()
         self._fflush = _c_fflush()

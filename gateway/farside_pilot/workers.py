@@ -55,6 +55,8 @@ class WorkerProcess:
         self._send_lock = threading.Lock()
         self.job_id: int | None = None
         self.killed = False
+        #: set once the worker has started serving (its signal handlers are in place)
+        self.serving = threading.Event()
         self._reader = threading.Thread(
             target=self._read, name=f"worker-{self.process.pid}", daemon=True
         )
@@ -75,6 +77,8 @@ class WorkerProcess:
             except Exception:
                 log.exception("worker %s sent an unreadable message", self.pid)
                 continue
+            if message[0] == "ready":
+                self.serving.set()
             self._on_message(self, message)
         returncode = self.process.wait()
         self._recv_conn.close()

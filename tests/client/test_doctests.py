@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-MODULES = ["farside", "farside._config", "farside._outcome", "farside._task", "farside._cli"]
+MODULES = ["farside", "farside._config", "farside._outcome", "farside._task", "farside._cli_format"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -23,6 +23,7 @@ from farside_pilot.protocol.models import (
 
 from ..broker.match import check_runnable
 from ..pool import queries
+from ..pool.leases import request_debug
 from ..pool.submit import NewJob, Submitter, cancel_jobs, submit_jobs
 from ..runtime import Runtime
 from .deps import RuntimeDep, UserDep
@@ -100,6 +101,14 @@ async def cancel(body: CancelRequest, who: UserDep, rt: RuntimeDep) -> Response:
     """Cancel queued or running jobs (by ids and/or group); final jobs are left alone."""
     ids = await rt.write_and_publish(cancel_jobs, who.owner_filter, body.job_ids, body.group)
     return json_response(CancelResponse(cancelled=ids))
+
+
+@router.post("/jobs/{job_id}/debug", status_code=202)
+async def debug(job_id: int, who: UserDep, rt: RuntimeDep) -> Response:
+    """Ask for a stack dump of a running job: its pilot signals the job's worker, whose
+    threads' Python stacks reach the job's log (stderr) within a heartbeat."""
+    await rt.write_and_publish(request_debug, job_id, who.owner_filter)
+    return Response(status_code=202)
 
 
 @router.get(

@@ -172,13 +172,15 @@ async def pilot_heartbeat(
     if row.state not in LIVE:
         return json_response(HeartbeatResponse(drop=body.held, retire=True))
     waiter = rt.notifier.pilots.waiter(pilot_id)
-    drop = await rt.db.write(heartbeat, pilot_id, body.held, rt.lease_policy, rt.now())
+    drop, debug = await rt.db.write(heartbeat, pilot_id, body.held, rt.lease_policy, rt.now())
     wait = min(body.wait, rt.config.max_poll, rt.config.heartbeat_interval)
     # holding the answer paces the heartbeats and makes them the channel for cancellations
-    woken = not drop and wait > 0 and not rt.stopping.is_set()
+    # and stack-dump requests
+    woken = not drop and not debug and wait > 0 and not rt.stopping.is_set()
     if woken and await wait_for_signal(waiter, wait) and body.held:
-        drop = await rt.db.write(heartbeat, pilot_id, body.held, rt.lease_policy, rt.now())
-    return json_response(HeartbeatResponse(drop=drop, retire=row.state == "retiring"))
+        drop, debug = await rt.db.write(heartbeat, pilot_id, body.held, rt.lease_policy, rt.now())
+    answer = HeartbeatResponse(drop=drop, retire=row.state == "retiring", debug=debug)
+    return json_response(answer)
 
 
 @router.post("/{pilot_id}/release", response_model=ReleaseResponse)

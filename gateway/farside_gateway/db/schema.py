@@ -227,6 +227,17 @@ site_status = Table(
     Column("changed_at", Float, nullable=False),
 )
 
+# Stack dumps users asked of running jobs (``farside debug``): the pilot running the job
+# takes them with its next heartbeat, and the dump reaches the job's log.
+debug_requests = Table(
+    "debug_requests",
+    metadata,
+    Column("job_id", Id, primary_key=True),
+    Column("pilot_id", Id, nullable=False),
+    Column("requested_at", Float, nullable=False),
+)
+Index("ix_debug_requests_pilot", debug_requests.c.pilot_id)
+
 # Interactive Dask clusters. The scheduler is a process of the gateway replica named in
 # ``instance``; that replica acts on the targets and states other replicas write here.
 # Worker leases are jobs of kind 'dask-worker' whose group_name is the cluster's name and

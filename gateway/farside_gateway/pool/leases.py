@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, or_, select, text, update
 
-from farside_pilot.protocol import Conflict, ErrorClass, JobState
+from farside_pilot.protocol import Conflict, ErrorClass, JobState, NotFound
 from farside_pilot.protocol.models import (
     DASK_WORKER,
     AcquireRequest,
@@ -22,7 +22,7 @@ from farside_pilot.protocol.models import (
 from ..broker.match import queued_fitting
 from ..config import SiteConfig
 from ..db.engine import insert_rows
-from ..db.schema import AnyRow, attempts, jobs, log_lines, pilots
+from ..db.schema import AnyRow, attempts, debug_requests, jobs, log_lines, pilots
 from .changes import Changes
 from .fairshare import ShareRules, claimants, plan
 from .outcomes import (
@@ -234,16 +234,23 @@ def _claim(
 
 def heartbeat(
     conn: Connection, pilot_id: int, held: list[int], policy: LeasePolicy, now: float
-) -> list[int]:
-    """Renew the pilot's leases; return the held jobs it must drop (cancelled, taken away)."""
+) -> tuple[list[int], list[int]]:
+    """Renew the pilot's leases; return the held jobs it must drop (cancelled, taken away)
+    and those whose owners asked for a stack dump (each asked once)."""
     conn.execute(update(pilots).where(pilots.c.id == pilot_id).values(last_seen=now))
     conn.execute(
         update(jobs)
         .where(jobs.c.pilot_id == pilot_id, jobs.c.state.in_(ACTIVE))
         .values(lease_expires=now + policy.lease_timeout)
     )
+    taken = conn.execute(
+        debug_requests.delete()
+        .where(debug_requests.c.pilot_id == pilot_id)
+        .returning(debug_requests.c.job_id)
+    ).all()
+    debug = sorted(row.job_id for row in taken)
     if not held:
-        return []
+        return [], debug
     # a job this pilot finished is settled, not taken away: it need not be dropped
     still = {
         row.id
@@ -255,7 +262,28 @@ def heartbeat(
             )
         )
     }
-    return sorted(set(held) - still)
+    return sorted(set(held) - still), debug
+
+
+def request_debug(conn: Connection, job_id: int, owner: str | None, changes: Changes) -> int:
+    """Ask the pilot running ``job_id`` for a stack dump of it; returns that pilot's id.
+    Raises Conflict when the job is not running (nothing to dump)."""
+    query = select(jobs.c.state, jobs.c.pilot_id).where(jobs.c.id == job_id)
+    if owner is not None:
+        query = query.where(jobs.c.owner == owner)
+    row = conn.execute(query).first()
+    if row is None:
+        raise NotFound(f"no job {job_id} of yours")
+    if row.state != S.RUNNING.value or row.pilot_id is None:
+        raise Conflict(f"job {job_id} is {row.state}: only a running job has a stack to dump")
+    conn.execute(debug_requests.delete().where(debug_requests.c.job_id == job_id))
+    insert_rows(
+        conn,
+        debug_requests,
+        [{"job_id": job_id, "pilot_id": row.pilot_id, "requested_at": changes.now}],
+    )
+    changes.pilots.add(row.pilot_id)  # wakes the pilot's held heartbeat: no waiting 5 s
+    return int(row.pilot_id)
 
 
 def held_jobs(conn: Connection, pilot_id: int, job_ids: set[int]) -> dict[int, AnyRow]:

@@ -442,6 +442,10 @@ class HeartbeatResponse(_Strict):
         default_factory=list, description="held jobs the pilot must kill/forget (cancelled, ...)"
     )
     retire: bool = False
+    debug: list[int] = Field(
+        default_factory=list,
+        description="running jobs whose owners asked for a stack dump (into the job's log)",
+    )
 
 
 class ReleaseRequest(_Strict):
