@@ -145,6 +145,16 @@ def _debug(gw: Gateway, args: argparse.Namespace) -> int:
     return 0
 
 
+def _retry(gw: Gateway, args: argparse.Namespace) -> int:
+    changes = {
+        "cores": args.cores, "memory": args.memory, "walltime": args.walltime,
+        "gpus": args.gpus, "sites": args.site,
+    }  # fmt: skip
+    future = gw.retry(args.job_id, **{k: v for k, v in changes.items() if v is not None})
+    print(f"job {args.job_id} retried as job {future.job_id}")
+    return 0
+
+
 def _cancel(gw: Gateway, args: argparse.Namespace) -> int:
     if not args.job_ids and not args.group:
         raise FarsideError("name job ids or --group to cancel")
@@ -317,6 +327,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = add_listing("clusters", "list your Dask clusters")
     p.add_argument("--all", action="store_true", help="also clusters that have ended")
     p.set_defaults(func=_clusters)
+
+    p = add("retry", "run a job again as a new job, with changed resources or sites")
+    p.add_argument("job_id", type=int)
+    p.add_argument("--cores", type=int)
+    p.add_argument("--memory", help="e.g. '8 GiB'")
+    p.add_argument("--walltime", help="e.g. '2 hours'")
+    p.add_argument("--gpus", type=int)
+    p.add_argument("--site", action="append", help="an allowed site (repeatable)")
+    p.set_defaults(func=_retry)
 
     p = add("debug", "print the Python stacks of a running job's threads (a live stack dump)")
     p.add_argument("job_id", type=int)

@@ -30,6 +30,8 @@ from farside_pilot.protocol.models import (
     JobSpec,
     JobState,
     PilotInfo,
+    RetryRequest,
+    RetryResponse,
     SiteInfo,
     SiteStatusChange,
     SubmitRequest,
@@ -373,6 +375,19 @@ class Gateway(ClusterMethods):
             return []
         request = CancelRequest(job_ids=ids, group=group)
         return self._api.post("/jobs/cancel", request, CancelResponse).cancelled
+
+    def retry(self, job: int | FarsideFuture[Any], **changes: Any) -> FarsideFuture[Any]:
+        """Run a job's call again as a new job with ``changes`` (``cores``, ``memory``,
+        ``walltime``, ``gpus``, ``sites``); a job that has not ended is cancelled first.
+        Returns the new job's future.
+
+        >>> fut = gw.retry(failed_job_id, memory="8 GiB", walltime="2 hours")  # doctest: +SKIP
+        """
+        job_id = job.job_id if isinstance(job, FarsideFuture) else int(job)
+        self._listener.start()
+        answer = self._api.post(f"/jobs/{job_id}/retry", RetryRequest(**changes), RetryResponse)
+        (future,) = self._track([answer.job_id])
+        return future
 
     def debug(self, job: int | FarsideFuture[Any], timeout: float = 30.0) -> list[str]:
         """The Python stacks of a running job's threads, now (PanDA's debug mode, live):

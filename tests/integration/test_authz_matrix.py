@@ -101,6 +101,7 @@ ROWS = [
     Row("GET", "/jobs/{job_id}/result", _user(200, 404, 200)),
     # the job has ended: nothing to dump (409) for those who may see it
     Row("POST", "/jobs/{job_id}/debug", _user(409, 404, 409)),
+    Row("POST", "/jobs/{job_id}/retry", _user(201, 404, 201), body={}),
     Row("GET", "/jobs/{job_id}/logs", _user(200, 404, 200)),
     Row("GET", "/jobs/{job_id}/logs/stream", _user(200, 404, 200), stream=True),
     Row("GET", "/events", _user(200, 200, 200), stream=True),

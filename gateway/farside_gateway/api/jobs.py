@@ -17,6 +17,8 @@ from farside_pilot.protocol.models import (
     JobList,
     JobState,
     LogPage,
+    RetryRequest,
+    RetryResponse,
     SubmitRequest,
     SubmitResponse,
 )
@@ -24,6 +26,7 @@ from farside_pilot.protocol.models import (
 from ..broker.match import check_runnable
 from ..pool import queries
 from ..pool.leases import request_debug
+from ..pool.resubmit import retry_job, retry_spec
 from ..pool.submit import NewJob, Submitter, cancel_jobs, submit_jobs
 from ..runtime import Runtime
 from .deps import RuntimeDep, UserDep
@@ -101,6 +104,21 @@ async def cancel(body: CancelRequest, who: UserDep, rt: RuntimeDep) -> Response:
     """Cancel queued or running jobs (by ids and/or group); final jobs are left alone."""
     ids = await rt.write_and_publish(cancel_jobs, who.owner_filter, body.job_ids, body.group)
     return json_response(CancelResponse(cancelled=ids))
+
+
+@router.post("/jobs/{job_id}/retry", status_code=201, response_model=RetryResponse)
+async def retry(job_id: int, body: RetryRequest, who: UserDep, rt: RuntimeDep) -> Response:
+    """Run a job's call again as a new job with changed resources or sites; a job that has
+    not ended is cancelled in the same transaction (kill and retry)."""
+    new, owner, share_group = await rt.db.read(retry_spec, job_id, who.owner_filter, body)
+    check_runnable(rt.config.sites, [new.spec])
+    scouts = rt.config.scouts
+    submitter = Submitter(owner, share_group, scouts.threshold, scouts.count)
+    new_id, stopped = await rt.write_and_publish(
+        retry_job, job_id, who.owner_filter, submitter, new
+    )
+    rt.metrics.submitted.inc()
+    return json_response(RetryResponse(job_id=new_id, stopped=stopped), 201)
 
 
 @router.post("/jobs/{job_id}/debug", status_code=202)

@@ -234,6 +234,21 @@ class CancelResponse(_Strict):
     cancelled: list[int]
 
 
+class RetryRequest(_Strict):
+    """Run a job's call again as a new job, with these options changed (None: as before)."""
+
+    cores: int | None = Field(None, ge=1, le=MAX_CORES)
+    memory: Memory | None = None
+    walltime: Walltime | None = None
+    gpus: int | None = Field(None, ge=0, le=MAX_GPUS)
+    sites: list[Name] | None = Field(None, description="allowed sites; [] any")
+
+
+class RetryResponse(_Strict):
+    job_id: int = Field(description="the new job")
+    stopped: bool = Field(description="the old job had not ended and was cancelled")
+
+
 class JobEvent(_Strict):
     """One state change, as streamed on ``GET /events`` (server-sent events).
 
