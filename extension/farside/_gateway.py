@@ -8,18 +8,15 @@ Closing the default clears it.
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import logging
 import threading
-import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 import httpx
 
-from farside_pilot.protocol import FarsideError, TaskError
+from farside_pilot.protocol import FarsideError
 from farside_pilot.protocol.models import (
     CancelRequest,
     CancelResponse,
@@ -43,9 +40,9 @@ from ._config import resolve_config
 from ._events import EventListener
 from ._futures import FarsideFuture
 from ._gateway_clusters import ClusterMethods
-from ._http import Api, is_retryable
+from ._http import Api
 from ._logs import follow_logs, read_logs, stack_dump
-from ._outcome import Outcome, outcome_of
+from ._resolution import Results
 
 log = logging.getLogger(__name__)
 
@@ -57,12 +54,6 @@ __all__ = ["Gateway", "get_gateway"]
 T = TypeVar("T")
 
 SUBMIT_CHUNK = 1000
-# terminal events for jobs not (yet) tracked here: our own submissions racing their
-# POST /jobs answer, or jobs of the same user submitted elsewhere (kept briefly, bounded)
-MAX_UNCLAIMED_EVENTS = 10_000
-UNCLAIMED_EVENT_TTL = 300.0
-RESULT_FETCH_GRACE = 120.0
-
 _default: Gateway | None = None
 _default_lock = threading.Lock()
 
@@ -106,14 +97,9 @@ class Gateway(ClusterMethods):
         except BaseException:
             self._api.close()
             raise
-        self._lock = threading.Lock()
-        self._pending: dict[int, FarsideFuture[Any]] = {}
-        self._unclaimed: OrderedDict[int, tuple[float, JobEvent]] = OrderedDict()
-        # jobs whose end someone waits to hear of without a future (an offload's parts)
-        self._watchers: dict[int, Callable[[JobEvent], None]] = {}
-        self._listener = EventListener(self._api, self._on_events)
-        self._fetcher: concurrent.futures.ThreadPoolExecutor | None = None
         self.closed = False
+        self._results = Results(self, self._api)
+        self._listener = EventListener(self._api, self._results.on_events)
         if set_as_default:
             with _default_lock:
                 _default = self
@@ -138,20 +124,7 @@ class Gateway(ClusterMethods):
             return
         self.closed = True
         self._listener.close()
-        if self._fetcher is not None:
-            self._fetcher.shutdown(wait=False, cancel_futures=True)
-        with self._lock:
-            waiting = list(self._pending.values())
-            self._pending.clear()
-        for future in waiting:
-            future._settle(
-                Outcome(
-                    error=FarsideError(
-                        f"the Gateway was closed before job {future.job_id} ended; its result "
-                        f"stays on the gateway (farside job {future.job_id})"
-                    )
-                )
-            )
+        self._results.close()
         self._api.close()
         with _default_lock:
             if _default is self:
@@ -224,97 +197,10 @@ class Gateway(ClusterMethods):
         return tuple(results)
 
     def _track(self, job_ids: list[int]) -> list[FarsideFuture[Any]]:
-        futures: list[FarsideFuture[Any]] = [FarsideFuture(self, i) for i in job_ids]
-        ready: list[tuple[FarsideFuture[Any], JobEvent]] = []
-        with self._lock:
-            for future in futures:
-                kept = self._unclaimed.pop(future.job_id, None)
-                if kept is None:
-                    self._pending[future.job_id] = future
-                else:
-                    ready.append((future, kept[1]))
-        for future, event in ready:
-            self._resolve(future, event)
-        return futures
-
-    # ------------------------------------------------------------ resolution
+        return self._results.track(job_ids)
 
     def _watch(self, job_ids: list[int], ended: Callable[[JobEvent], None]) -> None:
-        """Call ``ended(event)`` when each of ``job_ids`` ends (at once if it has)."""
-        already = []
-        with self._lock:
-            for job_id in job_ids:
-                kept = self._unclaimed.get(job_id)
-                if kept is not None:
-                    already.append(kept[1])
-                else:
-                    self._watchers[job_id] = ended
-        for event in already:
-            ended(event)
-
-    def _on_events(self, events: list[JobEvent]) -> None:
-        for event in events:
-            if not event.state.terminal:
-                continue
-            with self._lock:
-                watcher = self._watchers.pop(event.job_id, None)
-                future = self._pending.pop(event.job_id, None)
-                if future is None:
-                    self._keep_unclaimed(event)
-            if watcher is not None:
-                try:
-                    watcher(event)
-                except Exception:  # a progress display must not stop results
-                    log.exception("a job-end callback failed")
-            if future is None:
-                continue
-            try:
-                self._resolve(future, event)
-            except Exception as exc:
-                future._settle(Outcome(error=exc))
-
-    def _keep_unclaimed(self, event: JobEvent) -> None:
-        now = time.monotonic()
-        self._unclaimed[event.job_id] = (now, event)
-        self._unclaimed.move_to_end(event.job_id)
-        while self._unclaimed:
-            oldest, _ = next(iter(self._unclaimed.values()))
-            if len(self._unclaimed) <= MAX_UNCLAIMED_EVENTS and now - oldest < UNCLAIMED_EVENT_TTL:
-                break
-            self._unclaimed.popitem(last=False)
-
-    def _resolve(self, future: FarsideFuture[Any], event: JobEvent) -> None:
-        fetch = (
-            event.result is None
-            and event.result_size is not None
-            and event.state is not JobState.CANCELLED
-        )
-        if not fetch:
-            future._settle(outcome_of(event, event.result))
-            return
-        with self._lock:
-            if self._fetcher is None:
-                self._fetcher = concurrent.futures.ThreadPoolExecutor(
-                    4, thread_name_prefix="farside-results"
-                )
-            fetcher = self._fetcher
-        fetcher.submit(self._fetch_and_settle, future, event)
-
-    def _fetch_and_settle(self, future: FarsideFuture[Any], event: JobEvent) -> None:
-        deadline, backoff = time.monotonic() + RESULT_FETCH_GRACE, 0.2
-        while True:
-            try:
-                data = self._api.get_bytes(f"/jobs/{event.job_id}/result")
-            except Exception as exc:
-                if not self.closed and is_retryable(exc) and time.monotonic() < deadline:
-                    time.sleep(backoff)
-                    backoff = min(backoff * 2, 5.0)
-                    continue
-                message = f"cannot fetch the result of job {event.job_id}: {exc}"
-                future._settle(Outcome(error=TaskError(message, event.job_id)))
-                return
-            future._settle(outcome_of(event, data))
-            return
+        self._results.watch(job_ids, ended)
 
     # -------------------------------------------------------------- queries
 

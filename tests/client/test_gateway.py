@@ -135,7 +135,7 @@ def test_event_before_submit_answer_is_kept(gw: farside.Gateway) -> None:
     event = JobEvent(
         seq=999, job_id=4242, state=JobState.FINISHED, time=0.0, attempt=1, result=encode_value(7)
     )
-    gw._on_events([event])
+    gw._results.on_events([event])
     (fut,) = gw._track([4242])
     assert fut.result(timeout=1) == 7
 
@@ -207,15 +207,15 @@ def test_default_gateway(fake: FakeGateway, monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_unclaimed_events_are_bounded(gw: farside.Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
-    from farside import _gateway
+    from farside import _resolution
 
-    monkeypatch.setattr(_gateway, "MAX_UNCLAIMED_EVENTS", 2)
+    monkeypatch.setattr(_resolution, "MAX_UNCLAIMED_EVENTS", 2)
     events = [
         JobEvent(seq=i, job_id=5000 + i, state=JobState.FINISHED, time=0.0, attempt=1)
         for i in range(3)
     ]
-    gw._on_events(events)
-    assert list(gw._unclaimed) == [5001, 5002]
+    gw._results.on_events(events)
+    assert list(gw._results._unclaimed) == [5001, 5002]
 
 
 def test_map_shows_a_progress_bar_that_ends_full(
