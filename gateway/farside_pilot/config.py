@@ -28,6 +28,9 @@ class PilotConfig:
     cores: int = 1
     memory: int = 1024**3
     gpus: int = 0
+    #: the slot's GPU device ids, as the batch system named them (CUDA_VISIBLE_DEVICES);
+    #: None: 0 .. gpus-1
+    gpu_ids: list[str] | None = None
     walltime: int | None = None
     idle_timeout: float = 300.0
     batch_id: str | None = None
@@ -131,6 +134,7 @@ def load_config(
         cores=cores,
         memory=memory,
         gpus=gpus,
+        gpu_ids=_gpu_ids(environ),
         walltime=walltime,
         idle_timeout=idle,
         batch_id=pick(args.batch_id, env.PILOT_BATCH_ID) or detect_batch_id(os.environ),
@@ -142,6 +146,17 @@ def load_config(
         shutdown_grace=args.shutdown_grace,
         log_level=(pick(args.log_level, env.PILOT_LOG_LEVEL) or "INFO").upper(),
     )
+
+
+def _gpu_ids(environ: Mapping[str, str]) -> list[str] | None:
+    """The GPUs the batch system gave this slot: Slurm, HTCondor and Kubernetes' device
+    plugin set ``CUDA_VISIBLE_DEVICES`` for the pilot's job.
+
+    >>> _gpu_ids({"CUDA_VISIBLE_DEVICES": "2,3"}), _gpu_ids({})
+    (['2', '3'], None)
+    """
+    value = environ.get("CUDA_VISIBLE_DEVICES", "").strip()
+    return [v.strip() for v in value.split(",") if v.strip()] or None
 
 
 def detect_batch_id(environ: Mapping[str, str]) -> str | None:

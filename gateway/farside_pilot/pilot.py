@@ -67,7 +67,7 @@ class Pilot:
         self.client = GatewayClient(
             config.gateway_url, config.token, config.gateway_grace, transport
         )
-        self.slot = Slot(Shape(config.cores, config.memory, config.gpus))
+        self.slot = Slot(Shape(config.cores, config.memory, config.gpus), config.gpu_ids)
         self.prefetch = Prefetch(config.prefetch)
         self.registered: PilotRegistered | None = None
         self.exit_reason = ""

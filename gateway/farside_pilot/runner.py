@@ -45,6 +45,7 @@ class HeldJob:
     started: float = 0.0
     # when the pilot took it (monotonic): a job it cannot start soon is given back
     held_since: float = field(default_factory=time.monotonic)
+    devices: list[str] = field(default_factory=list)  # the GPUs it was given
     peak_rss: int = 0  # of the worker's process tree, as the limit watch saw it
 
     @property
@@ -132,11 +133,21 @@ class JobRunner:
                 return  # the common case with a long prefetch queue: stop scanning it
             if not job.ready or not self.slot.can_start(job.resources):
                 continue
-            worker = self._take_worker()
-            if worker is None:
-                return
-            del self.queue[job.job_id]
-            self.slot.take(job.resources)
+            if job.resources.gpus:
+                # a worker of its own, started with its devices: CUDA reads
+                # CUDA_VISIBLE_DEVICES once, when a process first uses it
+                if not self._room_for_a_worker():
+                    return
+                del self.queue[job.job_id]
+                job.devices = self.slot.take(job.resources)
+                worker = self._start_worker(job.devices)
+            else:
+                taken = self._take_worker()
+                if taken is None:
+                    return
+                worker = taken
+                del self.queue[job.job_id]
+                self.slot.take(job.resources)
             self.running[job.job_id] = job
             job.worker = worker
             worker.job_id = job.job_id
@@ -213,7 +224,27 @@ class JobRunner:
             return self._idle_workers.pop()
         if len(self._workers) >= self.max_workers:
             return None
-        worker = WorkerProcess(self._from_thread, cwd=self.workdir)
+        return self._start_worker()
+
+    def _room_for_a_worker(self) -> bool:
+        """Whether a new worker may start, stopping an idle one if that makes room."""
+        if len(self._workers) < self.max_workers:
+            return True
+        if not self._idle_workers:
+            return False
+        idle = self._idle_workers.pop()
+        idle.stop()
+        self._workers.discard(idle)
+        return True
+
+    def _start_worker(self, devices: list[str] | None = None) -> WorkerProcess:
+        """A new worker; with ``devices``, for one GPU job, which sees only those GPUs.
+        On a slot with GPUs, the other workers see none (CPU jobs must not take them)."""
+        env = None
+        if devices is not None or self.slot.total.gpus:
+            env = {**os.environ, "CUDA_VISIBLE_DEVICES": ",".join(devices or [])}
+        worker = WorkerProcess(self._from_thread, cwd=self.workdir, env=env)
+        worker.single_use = devices is not None
         self._workers.add(worker)
         log.debug("started worker %s", worker.pid)
         return worker
@@ -239,7 +270,9 @@ class JobRunner:
             _, job_id, outcome = message
             job = self._current(worker, job_id)
             worker.job_id = None
-            if worker in self._workers and not worker.killed:
+            if worker.single_use:
+                worker.stop()  # its GPUs go back with the job; the next GPU job gets its own
+            elif worker in self._workers and not worker.killed:
                 self._idle_workers.append(worker)
             if job is not None:
                 self._finish(job, outcome)
@@ -278,7 +311,7 @@ class JobRunner:
 
     def _finish(self, job: HeldJob, outcome: JobOutcome) -> None:
         del self.running[job.job_id]
-        self.slot.release(job.resources)
+        self.slot.release(job.resources, job.devices)
         job.worker = None
         self.events.job_ended(job, outcome)
         self.dispatch()
@@ -304,7 +337,7 @@ class JobRunner:
         job = self.running.pop(job_id, None)
         if job is None:
             return False
-        self.slot.release(job.resources)
+        self.slot.release(job.resources, job.devices)
         if job.worker is not None:
             self._kill(job.worker)
         self.dispatch()
@@ -319,7 +352,7 @@ class JobRunner:
         jobs = list(self.running.values())
         self.running.clear()
         for job in jobs:
-            self.slot.release(job.resources)
+            self.slot.release(job.resources, job.devices)
             if job.worker is not None:
                 self._kill(job.worker)
         return jobs

@@ -26,11 +26,24 @@ class Shape:
 
 
 class Slot:
-    """The batch slot the pilot runs on, and what running jobs use of it."""
+    """The batch slot the pilot runs on, and what running jobs use of it.
 
-    def __init__(self, total: Shape) -> None:
+    GPUs are devices, not just a count: each job that asks for GPUs is given its own
+    (``take`` returns their ids, for ``CUDA_VISIBLE_DEVICES``), from ``devices`` (the ids
+    the batch system gave the slot; default ``0 .. gpus-1``).
+
+    >>> slot = Slot(Shape(4, 8 * 1024**3, 2), devices=["3", "5"])
+    >>> slot.take(Resources(gpus=1)), slot.take(Resources(gpus=1))
+    (['3'], ['5'])
+    >>> slot.release(Resources(gpus=1), ["3"]); slot.take(Resources(gpus=1))
+    ['3']
+    """
+
+    def __init__(self, total: Shape, devices: list[str] | None = None) -> None:
         self.total = total
         self.free = Shape(total.cores, total.memory, total.gpus)
+        ids = devices if devices is not None and len(devices) >= total.gpus else None
+        self.free_devices = list(ids[: total.gpus]) if ids else [str(i) for i in range(total.gpus)]
 
     def fits_slot(self, need: Resources) -> bool:
         return self.total.fits(need)
@@ -38,17 +51,26 @@ class Slot:
     def can_start(self, need: Resources) -> bool:
         return self.free.fits(need)
 
-    def take(self, need: Resources) -> None:
+    def take(self, need: Resources) -> list[str]:
+        """Take what ``need`` asks for; returns the GPU device ids it is given."""
         if not self.can_start(need):
             raise ValueError(f"job needs {need} but only {self.free} is free")
         self.free.cores -= need.cores
         self.free.memory -= need.memory
         self.free.gpus -= need.gpus
+        devices, self.free_devices = (
+            self.free_devices[: need.gpus],
+            self.free_devices[need.gpus :],
+        )
+        return devices
 
-    def release(self, need: Resources) -> None:
+    def release(self, need: Resources, devices: list[str] | None = None) -> None:
         self.free.cores = min(self.total.cores, self.free.cores + need.cores)
         self.free.memory = min(self.total.memory, self.free.memory + need.memory)
         self.free.gpus = min(self.total.gpus, self.free.gpus + need.gpus)
+        for device in devices or ():
+            if device not in self.free_devices:
+                self.free_devices.append(device)
 
     @property
     def busy(self) -> bool:

@@ -57,6 +57,8 @@ class WorkerProcess:
         self.killed = False
         #: set once the worker has started serving (its signal handlers are in place)
         self.serving = threading.Event()
+        #: runs one job, then stops (a GPU job's worker, started with its devices)
+        self.single_use = False
         self._reader = threading.Thread(
             target=self._read, name=f"worker-{self.process.pid}", daemon=True
         )

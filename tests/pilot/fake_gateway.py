@@ -80,6 +80,7 @@ class FakeGateway:
         cores: int = 1,
         memory: int = 1024**3,
         walltime: int = 3600,
+        gpus: int = 0,
         inputs: dict[int, bytes] | None = None,
         **kwargs: Any,
     ) -> int:
@@ -92,7 +93,7 @@ class FakeGateway:
                 job_id=job_id,
                 attempt=1,
                 kind="function",
-                resources=Resources(cores=cores, memory=memory, walltime=walltime),
+                resources=Resources(cores=cores, memory=memory, walltime=walltime, gpus=gpus),
                 payload=payload if inline else None,
                 payload_size=len(payload),
                 inputs=list(inputs or {}),

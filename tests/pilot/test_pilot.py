@@ -364,3 +364,26 @@ async def test_an_input_the_gateway_does_not_have_fails_the_job(
     assert final.state == "failed"
     assert final.error_class == "system"
     assert "cannot fetch an input" in (final.error or "")
+
+
+def visible_gpus(hold: float) -> str:
+    time.sleep(hold)  # long enough for the two GPU jobs to overlap
+    return os.environ.get("CUDA_VISIBLE_DEVICES", "unset")
+
+
+async def test_each_gpu_job_sees_its_own_devices_and_cpu_jobs_none(
+    gateway: FakeGateway, start: Callable[..., asyncio.Task[int]]
+) -> None:
+    # the batch system gave the slot GPUs 3 and 5 (no GPU is needed to test who sees which)
+    start(cores=3, gpus=2, gpu_ids=["3", "5"])
+    first = gateway.add_job(visible_gpus, 1.5, gpus=1)
+    second = gateway.add_job(visible_gpus, 1.5, gpus=1)
+    cpu = gateway.add_job(visible_gpus, 0.0)
+    await gateway.wait_for(lambda: gateway.done(first, second, cpu))
+    seen = {gateway.outcome(first)[1], gateway.outcome(second)[1]}
+    assert seen == {"3", "5"}
+    assert gateway.outcome(cpu) == (True, "")
+    # the devices come back with the jobs: the next GPU job gets one again
+    again = gateway.add_job(visible_gpus, 0.0, gpus=2)
+    await gateway.wait_for(lambda: gateway.done(again))
+    assert sorted(gateway.outcome(again)[1].split(",")) == ["3", "5"]
