@@ -2,14 +2,14 @@
 
 Waiters take the current signal *before* they query, then wait on it; a commit that lands
 in between has already set it, so no wake-up is lost. Correctness never rests on a wake-up
-alone: every waiter also times out and looks again (a second gateway replica writing to
-the same database is seen that way).
+alone: every waiter also times out and looks again. Other gateway replicas on the same
+PostgreSQL database hear of each commit through ``remote`` (see :mod:`.pgbus`).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 
 from .pool.changes import Changes
 
@@ -44,6 +44,8 @@ class Notifier:
         self.events = KeyedSignals()  # by owner
         self.logs = KeyedSignals()  # by job id
         self.pilots = KeyedSignals()  # by pilot id: something to drop
+        #: tells the other replicas (None: this is the only one)
+        self.remote: Callable[[Changes | None], None] | None = None
 
     def publish(self, changes: Changes) -> None:
         if changes.queued:
@@ -54,10 +56,14 @@ class Notifier:
             self.logs.fire(job_id)
         for pilot_id in changes.pilots:
             self.pilots.fire(pilot_id)
+        if self.remote is not None:
+            self.remote(changes)
 
     def wake_work(self) -> None:
         """Something changed where work may go (e.g. a site's status): look again."""
         self.work.fire(self.WORK)
+        if self.remote is not None:
+            self.remote(None)
 
     def wake_everyone(self) -> None:
         """Shutdown: let every long-poll and stream look again and notice."""

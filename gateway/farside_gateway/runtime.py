@@ -24,6 +24,7 @@ from .config import GatewayConfig
 from .db import Database
 from .metrics import Metrics
 from .notify import Notifier
+from .pgbus import PgBus
 from .pool.changes import Changes
 from .pool.fairshare import ShareRules
 from .pool.outcomes import LeasePolicy
@@ -55,6 +56,9 @@ class Runtime:
         self.metrics.watch_pool(self.db.run_sync)
         self.blobs = BlobStore(config.resolved_blob_url)
         self.notifier = Notifier()
+        # replicas sharing a PostgreSQL database wake each other's waiters (pgbus.py)
+        self.bus = None if self.db.is_sqlite else PgBus(config.resolved_database_url, self.notifier)
+        self.notifier.remote = self.bus.send if self.bus is not None else None
         self.tokens = TokenCache()
         # validators for tokens that are not farside's own; each keeps its cache (and the
         # issuer's keys) for the life of the process
@@ -131,6 +135,8 @@ class Runtime:
         if not self._sites_started:
             await self.start_sites()
         await self.clusters.start()
+        if self.bus is not None:
+            await self.bus.start()
         self._tasks = [
             asyncio.create_task(
                 self._loop(
@@ -225,4 +231,6 @@ class Runtime:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.bus is not None:
+            await self.bus.stop()
         await asyncio.to_thread(self.db.close)
