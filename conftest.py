@@ -15,6 +15,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import dask.config
 import pytest
 from sybil import Sybil
 from sybil.parsers.markdown import PythonCodeBlockParser, SkipParser
@@ -56,6 +57,8 @@ def docs_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
         DASK_GATEWAY__AUTH__TYPE="basic",
         DASK_GATEWAY__AUTH__KWARGS__PASSWORD=gateway.user_token,
     )
+    # Dask reads DASK_* variables when it is imported, which may have happened already
+    dask.config.refresh()
     try:
         yield gateway
     finally:
@@ -64,6 +67,7 @@ def docs_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+        dask.config.refresh()
         gateway.cleanup()
 
 
