@@ -9,11 +9,13 @@ with ``<!-- skip: next -->`` and says so nearby. These tests are the ``docs`` su
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import dask.config
 import pytest
@@ -103,12 +105,29 @@ pytest_collect_file = Sybil(
 ).pytest()
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    _quiet_dask_gateway_del()
+
+
+def _quiet_dask_gateway_del() -> None:
+    """dask-gateway's ``Gateway.__del__`` (2026.3.0) calls ``close()`` again after its loop
+    has stopped, and raises; as an unraisable exception that would fail whichever test is
+    running when the object is collected. Only that RuntimeError is silenced."""
+    try:
+        from dask_gateway import Gateway
+    except ImportError:
+        return
+    original = Gateway.__del__
+
+    def __del__(self: Any) -> None:
+        with contextlib.suppress(RuntimeError):
+            original(self)
+
+    Gateway.__del__ = __del__
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.path.suffix == ".md":
             item.add_marker(pytest.mark.docs)
             item.add_marker(pytest.mark.timeout(600))
-            # dask_gateway.Gateway.__del__ closes again after its loop stopped (its own bug)
-            item.add_marker(
-                pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-            )

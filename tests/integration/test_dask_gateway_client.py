@@ -19,14 +19,8 @@ from dask_gateway.auth import BasicAuth, GatewayAuth, JupyterHubAuth  # noqa: E4
 
 from harness import GatewayProcess, running_gateway, wait_until  # noqa: E402
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.slow,
-    pytest.mark.dask,
-    # dask_gateway.Gateway.__del__ closes again after its loop stopped (its own bug, in
-    # 2026.3.0): the RuntimeError it ignores must not fail the test that dropped it
-    pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
-]
+# dask_gateway.Gateway.__del__ raises after close() (its bug): the root conftest quiets it
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.dask]
 
 SITES = [{"name": "local", "plugin": "local", "cores": 1, "memory": "2 GiB", "min_warm": 0,
           "max_pilots": 3, "idle_timeout": 60}]  # fmt: skip
