@@ -23,25 +23,27 @@ def _text(line: LogLine) -> str:
     return line.text[:-1] if line.text.endswith("\n") else line.text
 
 
-def read_logs(api: Api, job_id: int, since: int = 0) -> list[str]:
-    """Every line the job printed so far (stdout, stderr and the pilot's own notes)."""
-    lines: list[str] = []
+def _pages(api: Api, job_id: int, since: int = 0) -> Iterator[LogPage]:
+    """The job's log so far, a page at a time from after line ``since``."""
     while True:
         page = api.get(f"/jobs/{job_id}/logs", LogPage, params={"since": since})
-        lines.extend(_text(line) for line in page.lines)
         if not page.lines or page.next_seq <= since:
-            return lines
+            return
+        yield page
         since = page.next_seq
+
+
+def read_logs(api: Api, job_id: int, since: int = 0) -> list[str]:
+    """Every line the job printed so far (stdout, stderr and the pilot's own notes)."""
+    return [_text(line) for page in _pages(api, job_id, since) for line in page.lines]
 
 
 def _log_end(api: Api, job_id: int) -> int:
-    """The sequence number after the job's last line so far."""
-    since = 0
-    while True:
-        page = api.get(f"/jobs/{job_id}/logs", LogPage, params={"since": since})
-        if not page.lines or page.next_seq <= since:
-            return since
-        since = page.next_seq
+    """The sequence number of the job's last line so far (0: none)."""
+    end = 0
+    for page in _pages(api, job_id):
+        end = page.next_seq
+    return end
 
 
 #: how faulthandler heads each thread's stack
