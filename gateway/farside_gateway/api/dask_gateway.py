@@ -38,7 +38,7 @@ from farside_pilot.protocol.clusters import (
 from ..auth.tokens import Principal
 from ..clusters import store
 from ..clusters.adaptive import adapt_bounds
-from ..clusters.dashboard import make_ticket
+from ..clusters.dashboard import dashboard_path, make_ticket
 from ..runtime import Runtime
 from .deps import principal_of_token, runtime
 
@@ -132,7 +132,7 @@ def _report(rt: Runtime, info: ClusterInfo, creds: tuple[str, str] | None) -> di
     route = None
     if info.dashboard_link and info.state == "running":
         ticket = make_ticket(rt.clusters.sealer, info.name, info.owner)
-        route = f"/clusters/{info.name}/status?{urlencode({'ticket': ticket})}"
+        route = f"{dashboard_path(info.name)}/status?{urlencode({'ticket': ticket})}"
     report: dict[str, Any] = {
         "name": info.name,
         "options": options,
@@ -256,4 +256,4 @@ async def adapt(name: str, request: Request) -> Response:
 async def dashboard(name: str, path: str, request: Request) -> Response:
     """dask-gateway links dashboards below its address: the dashboards live at the root."""
     query = f"?{request.url.query}" if request.url.query else ""
-    return RedirectResponse(f"/clusters/{name}/{path}{query}", status_code=307)
+    return RedirectResponse(f"{dashboard_path(name)}/{path}{query}", status_code=307)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from time import perf_counter as loop_time
+import time
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
@@ -86,7 +86,7 @@ async def acquire_jobs(
 ) -> Response:
     """Claim jobs that fit the slot; waits up to ``wait`` seconds for work to appear."""
     pilot_of(who, pilot_id)
-    started = loop_time()
+    started = time.perf_counter()
     slot, state = await _slot(rt, pilot_id)
     site = rt.config.site(slot.site)
 
@@ -155,7 +155,7 @@ async def acquire_jobs(
         log.error("pilot %s: %d job(s) given back: %s", pilot_id, len(unprepared), reason)
         await rt.write_and_publish(give_back, pilot_id, unprepared, reason, rt.lease_policy)
     outcome = "jobs" if assignments else "retire" if retire else "empty"
-    rt.metrics.acquires.labels(slot.site, outcome).observe(loop_time() - started)
+    rt.metrics.acquires.labels(slot.site, outcome).observe(time.perf_counter() - started)
     if assignments:
         rt.metrics.handed_out.labels(slot.site).inc(len(assignments))
     return json_response(AcquireResponse.model_construct(jobs=assignments, retire=retire))

@@ -96,7 +96,8 @@ def acquire(
     ahead = _fetched_ahead_that_never_end(rows, request)
     if ahead:
         _unclaim(conn, ahead)
-        rows = [row for row in rows if row not in ahead]
+        left = {row.id for row in ahead}
+        rows = [row for row in rows if row.id not in left]
         if not rows:
             return []
     insert_rows(
