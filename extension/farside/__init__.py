@@ -17,6 +17,7 @@ The exception tree (shared with the gateway and the pilot)::
     ├── ApiError                  the gateway refused: InvalidRequest, Unauthorized,
     │                             Forbidden, NotFound, Conflict, PayloadTooLarge, ServerError
     ├── TaskError                 a task failed remotely: RemoteError, JobFailed
+    ├── WorkflowCancelled         a workflow run was killed (run.retry() reruns it)
     └── ConfigurationError        local configuration is missing or wrong
 """
 
@@ -45,6 +46,7 @@ from ._futures import FarsideFuture, MapResult
 from ._gateway import Gateway, get_gateway
 from ._progress import progress
 from ._task import Task, task
+from ._workflow import Workflow, WorkflowCancelled, WorkflowRun, report, workflow
 
 __all__ = [
     "ApiError",
@@ -68,9 +70,14 @@ __all__ = [
     "Task",
     "TaskError",
     "Unauthorized",
+    "Workflow",
+    "WorkflowCancelled",
+    "WorkflowRun",
     "__version__",
     "get_gateway",
     "progress",
+    "report",
     "resolve_config",
     "task",
+    "workflow",
 ]

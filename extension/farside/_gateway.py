@@ -41,13 +41,17 @@ from ._events import EventListener
 from ._futures import FarsideFuture
 from ._gateway_clusters import ClusterMethods
 from ._http import Api
+from ._journal import active_journal
 from ._logs import follow_logs, read_logs, stack_dump
 from ._resolution import Results
 
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
+    from farside_pilot.protocol.workflows import WorkflowInfo
+
     from ._futures import MapResult
+    from ._workflow import WorkflowRun
 
 __all__ = ["Gateway", "get_gateway"]
 
@@ -141,13 +145,19 @@ class Gateway(ClusterMethods):
         """
         if self.closed:
             raise FarsideError("this Gateway is closed; create a new farside.Gateway()")
+        journal = active_journal(self.user.workflow_id)
+        if journal is not None:  # inside a workflow body: the calls are journalled
+            specs = journal.stamp(specs)
         self._listener.start()
         futures: list[FarsideFuture[Any]] = []
         try:
             for start in range(0, len(specs), max(1, chunksize)):
                 chunk = specs[start : start + max(1, chunksize)]
                 response = self._api.post("/jobs", SubmitRequest(jobs=chunk), SubmitResponse)
-                futures.extend(self._track(response.job_ids))
+                if response.journalled:  # a workflow body's calls made before: may have ended
+                    futures.extend(self._results.adopt(response.job_ids))
+                else:
+                    futures.extend(self._track(response.job_ids))
         except BaseException:
             if futures:
                 with contextlib.suppress(FarsideError):
@@ -199,8 +209,28 @@ class Gateway(ClusterMethods):
     def _track(self, job_ids: list[int]) -> list[FarsideFuture[Any]]:
         return self._results.track(job_ids)
 
+    def _adopt(self, job_ids: list[int]) -> list[FarsideFuture[Any]]:
+        """Futures for jobs submitted earlier, perhaps elsewhere (they may have ended)."""
+        self._listener.start()
+        return self._results.adopt(job_ids)
+
     def _watch(self, job_ids: list[int], ended: Callable[[JobEvent], None]) -> None:
         self._results.watch(job_ids, ended)
+
+    # -------------------------------------------------------------- workflows
+
+    def workflows(self, name: str | None = None, limit: int = 100) -> list[WorkflowInfo]:
+        """Your workflow runs, newest first (``name``: one workflow's runs)."""
+        from ._workflow import runs
+
+        return runs(self, name, limit)
+
+    def workflow(self, name_or_id: str | int) -> WorkflowRun[Any]:
+        """A workflow run by id, or the newest run of the workflow of that name: reconnect
+        to it from any kernel (``.result()``, ``.progress()``, ``.pause()``, ...)."""
+        from ._workflow import find_run
+
+        return find_run(self, name_or_id)
 
     # -------------------------------------------------------------- queries
 

@@ -17,8 +17,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from farside_pilot.protocol import FarsideError, TaskError
-from farside_pilot.protocol.models import JobEvent, JobState
+from farside_pilot.protocol import FarsideError, NotFound, TaskError
+from farside_pilot.protocol.models import JobDetail, JobEvent, JobState
 
 from ._futures import FarsideFuture
 from ._http import Api, is_retryable
@@ -62,6 +62,35 @@ class Results:
                 else:
                     ready.append((future, kept[1]))
         for future, event in ready:
+            self._resolve(future, event)
+        return futures
+
+    def adopt(self, job_ids: list[int]) -> list[FarsideFuture[Any]]:
+        """Futures for jobs that may have ended before this client listened (a workflow
+        body's journalled calls, a run found again from another kernel).
+
+        The event stream must be open already: a job that ends after its state is read
+        here is settled by its event, one that ended before by its stored outcome.
+        """
+        futures = self.track(job_ids)
+        for future in futures:
+            if future.done():
+                continue
+            job = self._api.get(f"/jobs/{future.job_id}", JobDetail)
+            if not job.state.terminal:
+                continue
+            event = JobEvent(
+                seq=0,
+                job_id=job.id,
+                state=job.state,
+                time=(job.ended or job.created).timestamp(),
+                attempt=job.attempts,
+                error_class=job.error_class,
+                reason=job.error,
+                result_size=None if job.state is JobState.CANCELLED else 0,
+            )
+            with self._lock:
+                self._pending.pop(job.id, None)
             self._resolve(future, event)
         return futures
 
@@ -131,6 +160,11 @@ class Results:
         while True:
             try:
                 data = self._api.get_bytes(f"/jobs/{event.job_id}/result")
+            except NotFound:
+                # an adopted failed job that left no outcome (its pilot was lost): the
+                # event's reason tells why
+                future._settle(outcome_of(event, None))
+                return
             except Exception as exc:
                 if not self._closed and is_retryable(exc) and time.monotonic() < deadline:
                     time.sleep(backoff)

@@ -245,22 +245,25 @@ class Task(Generic[P, R]):
     def map(
         self,
         *iterables: Iterable[Any],
+        kwargs: Iterable[Mapping[str, Any]] | None = None,
         chunksize: int = SUBMIT_CHUNK,
         group: str | None = None,
         progress: bool = False,
     ) -> MapResult[R]:
         """Run the function on each element (zipped across ``iterables``), in bulk.
 
-        All calls are submitted now, ``chunksize`` (at most 1,000 advised) per request, and
-        share one ``group``. Iterating the result yields results in input order.
-        ``progress=True`` shows a tqdm bar (a widget in a notebook) that advances as jobs end.
+        ``kwargs``: a keyword-argument dict per call (``evaluate.map(kwargs=points)``), alone
+        or zipped with ``iterables``. All calls are submitted now, ``chunksize`` (at most
+        1,000 advised) per request, and share one ``group``. Iterating the result yields
+        results in input order. ``progress=True`` shows a tqdm bar (a widget in a notebook)
+        that advances as jobs end.
         """
         gateway = self.gateway
         group = group or f"{self.name[:180]}-{uuid.uuid4().hex[:8]}"
         fn_bytes = self.function_bytes
         specs = [
-            self._spec(encode_call(fn_bytes, args, {}), group)
-            for args in zip(*iterables, strict=False)
+            self._spec(encode_call(fn_bytes, args, dict(kw)), group)
+            for args, kw in _calls(iterables, kwargs)
         ]
         futures = gateway.submit_jobs(specs, chunksize) if specs else []
         result = MapResult(gateway, futures, group)
@@ -269,6 +272,23 @@ class Task(Generic[P, R]):
 
             show_progress(result)
         return result
+
+
+def _calls(
+    iterables: tuple[Iterable[Any], ...], kwargs: Iterable[Mapping[str, Any]] | None
+) -> Iterable[tuple[tuple[Any, ...], Mapping[str, Any]]]:
+    """The (args, kwargs) of each call of a map.
+
+    >>> list(_calls(([1, 2], "ab"), None))
+    [((1, 'a'), {}), ((2, 'b'), {})]
+    >>> list(_calls((), [{"x": 1}, {"x": 2}]))
+    [((), {'x': 1}), ((), {'x': 2})]
+    """
+    if kwargs is None:
+        return ((args, {}) for args in zip(*iterables, strict=False))
+    if not iterables:
+        return (((), kw) for kw in kwargs)
+    return zip(zip(*iterables, strict=False), kwargs, strict=False)
 
 
 @overload

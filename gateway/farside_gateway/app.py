@@ -18,7 +18,18 @@ from farside_pilot.protocol import API_PREFIX
 from farside_pilot.protocol.models import ErrorEnvelope
 
 from . import __version__
-from .api import auth, clusters, dashboards, dask_gateway, info, jobs, metrics, pilots, streams
+from .api import (
+    auth,
+    clusters,
+    dashboards,
+    dask_gateway,
+    info,
+    jobs,
+    metrics,
+    pilots,
+    streams,
+    workflows,
+)
 from .api.errors import BodyLimit, install_error_handlers
 from .metrics import RequestTimer
 from .runtime import Runtime
@@ -57,7 +68,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     )
     app.state.runtime = runtime
     install_error_handlers(app)
-    for module in (jobs, streams, pilots, info, auth, clusters, metrics):
+    for module in (jobs, streams, pilots, info, auth, clusters, workflows, metrics):
         app.include_router(module.router, prefix=API_PREFIX, responses=ERROR_RESPONSES)
     # at the root, where dask-gateway users expect it: /clusters/{name}/status
     app.include_router(dashboards.router)

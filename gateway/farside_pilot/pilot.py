@@ -90,7 +90,7 @@ class Pilot:
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         workdir = make_workdir(self.config)
-        self.runner = JobRunner(self.slot, workdir, self, loop)
+        self.runner = JobRunner(self.slot, workdir, self, loop, gateway_url=self.config.gateway_url)
         try:
             try:
                 self.registered = await self.client.register(self._registration())

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from .limits import WATCH_INTERVAL, tree_rss
+from .protocol import env
 from .protocol.models import Assignment, Resources
 from .protocol.units import format_memory
 from .slots import Slot
@@ -85,8 +86,10 @@ class JobRunner:
         events: RunnerEvents,
         loop: asyncio.AbstractEventLoop,
         max_workers: int | None = None,
+        gateway_url: str = "",
     ) -> None:
         self.slot = slot
+        self.gateway_url = gateway_url  # for the jobs that call the gateway (workflow bodies)
         self.workdir = workdir
         self.events = events
         self._loop = loop
@@ -133,14 +136,15 @@ class JobRunner:
                 return  # the common case with a long prefetch queue: stop scanning it
             if not job.ready or not self.slot.can_start(job.resources):
                 continue
-            if job.resources.gpus:
-                # a worker of its own, started with its devices: CUDA reads
-                # CUDA_VISIBLE_DEVICES once, when a process first uses it
+            if job.resources.gpus or job.assignment.token:
+                # a worker of its own, started with its devices (CUDA reads
+                # CUDA_VISIBLE_DEVICES once, when a process first uses it) or, for a
+                # workflow body, with the token it submits its children with
                 if not self._room_for_a_worker():
                     return
                 del self.queue[job.job_id]
                 job.devices = self.slot.take(job.resources)
-                worker = self._start_worker(job.devices)
+                worker = self._start_worker(job.devices, self._job_env(job))
             else:
                 taken = self._take_worker()
                 if taken is None:
@@ -237,13 +241,25 @@ class JobRunner:
         self._workers.discard(idle)
         return True
 
-    def _start_worker(self, devices: list[str] | None = None) -> WorkerProcess:
-        """A new worker; with ``devices``, for one GPU job, which sees only those GPUs.
-        On a slot with GPUs, the other workers see none (CPU jobs must not take them)."""
-        env = None
+    def _job_env(self, job: HeldJob) -> dict[str, str]:
+        """Variables only this job's worker gets: a workflow body's gateway and token."""
+        token = job.assignment.token
+        if not token:
+            return {}
+        return {env.GATEWAY_URL: self.gateway_url, env.TOKEN: token}
+
+    def _start_worker(
+        self, devices: list[str] | None = None, extra_env: dict[str, str] | None = None
+    ) -> WorkerProcess:
+        """A new worker; with ``devices``, for one job, which sees only those GPUs (none
+        for a CPU job) and gets ``extra_env``. On a slot with GPUs, the other workers see
+        none (CPU jobs must not take them)."""
+        worker_env = None
         if devices is not None or self.slot.total.gpus:
-            env = {**os.environ, "CUDA_VISIBLE_DEVICES": ",".join(devices or [])}
-        worker = WorkerProcess(self._from_thread, cwd=self.workdir, env=env)
+            worker_env = {**os.environ, "CUDA_VISIBLE_DEVICES": ",".join(devices or [])}
+        if extra_env:
+            worker_env = {**(worker_env or os.environ), **extra_env}
+        worker = WorkerProcess(self._from_thread, cwd=self.workdir, env=worker_env)
         worker.single_use = devices is not None
         self._workers.add(worker)
         log.debug("started worker %s", worker.pid)

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any, Literal
 
+from .lifeline import watch_parent
 from .protocol.payload import (
     PayloadError,
     decode_call,
@@ -402,6 +403,7 @@ def main(argv: list[str]) -> None:
     in_fd, out_fd = int(argv[0]), int(argv[1])
     conn_in = Connection(in_fd, writable=False)
     channel = _Channel(Connection(out_fd, readable=False))
+    watch_parent()
     Worker(conn_in, channel).serve()
 
 

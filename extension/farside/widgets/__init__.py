@@ -7,6 +7,8 @@
 - :class:`ClusterWidget`: a Dask cluster on farside (``gw.new_cluster``): worker leases by
   site and state, group targets, the last worker failure, above Dask's own cluster widget
   with its scale and adapt controls; it is what a cluster displays as in Jupyter.
+- :class:`WorkflowMonitor`: a workflow run: state, calls by state, and what its body
+  reports (iteration, best so far); it is what a run displays as in Jupyter.
 
 Each widget does its network work and redraws on a background thread of its own, so the
 kernel stays free while it updates; ``close()`` stops it. Needs ``ipywidgets`` (the
@@ -34,5 +36,6 @@ from ._board import Failure
 from ._html import LogEntry
 from ._logview import LogView
 from ._monitor import JobMonitor
+from ._workflow import WorkflowMonitor
 
-__all__ = ["ClusterWidget", "Failure", "JobMonitor", "LogEntry", "LogView"]
+__all__ = ["ClusterWidget", "Failure", "JobMonitor", "LogEntry", "LogView", "WorkflowMonitor"]

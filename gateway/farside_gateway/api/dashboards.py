@@ -47,7 +47,7 @@ async def _caller(request: Request) -> Principal | None:
     if not request.headers.get("authorization"):
         return None
     who = await principal(request)
-    if who.kind != "user":
+    if who.kind != "user" or who.workflow_id is not None:
         raise Unauthorized("dashboards are for users")
     return who
 

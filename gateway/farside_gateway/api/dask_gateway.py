@@ -27,7 +27,7 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from farside_pilot import __version__
-from farside_pilot.protocol import FarsideError, Unauthorized
+from farside_pilot.protocol import FarsideError, Forbidden, Unauthorized
 from farside_pilot.protocol.clusters import (
     DEFAULT_GROUP,
     ClusterInfo,
@@ -119,6 +119,8 @@ async def _who(request: Request) -> Principal:
     who = await principal_of_token(runtime(request), token)
     if who.kind != "user":
         raise Unauthorized("clusters are for users; pilot and site tokens cannot have them")
+    if who.workflow_id is not None:
+        raise Forbidden("a workflow body's token cannot use Dask clusters")
     return who
 
 

@@ -16,6 +16,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from farside_pilot.protocol import Forbidden, Unauthorized
+from farside_pilot.protocol.models import API_PREFIX
 
 from ..auth.hub import UnknownHubToken, looks_like_jwt
 from ..auth.oidc import is_farside_token
@@ -66,9 +67,43 @@ async def principal_of_token(rt: Runtime, token: str) -> Principal:
     return who
 
 
-async def user(who: Annotated[Principal, Depends(principal)]) -> Principal:
+#: what a workflow body's token may do (method, route): follow and submit jobs, report
+#: progress. It acts for the run's owner, but cannot start clusters, change sites or make
+#: tokens; an API added later is closed to it until listed here.
+WORKFLOW_SCOPE = frozenset(
+    {
+        ("GET", "/whoami"),
+        ("GET", "/auth"),
+        ("GET", "/sites"),
+        ("POST", "/jobs"),
+        ("GET", "/jobs"),
+        ("POST", "/jobs/cancel"),
+        ("GET", "/jobs/{job_id}"),
+        ("GET", "/jobs/{job_id}/result"),
+        ("GET", "/jobs/{job_id}/logs"),
+        ("GET", "/jobs/{job_id}/logs/stream"),
+        ("GET", "/events"),
+        ("GET", "/workflows/{workflow_id}"),
+        ("POST", "/workflows/{workflow_id}/report"),
+    }
+)
+
+
+def _check_workflow_scope(request: Request, who: Principal) -> None:
+    route = request.scope.get("route")
+    path = getattr(route, "path", "").removeprefix(API_PREFIX)
+    if (request.method, path) not in WORKFLOW_SCOPE:
+        raise Forbidden(
+            f"a workflow body's token (run {who.workflow_id}) may submit and follow jobs "
+            f"only; {request.method} {path} is not open to it"
+        )
+
+
+async def user(request: Request, who: Annotated[Principal, Depends(principal)]) -> Principal:
     if who.kind != "user":
         raise Forbidden("this endpoint is for users; pilot and site tokens cannot use it")
+    if who.workflow_id is not None:
+        _check_workflow_scope(request, who)
     return who
 
 

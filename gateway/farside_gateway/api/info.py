@@ -31,7 +31,13 @@ _PILOTS = TypeAdapter(list[PilotInfo])
 async def whoami(who: PrincipalDep) -> WhoAmI:
     """The identity behind the token (any kind of token)."""
     kind = "admin" if who.admin else who.kind
-    return WhoAmI(name=who.name, kind=kind, pilot_id=who.pilot_id, groups=list(who.groups))
+    return WhoAmI(
+        name=who.name,
+        kind=kind,
+        pilot_id=who.pilot_id,
+        groups=list(who.groups),
+        workflow_id=who.workflow_id,
+    )
 
 
 async def _site_infos(rt: Runtime) -> list[SiteInfo]:

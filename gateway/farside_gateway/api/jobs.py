@@ -27,7 +27,7 @@ from ..broker.match import check_runnable
 from ..pool import queries
 from ..pool.leases import request_debug
 from ..pool.resubmit import retry_job, retry_spec
-from ..pool.submit import NewJob, Submitter, cancel_jobs, submit_jobs
+from ..pool.submit import NewJob, Submitter, cancel_jobs, submit_journalled
 from ..runtime import Runtime
 from .deps import RuntimeDep, UserDep
 
@@ -63,14 +63,20 @@ async def submit(body: SubmitRequest, who: UserDep, rt: RuntimeDep) -> Response:
             else:
                 placed.append(NewJob(spec, spec.payload, None, size))
         scouts = rt.config.scouts
-        submitter = Submitter(who.name, who.share_group, scouts.threshold, scouts.count)
-        ids = await rt.write_and_publish(submit_jobs, submitter, placed)
-        rt.metrics.submitted.inc(len(ids))
+        submitter = Submitter(
+            who.name, who.share_group, scouts.threshold, scouts.count, who.workflow_id
+        )
+        ids, journalled = await rt.write_and_publish(submit_journalled, submitter, placed)
+        rt.metrics.submitted.inc(len(ids) - len(journalled))
     except BaseException:
         for key in blob_keys:  # nothing half-written: no orphan blobs either
             await rt.blobs.delete(key)
         raise
-    return json_response(SubmitResponse(job_ids=ids), 201)
+    # a call found in the journal keeps its first payload: the one sent now is not kept
+    for blob, job_id in zip((job.payload_blob for job in placed), ids, strict=True):
+        if blob is not None and job_id in journalled:
+            await rt.blobs.delete(blob)
+    return json_response(SubmitResponse(job_ids=ids, journalled=journalled), 201)
 
 
 @router.get("/jobs", response_model=JobList)

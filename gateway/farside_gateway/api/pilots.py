@@ -34,6 +34,7 @@ from ..clusters.sealing import SealError
 from ..notify import wait_for_signal
 from ..pool import pilots as pilot_records
 from ..pool import queries
+from ..pool import workflows as workflow_runs
 from ..pool.leases import (
     PilotSlot,
     acquire,
@@ -45,6 +46,7 @@ from ..pool.leases import (
 )
 from ..pool.outcomes import PreparedUpdate
 from ..pool.retries import release_pilot
+from ..pool.workflows import BODY
 from ..runtime import Runtime
 from .deps import PrincipalDep, RuntimeDep, pilot_of
 from .jobs import blob_response, json_response
@@ -128,6 +130,10 @@ async def acquire_jobs(
     assignments = []
     unprepared: list[int] = []
     reason = ""
+    # workflow bodies get a token for this attempt (rare: one write for all of them)
+    body_tokens = {}
+    if any(r.kind == BODY for r in rows):
+        body_tokens = await rt.db.write(workflow_runs.body_tokens, rows)
     for r in rows:
         try:
             payload = rt.clusters.payload_for_pilot(r.kind, r.payload)
@@ -149,6 +155,7 @@ async def acquire_jobs(
                 payload=payload,
                 payload_size=r.payload_size,
                 inputs=queries.parse_ids(r.inputs),
+                token=body_tokens.get(r.id),
             )
         )
     if unprepared:

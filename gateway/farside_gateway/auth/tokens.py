@@ -15,9 +15,9 @@ from typing import Generic, Literal, TypedDict, TypeVar, Unpack
 
 from sqlalchemy import Connection, delete, insert, select
 
-from farside_pilot.protocol.models import TOKEN_PREFIXES
+from farside_pilot.protocol.models import ACTIVE_STATES, TOKEN_PREFIXES
 
-from ..db.schema import tokens
+from ..db.schema import jobs, tokens
 
 V = TypeVar("V")
 
@@ -36,6 +36,8 @@ class Principal:
     groups: tuple[str, ...] = ()
     #: when the token expires (farside tokens with a TTL); a cached lookup ends there too
     expires_at: float | None = field(default=None, compare=False, repr=False)
+    #: a workflow body's token: it acts for the user only within this run (api.scope)
+    workflow_id: int | None = None
 
     @property
     def share_group(self) -> str | None:
@@ -61,6 +63,8 @@ class TokenOptions(TypedDict, total=False):
     ttl: float | None  # seconds until it expires; None: never
     description: str | None
     groups: list[str]  # fair-share groups of a user
+    job_id: int | None  # a workflow body's token: valid while this job's attempt runs
+    job_attempt: int | None
 
 
 def store_token(
@@ -82,6 +86,8 @@ def store_token(
             expires_at=now + ttl if ttl else None,
             description=options.get("description"),
             groups=_groups_column(options.get("groups") or []),
+            job_id=options.get("job_id"),
+            job_attempt=options.get("job_attempt"),
         )
     )
 
@@ -103,6 +109,20 @@ def lookup_token(conn: Connection, token: str, now: float) -> Principal | None:
     row = conn.execute(select(tokens).where(tokens.c.token_hash == hash_token(token))).first()
     if row is None or (row.expires_at is not None and row.expires_at < now):
         return None
+    workflow_id = None
+    if row.job_id is not None:
+        # a workflow body's token dies with its attempt: a body still running after its
+        # pilot was lost (and the body started again elsewhere) can submit nothing more
+        body = conn.execute(
+            select(jobs.c.workflow_id).where(
+                jobs.c.id == row.job_id,
+                jobs.c.attempt == row.job_attempt,
+                jobs.c.state.in_([s.value for s in ACTIVE_STATES]),
+            )
+        ).first()
+        if body is None:
+            return None
+        workflow_id = body.workflow_id
     groups = tuple(g for g in (row.groups or "").split(",") if g)
     return Principal(
         kind=row.kind,
@@ -111,6 +131,7 @@ def lookup_token(conn: Connection, token: str, now: float) -> Principal | None:
         pilot_id=row.pilot_id,
         groups=groups,
         expires_at=row.expires_at,
+        workflow_id=workflow_id,
     )
 
 
@@ -163,6 +184,10 @@ class TokenCache:
         if principal is not None and principal.expires_at is not None:
             until = min(until, principal.expires_at)  # never past the token's expiry
         self._entries.put(token, principal, until)
+
+    def forget_workflow(self, workflow_id: int) -> None:
+        """A run was paused or killed: its body's token must stop working here at once."""
+        self._entries.drop(lambda p: p is not None and p.workflow_id == workflow_id)
 
     def forget_pilot(self, pilot_id: int) -> None:
         self._entries.drop(lambda p: p is not None and p.pilot_id == pilot_id)

@@ -95,6 +95,10 @@ jobs = Table(
     Column("queued_at", Float),
     Column("started_at", Float),
     Column("ended_at", Float),
+    # the workflow run a job belongs to (its body: kind 'workflow'; its children: others)
+    Column("workflow_id", Id),
+    # a child's name in its run's journal: submitting the same key again returns this job
+    Column("journal_key", String(100)),
     sqlite_autoincrement=True,
 )
 # The broker's scan: queued jobs, best first.
@@ -104,6 +108,8 @@ Index("ix_jobs_owner_queue", jobs.c.state, jobs.c.owner, jobs.c.priority.desc(),
 Index("ix_jobs_owner", jobs.c.owner, jobs.c.id)
 Index("ix_jobs_owner_group", jobs.c.owner, jobs.c.group_name)
 Index("ix_jobs_pilot", jobs.c.pilot_id, jobs.c.state)
+# A run's journal: at most one job per key (NULL keys: children dropped from the journal).
+Index("ix_jobs_journal", jobs.c.workflow_id, jobs.c.journal_key, unique=True)
 # No index on lease_expires: heartbeats renew it constantly, and the reaper finds held jobs
 # through ix_jobs_queue's leading state column anyway.
 
@@ -212,8 +218,33 @@ tokens = Table(
     Column("description", String(200)),
     # fair-share groups of a user token, ",a,b,"
     Column("groups", String(1000)),
+    # a workflow body's token: valid while attempt ``job_attempt`` of job ``job_id`` runs
+    Column("job_id", Id),
+    Column("job_attempt", Integer),
     sqlite_autoincrement=True,
 )
+Index("ix_tokens_job", tokens.c.job_id)
+
+# Workflow runs (``@farside.workflow``). The body is a job of kind 'workflow'; a resume or
+# retry gives it a new job, named in ``body_job_id``. The run's state is the body job's
+# (see protocol.workflows.workflow_state), except while ``paused``.
+workflows = Table(
+    "workflows",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False),
+    Column("owner", String(200), nullable=False),
+    Column("share_group", String(200)),
+    Column("body_job_id", Id, nullable=False),
+    Column("body_runs", Integer, nullable=False, default=1),
+    Column("paused", Boolean, nullable=False, default=False),
+    # the body's last farside.report(...), as JSON
+    Column("report", Text),
+    Column("created_at", Float, nullable=False),
+    sqlite_autoincrement=True,
+)
+Index("ix_workflows_owner", workflows.c.owner, workflows.c.id)
+Index("ix_workflows_owner_name", workflows.c.owner, workflows.c.name)
 
 # Run-time site status set by an admin; it wins over the configuration file's ``status``
 # and survives restarts (and is seen by every replica).

@@ -228,6 +228,7 @@ def _claim(
                 jobs.c.payload,
                 jobs.c.payload_size,
                 jobs.c.inputs,
+                jobs.c.workflow_id,
             )
         ).all()
     )

@@ -62,6 +62,9 @@ class Submitter:
     share_group: str | None = None
     scout_threshold: int = 0  # maps of more than this many jobs send scouts; 0: never
     scout_count: int = 0
+    #: the workflow run whose jobs these are (its body's token submits them); their
+    #: journal keys name calls the run has made before (see pool.workflows)
+    workflow_id: int | None = None
 
 
 def _sites_column(sites: list[str]) -> str | None:
@@ -98,6 +101,24 @@ def _scout_roles(specs: list[JobSpec], who: Submitter) -> list[int]:
     return roles
 
 
+def _journalled(conn: Connection, who: Submitter, new_jobs: list[NewJob]) -> dict[str, int]:
+    """The jobs a workflow run already made under the journal keys of ``new_jobs``."""
+    keys = {job.spec.journal_key for job in new_jobs if job.spec.journal_key}
+    if not keys:
+        return {}
+    if who.workflow_id is None:
+        raise InvalidRequest(
+            "journal_key is for the calls of a workflow body; submit without it, or make "
+            "the calls inside an @farside.workflow function"
+        )
+    found = conn.execute(
+        select(jobs.c.id, jobs.c.journal_key).where(
+            jobs.c.workflow_id == who.workflow_id, jobs.c.journal_key.in_(keys)
+        )
+    ).all()
+    return {row.journal_key: row.id for row in found}
+
+
 def submit_jobs(
     conn: Connection, who: Submitter, new_jobs: list[NewJob], changes: Changes
 ) -> list[int]:
@@ -105,7 +126,43 @@ def submit_jobs(
 
     ``inputs`` (parents whose results a job takes) are a subset of ``after``, which the
     spec checks; so the ownership check of ``after`` covers them too.
+
+    A job whose journal key its workflow run has used before is not inserted: its id is
+    the earlier job's (a body running again makes the same calls; see pool.workflows).
     """
+    return submit_journalled(conn, who, new_jobs, changes)[0]
+
+
+def submit_journalled(
+    conn: Connection, who: Submitter, new_jobs: list[NewJob], changes: Changes
+) -> tuple[list[int], list[int]]:
+    """:func:`submit_jobs`, and also which of the ids came from the run's journal."""
+    journal = _journalled(conn, who, new_jobs)
+    earlier = set(journal.values())
+    fresh: list[NewJob] = []
+    for job in new_jobs:
+        key = job.spec.journal_key
+        if key is None or key not in journal:
+            fresh.append(job)
+            if key is not None:
+                journal[key] = -1  # a second call with this key in the request reuses it
+    ids = iter(_insert_jobs(conn, who, fresh, changes) if fresh else [])
+    result = []
+    for job in new_jobs:
+        key = job.spec.journal_key
+        if key is None or journal[key] == -1:
+            job_id = next(ids)
+            if key is not None:
+                journal[key] = job_id
+            result.append(job_id)
+        else:
+            result.append(journal[key])
+    return result, sorted(earlier)
+
+
+def _insert_jobs(
+    conn: Connection, who: Submitter, new_jobs: list[NewJob], changes: Changes
+) -> list[int]:
     owner = who.owner
     parent_ids = {p for job in new_jobs for p in job.spec.after}
     parent_state: dict[int, str] = {}
@@ -174,6 +231,8 @@ def submit_jobs(
                 "ended_at": changes.now if state is S.FAILED else None,
                 "error_class": ErrorClass.DEPENDENCY.value if reason else None,
                 "error": reason,
+                "workflow_id": who.workflow_id,
+                "journal_key": spec.journal_key,
             }
         )
     result = conn.execute(insert(jobs).returning(jobs.c.id, sort_by_parameter_order=True), rows)

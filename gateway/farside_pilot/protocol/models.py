@@ -105,10 +105,15 @@ class Resources(_Strict):
 
 ResourceName = Literal["memory", "walltime"]
 #: ``function``: a pickled call; ``dask-worker``: a lease to run a Dask worker for a cluster
-#: (the gateway makes these, see ``protocol.clusters``; users submit functions)
-JobKind = Literal["function", "dask-worker"]
+#: (the gateway makes these, see ``protocol.clusters``); ``workflow``: the body of a workflow
+#: run, a pickled call that gets a token to submit the run's child jobs (``protocol.workflows``).
+#: Users submit functions; the gateway makes the other two.
+JobKind = Literal["function", "dask-worker", "workflow"]
 #: the kind whose jobs run until their cluster lets them go: never fetched ahead by a pilot
 DASK_WORKER: JobKind = "dask-worker"
+
+#: a workflow call's journal key: ``<place>:<digest>`` (see ``farside._journal``)
+JournalKey = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9:._-]+$")]
 
 # ---------------------------------------------------------------- user side
 
@@ -139,6 +144,12 @@ class JobSpec(_Strict):
         description="parent jobs (a subset of `after`) whose results the job receives: the "
         "worker puts each parent's value where the payload holds an InputRef to it",
     )
+    journal_key: JournalKey | None = Field(
+        None,
+        description="a workflow body's name for this call (its place in the body and a digest "
+        "of the call); a second submission with the same key returns the first job. Only a "
+        "workflow's token may set it",
+    )
 
     @model_validator(mode="after")
     def _inputs_are_parents(self) -> JobSpec:
@@ -157,6 +168,11 @@ class SubmitRequest(_Strict):
 
 class SubmitResponse(_Strict):
     job_ids: list[int]
+    journalled: list[int] = Field(
+        default_factory=list,
+        description="ids among job_ids that a workflow run made before under the same "
+        "journal keys (they may have ended already)",
+    )
 
 
 class JobInfo(_Strict):
@@ -291,6 +307,9 @@ class WhoAmI(_Strict):
     kind: Literal["user", "admin", "site", "pilot"]
     pilot_id: int | None = None
     groups: list[str] = Field(default_factory=list, description="fair-share groups")
+    workflow_id: int | None = Field(
+        None, description="a workflow body's token: the run it acts within"
+    )
 
 
 SiteStatus = Literal["online", "draining", "offline"]
@@ -401,6 +420,11 @@ class Assignment(_Strict):
         default_factory=list,
         description="parent jobs whose outcomes the pilot fetches (GET .../inputs/{parent_id}) "
         "and hands to the worker before the job starts",
+    )
+    token: str | None = Field(
+        None,
+        description="workflow bodies only: a token acting for the owner within this run, valid "
+        "while this attempt runs; the pilot hands it to the job's worker as FARSIDE_TOKEN",
     )
 
 
