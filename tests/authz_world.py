@@ -103,6 +103,8 @@ class World:
     other_pilot_id: int
     cluster: str  # alice's, no workers, with a second group "extra"
     doomed_cluster: str  # alice's, for the DELETE row
+    workflow: int  # alice's run: its body queued, no pilot will take it
+    doomed_workflow: int  # alice's, for the kill row (then cancelled: resume has nothing)
     site_name: str = "local"
 
     def http(self, token: str | None = None) -> httpx.Client:
@@ -256,9 +258,31 @@ def _make_world(gw: GatewayProcess, issuer: str, hub_tokens: dict[str, str | Non
     (queued,) = submit(gw, alice, job(name="alice-queued", group=ALICE_GROUP))
     (bob_job,) = submit(gw, str(tokens["bob-farside"]), job(name="bob-own"))
     cluster, doomed = (_new_cluster(gw, alice) for _ in range(2))
+    workflow, doomed_workflow = (_new_workflow(gw, alice, name) for name in ("run", "doomed"))
     wait_past_expiry(expired_oidc, farside_expiry=farside_expiry)
-    return World(gw, tokens, site_token, finished, held, queued, bob_job, pilot_id,
-                 other_pilot_id, cluster, doomed)  # fmt: skip
+    return World(
+        gw,
+        tokens,
+        site_token,
+        finished,
+        held,
+        queued,
+        bob_job,
+        pilot_id,
+        other_pilot_id,
+        cluster,
+        doomed,
+        workflow,
+        doomed_workflow,
+    )
+
+
+def _new_workflow(gw: GatewayProcess, token: str, name: str) -> int:
+    """A workflow run whose body needs more memory than the matrix's acquires offer."""
+    with gw.http(token) as http:
+        made = http.post("/workflows", json={**job(), "name": name})
+    assert made.status_code == 201, made.text
+    return int(made.json()["id"])
 
 
 def _new_cluster(gw: GatewayProcess, token: str) -> str:

@@ -18,6 +18,7 @@ from farside_pilot.protocol import FarsideError, format_memory, format_walltime
 from farside_pilot.protocol.models import JobKind
 
 from ._cli_format import cell_width, listing, print_json, table, when
+from ._cli_workflows import add_workflow_commands
 from ._gateway import Gateway
 
 __all__ = ["main"]
@@ -349,6 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("login", "log in at the gateway's OIDC issuer (device code in a browser)")
     p.add_argument("--issuer", help="OIDC issuer URL (default: the one the gateway names)")
     p.add_argument("--client-id", help="OIDC client (default: the one the gateway names)")
+
+    add_workflow_commands(add, add_listing)
 
     for name, func, help_text in (("whoami", _whoami, "show who the gateway thinks you are"),):
         add(name, help_text).set_defaults(func=func)

@@ -68,6 +68,7 @@ PATH_VALUES = {
     "pilot_id": "pilot_id",
     "parent_id": "finished_job",
     "name": "site_name",
+    "workflow_id": "workflow",
 }
 
 
@@ -184,6 +185,28 @@ ROWS = [
     ),
     Row("POST", "/clusters/{name}/heartbeat", _user(200, 404, 200), values={"name": "cluster"}),
     Row("DELETE", "/clusters/{name}", _user(200, 404, 200), values={"name": "doomed_cluster"}),
+    # workflow runs: alice's run (its body queued) stands in for {workflow_id}
+    Row("POST", "/workflows", _user(201, 201, 201), body={**job(), "name": "matrix"}),
+    Row("GET", "/workflows", _user(200, 200, 200)),
+    Row("GET", "/workflows/{workflow_id}", _user(200, 404, 200)),
+    Row("POST", "/workflows/{workflow_id}/pause", _user(200, 404, 200)),
+    # killed (its row) or never paused: nothing to resume, for those who may see it
+    Row(
+        "POST",
+        "/workflows/{workflow_id}/resume",
+        _user(409, 404, 409),
+        values={"workflow_id": "doomed_workflow"},
+    ),
+    Row(
+        "POST",
+        "/workflows/{workflow_id}/kill",
+        _user(200, 404, 200),
+        values={"workflow_id": "doomed_workflow"},
+    ),
+    # queued or paused, not failed: nothing to retry
+    Row("POST", "/workflows/{workflow_id}/retry", _user(409, 404, 409)),
+    # only the run's own body reports its progress
+    Row("POST", "/workflows/{workflow_id}/report", _user(403, 403, 403), body={"values": {}}),
     # how to log in: open to all, whatever the token
     Row("GET", "/auth", _any(200) | {"anon": 200, "hub": 200}),
 ]

@@ -4,6 +4,7 @@ its finished calls back instead of evaluating them again."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -53,7 +54,18 @@ def _make_loop(client: farside.Gateway, log: Path, pause: float) -> Any:
     return optimise
 
 
-def test_a_workflow_runs_in_the_pool_and_reports(client: farside.Gateway, tmp_path: Path) -> None:
+def _cli(gateway: GatewayProcess, *argv: str) -> int:
+    from farside._cli import main
+
+    return main([*argv, "--url", gateway.url, "--token", gateway.user_token])
+
+
+def test_a_workflow_runs_in_the_pool_and_reports(
+    gateway: GatewayProcess,
+    client: farside.Gateway,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     optimise = _make_loop(client, tmp_path / "evaluated", pause=0.0)
     expected = optimise.fn(2, 4)  # the plain function, here: the same answer
     (tmp_path / "evaluated").unlink()
@@ -71,6 +83,19 @@ def test_a_workflow_runs_in_the_pool_and_reports(client: farside.Gateway, tmp_pa
     assert [w.id for w in client.workflows()] == [run.id]
     body = client.job(info.body_job_id)
     assert body.kind == "workflow"
+    # and so does a shell
+    capsys.readouterr()
+    assert _cli(gateway, "workflows", "--json") == 0
+    (listed,) = json.loads(capsys.readouterr().out)
+    assert (listed["id"], listed["state"], listed["children"]) == (
+        run.id,
+        "finished",
+        info.children,
+    )
+    assert _cli(gateway, "workflow", "optimise") == 0
+    shown = capsys.readouterr().out
+    assert "calls done: 8/8" in shown
+    assert f"best: {expected['score']}" in shown
 
 
 def test_a_body_whose_pilot_is_killed_evaluates_nothing_twice(
@@ -120,7 +145,7 @@ def test_pause_resume_and_the_old_token(
 
 
 def test_kill_cancels_children_and_retry_reuses_finished_calls(
-    client: farside.Gateway, tmp_path: Path
+    gateway: GatewayProcess, client: farside.Gateway, tmp_path: Path
 ) -> None:
     gate = tmp_path / "open"
 
@@ -142,7 +167,8 @@ def test_kill_cancels_children_and_retry_reuses_finished_calls(
     run = chain.submit()
     # steps 0 and 1 done, step 2 waits at the gate
     wait_until(lambda: run.progress().children == {"finished": 2, "running": 1}, timeout=60)
-    killed = run.kill()
+    assert _cli(gateway, "workflow", str(run.id), "kill") == 0  # as from a shell
+    killed = run.progress()
     assert killed.state is WorkflowState.CANCELLED
     assert killed.children == {"finished": 2, "cancelled": 1}
     with pytest.raises(farside.WorkflowCancelled):
@@ -180,13 +206,13 @@ def test_the_body_token_is_scoped_and_dies_with_its_attempt(
     token = run.result(timeout=60)
     assert token.startswith("fsu_")
     # the attempt has ended: the token is dead
-    response = httpx.get(
-        f"{gateway.url}/api/v1/jobs", headers={"authorization": f"Bearer {token}"}
-    )
+    response = httpx.get(f"{gateway.url}/api/v1/jobs", headers={"authorization": f"Bearer {token}"})
     assert response.status_code == 401
 
 
-def test_body_token_cannot_leave_its_scope(gateway: GatewayProcess, client: farside.Gateway) -> None:
+def test_body_token_cannot_leave_its_scope(
+    gateway: GatewayProcess, client: farside.Gateway
+) -> None:
     @farside.workflow(gateway=client)
     def probe() -> dict[str, int]:
         import httpx as inner_httpx
