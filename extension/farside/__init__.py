@@ -16,8 +16,8 @@ The exception tree (shared with the gateway and the pilot)::
     ├── GatewayUnreachable        the gateway did not answer (address in the message)
     ├── ApiError                  the gateway refused: InvalidRequest, Unauthorized,
     │                             Forbidden, NotFound, Conflict, PayloadTooLarge, ServerError
-    ├── TaskError                 a task failed remotely: RemoteError, JobFailed
-    ├── WorkflowCancelled         a workflow run was killed (run.retry() reruns it)
+    ├── TaskError                 a task failed remotely: RemoteError, JobFailed,
+    │                             WorkflowCancelled (a run was killed; run.retry())
     └── ConfigurationError        local configuration is missing or wrong
 """
 
@@ -39,6 +39,7 @@ from farside_pilot.protocol import (
     ServerError,
     TaskError,
     Unauthorized,
+    WorkflowCancelled,
 )
 
 from ._config import ClientConfig, resolve_config
@@ -46,7 +47,7 @@ from ._futures import FarsideFuture, MapResult
 from ._gateway import Gateway, get_gateway
 from ._progress import progress
 from ._task import Task, task
-from ._workflow import Workflow, WorkflowCancelled, WorkflowRun, report, workflow
+from ._workflow import Workflow, WorkflowRun, report, workflow
 
 __all__ = [
     "ApiError",

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
-from farside_pilot.protocol import FarsideError
+from farside_pilot.protocol import FarsideError, WorkflowCancelled
 from farside_pilot.protocol.payload import encode_call
 from farside_pilot.protocol.workflows import (
     WorkflowInfo,
@@ -41,17 +41,13 @@ from ._task import Task
 if TYPE_CHECKING:
     from .widgets import WorkflowMonitor
 
-__all__ = ["Workflow", "WorkflowCancelled", "WorkflowRun", "report", "workflow"]
+__all__ = ["Workflow", "WorkflowRun", "report", "workflow"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 #: seconds between looks at a paused run while waiting for its result
 PAUSED_POLL = 2.0
-
-
-class WorkflowCancelled(FarsideError):
-    """The run was killed; ``run.retry()`` runs it again, reusing its finished calls."""
 
 
 class Workflow(Generic[P, R]):
@@ -147,7 +143,8 @@ class WorkflowRun(Generic[R]):
             if info.state is WorkflowState.CANCELLED:
                 raise WorkflowCancelled(
                     f"workflow run {self.id} was killed ({info.error}); run.retry() runs it "
-                    "again, reusing its finished calls"
+                    "again, reusing its finished calls",
+                    info.body_job_id,
                 )
             left = _left(deadline)
             if left is not None and left <= 0:

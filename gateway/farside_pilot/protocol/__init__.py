@@ -33,6 +33,7 @@ if TYPE_CHECKING:
         ServiceUnavailable,
         TaskError,
         Unauthorized,
+        WorkflowCancelled,
         error_from_envelope,
     )
     from .models import (
@@ -67,6 +68,7 @@ _HOMES = {
     "ServiceUnavailable": "errors",
     "TaskError": "errors",
     "Unauthorized": "errors",
+    "WorkflowCancelled": "errors",
     "error_from_envelope": "errors",
     "ACTIVE_STATES": "models",
     "API_PREFIX": "models",
@@ -113,6 +115,7 @@ __all__ = [
     "ServiceUnavailable",
     "TaskError",
     "Unauthorized",
+    "WorkflowCancelled",
     "env",
     "error_from_envelope",
     "format_memory",

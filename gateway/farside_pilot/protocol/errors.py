@@ -186,3 +186,7 @@ class JobFailed(TaskError):
     ) -> None:
         self.error_class = error_class
         super().__init__(message, job_id)
+
+
+class WorkflowCancelled(TaskError):
+    """A workflow run was killed; ``run.retry()`` runs it again, reusing its finished calls."""
