@@ -8,7 +8,7 @@
 #              Debian's source once, cached outside the repository)
 #   dask       Dask on farside: interactive clusters (real schedulers, workers on pilots),
 #              graph offload, the dimuon notebook; on SQLite and PostgreSQL
-#   docs       the Python examples of the README and docs/ (Sybil), against a real gateway
+#   docs       the Python examples of the README and docs/ (Sybil) and the workflow notebooks, against a real gateway
 #   browser    JupyterHub + configurable-http-proxy (scripts/hub.sh) + the OIDC provider
 #              (scripts/oidc.sh), driven in headless Chromium (scripts/browser.sh)
 # With arguments, they go to one pytest run instead, e.g. scripts/test.sh -m "not postgres" -x
