@@ -22,9 +22,9 @@ CELLS = [
     ),
     new_code_cell(
         "# parameters: the scan (the test suite shrinks it)\n"
-        "GRID = 12      # points per axis of the candidate grid\n"
-        "N_ITER = 4     # rounds of active learning after the first batch\n"
-        "BATCH = 6      # evaluations per round, in parallel\n"
+        "GRID = 12  # points per axis of the candidate grid\n"
+        "N_ITER = 4  # rounds of active learning after the first batch\n"
+        "BATCH = 6  # evaluations per round, in parallel\n"
         "SEED = 3",
         metadata={"tags": ["parameters"]},
     ),
@@ -35,16 +35,22 @@ CELLS = [
         "the background alone: the contour is the expected limit."
     ),
     new_code_cell(
-        "import warnings\n\n"
+        "import warnings\n"
+        "\n"
         "import numpy as np\n"
-        "import farside\n\n"
+        "\n"
+        "import farside\n"
+        "\n"
         "gw = farside.Gateway()\n"
         "BKG = [120.0, 90.0, 70.0, 50.0, 35.0]\n"
-        "EDGES = np.linspace(100.0, 1000.0, 6)\n\n\n"
+        "EDGES = np.linspace(100.0, 1000.0, 6)\n"
+        "\n"
+        "\n"
         '@farside.task(memory="1 GiB", walltime="5 minutes")\n'
         "def cls(mass, log_g):\n"
         '    """CLs of the signal (mass, 10**log_g) against the background-only data."""\n'
-        "    import pyhf\n\n"
+        "    import pyhf\n"
+        "\n"
         '    warnings.simplefilter("ignore", DeprecationWarning)  # pyhf on jsonschema 4.18+\n'
         "    centres = 0.5 * (EDGES[:-1] + EDGES[1:])\n"
         "    shape = np.exp(-0.5 * ((centres - mass) / 120.0) ** 2)\n"
@@ -53,11 +59,13 @@ CELLS = [
         "        signal=list(signal + 1e-6), bkg=BKG, bkg_uncertainty=[0.1 * b for b in BKG]\n"
         "    )\n"
         "    data = BKG + model.config.auxdata\n"
-        '    return float(pyhf.infer.hypotest(1.0, data, model, test_stat="qtilde"))\n\n\n'
+        '    return float(pyhf.infer.hypotest(1.0, data, model, test_stat="qtilde"))\n'
+        "\n"
+        "\n"
         "masses = np.linspace(100.0, 1000.0, GRID)\n"
         "log_gs = np.linspace(-2.0, 0.0, GRID)\n"
         "candidates = np.array([(m, lg) for m in masses for lg in log_gs])\n"
-        "len(candidates)"
+        "len(candidates)",
     ),
     new_markdown_cell(
         "## The surrogate and the choice of the next points\n\n"
@@ -67,11 +75,18 @@ CELLS = [
     ),
     new_code_cell(
         "def predict(seen_x, seen_y, candidates):\n"
-        "    from scipy.interpolate import RBFInterpolator\n\n"
+        "    from scipy.interpolate import RBFInterpolator\n"
+        "\n"
         "    lo, hi = candidates.min(0), candidates.max(0)\n"
-        "    fit = RBFInterpolator((seen_x - lo) / (hi - lo), np.log(np.clip(seen_y, 1e-6, 1)),\n"
-        '                          kernel="thin_plate_spline", smoothing=1e-3)\n'
-        "    return fit((candidates - lo) / (hi - lo))\n\n\n"
+        "    fit = RBFInterpolator(\n"
+        "        (seen_x - lo) / (hi - lo),\n"
+        "        np.log(np.clip(seen_y, 1e-6, 1)),\n"
+        '        kernel="thin_plate_spline",\n'
+        "        smoothing=1e-3,\n"
+        "    )\n"
+        "    return fit((candidates - lo) / (hi - lo))\n"
+        "\n"
+        "\n"
         "def next_points(predicted, candidates, seen, batch, spread=0.12):\n"
         "    lo, hi = candidates.min(0), candidates.max(0)\n"
         "    unit = (candidates - lo) / (hi - lo)\n"
@@ -82,7 +97,7 @@ CELLS = [
         "            chosen.append(int(i))\n"
         "        if len(chosen) == batch:\n"
         "            break\n"
-        "    return chosen"
+        "    return chosen",
     ),
     new_markdown_cell("## The loop, as a workflow"),
     new_code_cell(
@@ -92,21 +107,23 @@ CELLS = [
         "    seen = [int(i) for i in rng.choice(len(candidates), batch, replace=False)]\n"
         "    values = []\n"
         "    for round_ in range(n_iter + 1):\n"
-        "        new = seen[len(values):]\n"
+        "        new = seen[len(values) :]\n"
         "        values += cls.map(*candidates[new].T)  # the new points, in parallel\n"
         "        predicted = predict(candidates[seen], np.array(values), candidates)\n"
         "        excluded = int(np.sum(predicted < np.log(0.05)))\n"
         "        farside.report(round=round_, evaluated=len(seen), excluded_predicted=excluded)\n"
         "        if round_ < n_iter:\n"
         "            seen += next_points(predicted, candidates, set(seen), batch)\n"
-        '    return {"seen": seen, "cls": values, "predicted": predicted.tolist()}\n\n\n'
+        '    return {"seen": seen, "cls": values, "predicted": predicted.tolist()}\n'
+        "\n"
+        "\n"
         "run = learn_contour.submit(candidates, N_ITER, BATCH, SEED)\n"
-        "run.monitor()"
+        "run.monitor()",
     ),
     new_code_cell(
         "found = run.result(timeout=900)\n"
-        "predicted = np.array(found['predicted'])\n"
-        'print(f"evaluated {len(found[\'seen\'])} of {len(candidates)} grid points")'
+        'predicted = np.array(found["predicted"])\n'
+        "print(f\"evaluated {len(found['seen'])} of {len(candidates)} grid points\")",
     ),
     new_markdown_cell(
         "## Check: the full scan\n\n"
@@ -116,20 +133,21 @@ CELLS = [
         "truth = np.array([cls(m, lg) for m, lg in candidates])\n"
         "agree = np.mean((predicted < np.log(0.05)) == (truth < 0.05))\n"
         'print(f"the surrogate classifies {agree:.0%} of the grid as the full scan does")\n'
-        "assert np.allclose(np.array(found['cls']), truth[found['seen']])"
+        'assert np.allclose(np.array(found["cls"]), truth[found["seen"]])',
     ),
     new_code_cell(
-        "import matplotlib.pyplot as plt\n\n"
+        "import matplotlib.pyplot as plt\n"
+        "\n"
         "fig, ax = plt.subplots(figsize=(5, 4))\n"
         "shape = (len(masses), len(log_gs))\n"
-        "ax.contour(masses, log_gs, truth.reshape(shape).T, levels=[0.05], colors='k')\n"
-        "ax.contour(masses, log_gs, np.exp(predicted).reshape(shape).T, levels=[0.05],\n"
-        "           colors='C1', linestyles='--')\n"
-        "ax.scatter(*candidates[found['seen']].T, s=12, c='C0', label='evaluated')\n"
-        "ax.set_xlabel('mass [GeV]')\n"
-        "ax.set_ylabel('log10 g')\n"
-        "ax.set_title('CLs = 0.05: full scan (black), surrogate (orange)')\n"
-        "ax.legend(loc='lower left');"
+        'ax.contour(masses, log_gs, truth.reshape(shape).T, levels=[0.05], colors="k")\n'
+        'dashed = {"levels": [0.05], "colors": "C1", "linestyles": "--"}\n'
+        "ax.contour(masses, log_gs, np.exp(predicted).reshape(shape).T, **dashed)\n"
+        'ax.scatter(*candidates[found["seen"]].T, s=12, c="C0", label="evaluated")\n'
+        'ax.set_xlabel("mass [GeV]")\n'
+        'ax.set_ylabel("log10 g")\n'
+        'ax.set_title("CLs = 0.05: full scan (black), surrogate (orange)")\n'
+        'ax.legend(loc="lower left");',
     ),
 ]
 

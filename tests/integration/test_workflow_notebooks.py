@@ -24,8 +24,17 @@ pytestmark = [
 
 NOTEBOOKS = Path(__file__).parents[2] / "notebooks"
 #: the loop's body holds one pilot while the evaluations run on the others
-SITES = [{"name": "local", "plugin": "local", "cores": 1, "memory": "3 GiB", "min_warm": 3,
-          "max_pilots": 4, "idle_timeout": 120}]  # fmt: skip
+SITES = [
+    {
+        "name": "local",
+        "plugin": "local",
+        "cores": 1,
+        "memory": "3 GiB",
+        "min_warm": 3,
+        "max_pilots": 4,
+        "idle_timeout": 120,
+    }
+]
 
 
 @pytest.fixture
@@ -52,9 +61,7 @@ def _text(cell: Any) -> str:
     return "".join(parts)
 
 
-def test_hpo_notebook(
-    make_gateway: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def test_hpo_notebook(make_gateway: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     gateway = make_gateway(sites=SITES)
     monkeypatch.setenv("FARSIDE_GATEWAY_URL", gateway.url)
     monkeypatch.setenv("FARSIDE_TOKEN", gateway.user_token)
