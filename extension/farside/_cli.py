@@ -17,7 +17,7 @@ from farside_pilot import __version__
 from farside_pilot.protocol import FarsideError, format_memory, format_walltime
 from farside_pilot.protocol.models import JobKind
 
-from ._cli_format import cell_width, listing, print_json, table, when
+from ._cli_format import cell_width, gpu_use, listing, print_json, table, when
 from ._cli_workflows import add_workflow_commands
 from ._gateway import Gateway
 
@@ -112,7 +112,7 @@ def _job(gw: Gateway, args: argparse.Namespace) -> int:
         print("\nattempts:")
         print(
             table(
-                ["#", "state", "site", "pilot", "batch id", "started", "ended", "error"],
+                ["#", "state", "site", "pilot", "batch id", "started", "ended", "GPU", "error"],
                 [
                     [
                         a.number,
@@ -122,6 +122,7 @@ def _job(gw: Gateway, args: argparse.Namespace) -> int:
                         a.batch_id,
                         when(a.started),
                         when(a.ended),
+                        gpu_use(a.gpu_memory, a.gpu_utilization),
                         a.error,
                     ]
                     for a in job.attempt_list

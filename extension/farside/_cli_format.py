@@ -10,11 +10,27 @@ from typing import Any
 
 from pydantic import BaseModel
 
-__all__ = ["cell_width", "listing", "print_json", "table", "when"]
+from farside_pilot.protocol import format_memory
+
+__all__ = ["cell_width", "gpu_use", "listing", "print_json", "table", "when"]
 
 
 def when(value: datetime | None) -> str:
     return value.astimezone().strftime("%Y-%m-%d %H:%M:%S") if value else "-"
+
+
+def gpu_use(memory: int | None, utilization: float | None) -> str | None:
+    """An attempt's GPU use as nvidia-smi saw it: peak memory and mean utilisation.
+
+    >>> gpu_use(3 * 1024**3, 87.25), gpu_use(None, None)
+    ('3 GiB, 87%', None)
+    """
+    if memory is None and utilization is None:
+        return None
+    parts = [format_memory(memory) if memory is not None else "?"]
+    if utilization is not None:
+        parts.append(f"{utilization:.0f}%")
+    return ", ".join(parts)
 
 
 def _cut(value: object, width: int | None = 40) -> str:

@@ -49,6 +49,8 @@ class Outcomes:
             "wall_time": max(0.0, outcome.wall_time),
             "cpu_time": max(0.0, outcome.cpu_time),
             "max_rss": outcome.max_rss,
+            "gpu_memory": job.peak_gpu_memory or None,
+            "gpu_utilization": job.gpu_utilization,
             "resource": outcome.resource,
         }
         result = outcome.result

@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from .gpus import SAMPLE_INTERVAL as GPU_SAMPLE_INTERVAL
+from .gpus import GpuReading, read_gpus
 from .limits import WATCH_INTERVAL, tree_rss
 from .protocol import env
 from .protocol.models import Assignment, Resources
@@ -48,6 +50,16 @@ class HeldJob:
     held_since: float = field(default_factory=time.monotonic)
     devices: list[str] = field(default_factory=list)  # the GPUs it was given
     peak_rss: int = 0  # of the worker's process tree, as the limit watch saw it
+    # its GPUs' memory in use (peak, bytes) and utilisation (summed over samples), as
+    # nvidia-smi saw them
+    peak_gpu_memory: int = 0
+    gpu_utilization_sum: float = 0.0
+    gpu_samples: int = 0
+
+    @property
+    def gpu_utilization(self) -> float | None:
+        """Mean utilisation of its GPUs over the samples taken (None: none taken)."""
+        return self.gpu_utilization_sum / self.gpu_samples if self.gpu_samples else None
 
     @property
     def job_id(self) -> int:
@@ -100,6 +112,8 @@ class JobRunner:
         self._workers: set[WorkerProcess] = set()
         self._serial = 0
         self._watch: asyncio.TimerHandle | None = None
+        self._next_gpu_sample = 0.0
+        self._gpu_sample: asyncio.Future[dict[str, GpuReading]] | None = None
 
     @property
     def idle(self) -> bool:
@@ -190,7 +204,29 @@ class JobRunner:
                     f"out of memory: the job used {format_memory(rss)}, more than the "
                     f"{format_memory(res.memory)} it asked for; ask for more (memory=...)",
                 )  # fmt: skip
+        self._sample_gpus(now)
         self._arm_watch()
+
+    def _sample_gpus(self, now: float) -> None:
+        """Every few seconds while GPU jobs run, read their devices (off the loop)."""
+        if now < self._next_gpu_sample or self._gpu_sample is not None:
+            return
+        if not any(job.devices for job in self.running.values()):
+            return
+        self._next_gpu_sample = now + GPU_SAMPLE_INTERVAL
+        self._gpu_sample = self._loop.run_in_executor(None, read_gpus)
+        self._gpu_sample.add_done_callback(self._gpus_read)
+
+    def _gpus_read(self, sample: asyncio.Future[dict[str, GpuReading]]) -> None:
+        self._gpu_sample = None
+        readings = sample.result() if not sample.cancelled() else {}
+        for job in self.running.values():
+            seen = [readings[d] for d in job.devices if d in readings]
+            if not seen:
+                continue
+            job.peak_gpu_memory = max(job.peak_gpu_memory, sum(r.memory for r in seen))
+            job.gpu_utilization_sum += sum(r.utilization for r in seen) / len(seen)
+            job.gpu_samples += 1
 
     def _overrun(self, job: HeldJob, resource: str, message: str) -> None:
         assert job.worker is not None

@@ -387,3 +387,33 @@ async def test_each_gpu_job_sees_its_own_devices_and_cpu_jobs_none(
     again = gateway.add_job(visible_gpus, 0.0, gpus=2)
     await gateway.wait_for(lambda: gateway.done(again))
     assert sorted(gateway.outcome(again)[1].split(",")) == ["3", "5"]
+
+
+FAKE_NVIDIA_SMI = """#!/bin/sh
+# what nvidia-smi answers for the query the pilot makes, on a machine with GPUs 3 and 5
+printf '3, GPU-aaaa, 1024, 40\\n5, GPU-bbbb, 2048, 90\\n'
+"""
+
+
+async def test_a_gpu_jobs_memory_and_utilisation_are_reported(
+    gateway: FakeGateway,
+    start: Callable[..., asyncio.Task[int]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # nvidia-smi stands in for the GPU here; tests/gpu/run_on_device.sh reads a real one
+    fake = tmp_path / "bin" / "nvidia-smi"
+    fake.parent.mkdir()
+    fake.write_text(FAKE_NVIDIA_SMI)
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
+    start(cores=2, gpus=1, gpu_ids=["GPU-bbbb"])
+    gpu = gateway.add_job(visible_gpus, 3.0, gpus=1)
+    cpu = gateway.add_job(visible_gpus, 3.0)
+    await gateway.wait_for(lambda: gateway.done(gpu, cpu))
+    final = gateway.final(gpu)
+    assert final is not None
+    assert (final.gpu_memory, final.gpu_utilization) == (2048 * 1024**2, 90.0)
+    other = gateway.final(cpu)
+    assert other is not None
+    assert (other.gpu_memory, other.gpu_utilization) == (None, None)

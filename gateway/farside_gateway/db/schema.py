@@ -144,6 +144,9 @@ attempts = Table(
     Column("wall_time", Float),
     Column("cpu_time", Float),
     Column("max_rss", BigInteger),
+    # its GPUs as nvidia-smi saw them: peak memory in use (bytes), mean utilisation (%)
+    Column("max_gpu_memory", BigInteger),
+    Column("gpu_utilization", Float),
     UniqueConstraint("job_id", "number"),
     sqlite_autoincrement=True,
 )

@@ -64,6 +64,8 @@ def outcome_params(prepared: PreparedUpdate) -> dict[str, Any]:
         "_wall": upd.wall_time,
         "_cpu": upd.cpu_time,
         "_rss": upd.max_rss,
+        "_gpu_memory": upd.gpu_memory,
+        "_gpu_utilization": upd.gpu_utilization,
         "_result": prepared.result,
         "_blob": prepared.result_blob,
         "_size": prepared.result_size,
@@ -107,7 +109,10 @@ def store_outcomes(
             state=final.value,
             ended_at=now,
             started_at=func.coalesce(attempts.c.started_at, bindparam("_start")),
+            max_gpu_memory=bindparam("_gpu_memory"),
+            gpu_utilization=bindparam("_gpu_utilization"),
             **measured,
         ),
-        params,
+        # outcomes the gateway makes itself (a lost pilot's jobs) measured no GPU
+        [{"_gpu_memory": None, "_gpu_utilization": None, **p} for p in params],
     )

@@ -133,6 +133,8 @@ def job_detail(conn: Connection, job_id: int, owner: str | None) -> JobDetail:
             wall_time=a.wall_time,
             cpu_time=a.cpu_time,
             max_rss=a.max_rss,
+            gpu_memory=a.max_gpu_memory,
+            gpu_utilization=a.gpu_utilization,
         )
         for a in conn.execute(
             select(attempts).where(attempts.c.job_id == job_id).order_by(attempts.c.number)

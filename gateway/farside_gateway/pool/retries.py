@@ -84,6 +84,8 @@ def fail_attempts(
                     wall_time=params["_wall"],
                     cpu_time=params["_cpu"],
                     max_rss=params["_rss"],
+                    max_gpu_memory=params.get("_gpu_memory"),
+                    gpu_utilization=params.get("_gpu_utilization"),
                 )
             )
             conn.execute(

@@ -226,6 +226,8 @@ class AttemptInfo(_Strict):
     wall_time: float | None
     cpu_time: float | None
     max_rss: int | None
+    gpu_memory: int | None = Field(None, description="peak memory in use on its GPUs, bytes")
+    gpu_utilization: float | None = Field(None, description="mean utilisation of its GPUs, %")
 
 
 class JobDetail(JobInfo):
@@ -448,6 +450,12 @@ class JobUpdate(_Strict):
     )
     wall_time: float | None = Field(None, ge=0)
     cpu_time: float | None = Field(None, ge=0)
+    gpu_memory: int | None = Field(
+        None, ge=0, description="peak memory in use on the job's GPUs, bytes (nvidia-smi)"
+    )
+    gpu_utilization: float | None = Field(
+        None, ge=0, le=100, description="mean utilisation of the job's GPUs, percent"
+    )
     max_rss: int | None = Field(None, ge=0)
     result: Base64 | None = Field(None, description="inline result envelope")
     result_uploaded: bool = Field(False, description="result was PUT to .../result beforehand")

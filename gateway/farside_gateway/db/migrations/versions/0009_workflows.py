@@ -1,4 +1,5 @@
-"""workflows: runs of @farside.workflow, their children's journal keys, body tokens
+"""workflows: runs of @farside.workflow, their children's journal keys, body tokens;
+attempts' GPU memory and utilisation
 
 Revision ID: 0009
 Revises: 0008
@@ -41,9 +42,15 @@ def upgrade() -> None:
         batch.add_column(sa.Column("job_id", Id, nullable=True))
         batch.add_column(sa.Column("job_attempt", sa.Integer(), nullable=True))
     op.create_index("ix_tokens_job", "tokens", ["job_id"])
+    with op.batch_alter_table("attempts") as batch:
+        batch.add_column(sa.Column("max_gpu_memory", sa.BigInteger(), nullable=True))
+        batch.add_column(sa.Column("gpu_utilization", sa.Float(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("attempts") as batch:
+        batch.drop_column("gpu_utilization")
+        batch.drop_column("max_gpu_memory")
     op.drop_index("ix_tokens_job", table_name="tokens")
     with op.batch_alter_table("tokens") as batch:
         batch.drop_column("job_attempt")
