@@ -86,3 +86,22 @@ def test_active_learning_notebook(
     assert agreement.startswith("the surrogate classifies"), agreement
     share = int(agreement.split("classifies ")[1].split("%")[0])
     assert share >= 80, agreement  # 12 of 64 points evaluated: the contour, near enough
+
+
+def test_gpu_ml_notebook_falls_back_to_cpus(
+    make_gateway: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # no GPU site here: the same jobs train on CPUs (tests/gpu/run_on_device.sh: on a GPU)
+    gateway = make_gateway(sites=SITES)
+    monkeypatch.setenv("FARSIDE_GATEWAY_URL", gateway.url)
+    monkeypatch.setenv("FARSIDE_TOKEN", gateway.user_token)
+    cells = _run("gpu_ml.ipynb", "EPOCHS = 200\nWIDTHS = [16, 32]", gateway, tmp_path)
+    assert "none, training on CPUs" in _text(cells[1])
+    lines = _text(cells[2]).splitlines()
+    assert len(lines) == 2
+    for line in lines:
+        assert " on cpu, CUDA_VISIBLE_DEVICES=None" in line, line
+        accuracy = float(line.split("accuracy ")[1].split(" ")[0])
+        assert accuracy > 0.8, line
+    used = _text(cells[3]).splitlines()
+    assert len(used) == 2 and all(line.endswith("None None") for line in used), used
