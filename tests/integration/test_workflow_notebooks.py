@@ -104,4 +104,5 @@ def test_gpu_ml_notebook_falls_back_to_cpus(
         accuracy = float(line.split("accuracy ")[1].split(" ")[0])
         assert accuracy > 0.8, line
     used = _text(cells[3]).splitlines()
-    assert len(used) == 2 and all(line.endswith("None None") for line in used), used
+    assert len(used) == 2, used
+    assert all(line.endswith("None None") for line in used), used

@@ -15,6 +15,7 @@ pilot: the pilot's Python needs JAX (the ``ml`` extra; ``jax[cuda12]`` on GPU si
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from typing import Any
@@ -55,7 +56,7 @@ def train(
     key = jax.random.PRNGKey(seed)
     sizes = [2] + [hidden] * layers + [2]
     params = []
-    for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
+    for fan_in, fan_out in itertools.pairwise(sizes):
         key, sub = jax.random.split(key)
         weight = jax.random.normal(sub, (fan_in, fan_out)) * jnp.sqrt(2.0 / fan_in)
         params.append((weight, jnp.zeros(fan_out)))
@@ -90,7 +91,7 @@ def train(
         params, moments, value = step(params, moments, epoch, x_dev, y_dev)
         if epoch % max(1, epochs // 20) == 0:
             curve.append(float(value))
-    jax.block_until_ready(params)
+    jax.block_until_ready(params)  # type: ignore[no-untyped-call]
     seconds = time.perf_counter() - started
     predicted = jnp.argmax(logits(params, jax.device_put(test_x)), axis=1)
     return {
