@@ -15,10 +15,11 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from .client import GatewayClient
+from .held import HeldJob
 from .outcomes import Outcomes, system_failure
 from .protocol.errors import ApiError, Conflict, NotFound
 from .protocol.models import Assignment, ReleaseRequest
-from .runner import HeldJob, JobRunner
+from .runner import JobRunner
 
 log = logging.getLogger(__name__)
 

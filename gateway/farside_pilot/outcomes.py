@@ -10,10 +10,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .client import GatewayClient
+from .held import HeldJob
 from .protocol.errors import Conflict, NotFound, PayloadTooLarge, result_too_large
 from .protocol.models import ErrorClass, JobUpdate
 from .reporter import Reporter
-from .runner import HeldJob
 from .worker import JobOutcome
 
 log = logging.getLogger(__name__)

@@ -30,6 +30,7 @@ import httpx
 from . import __version__
 from .client import GatewayClient
 from .config import PilotConfig, make_workdir
+from .held import HeldJob
 from .holding import Holding
 from .outcomes import Outcomes, killed_outcome
 from .protocol.errors import (
@@ -48,7 +49,7 @@ from .protocol.models import (
     PilotRegistration,
 )
 from .reporter import Reporter
-from .runner import HeldJob, JobRunner
+from .runner import JobRunner
 from .slots import Prefetch, Shape, Slot
 from .worker import JobOutcome, Stream
 

@@ -14,16 +14,12 @@ import os
 import shutil
 import signal
 import time
-from dataclasses import dataclass, field
 from typing import Protocol
 
-from .gpus import SAMPLE_INTERVAL as GPU_SAMPLE_INTERVAL
-from .gpus import GpuReading, read_gpus
-from .limits import WATCH_INTERVAL, tree_rss
+from .held import HeldJob
 from .protocol import env
-from .protocol.models import Assignment, Resources
-from .protocol.units import format_memory
 from .slots import Slot
+from .usage import UsageWatch
 from .worker import JobOutcome, Stream
 from .workers import Message, WorkerProcess, describe_exit
 
@@ -32,50 +28,6 @@ log = logging.getLogger(__name__)
 # Above this, a payload is written to the worker's pipe from a thread so that a worker still
 # starting up cannot stall the event loop.
 BIG_PAYLOAD = 64 * 1024
-
-
-@dataclass
-class HeldJob:
-    """A job this pilot holds: queued until it starts, then running on ``worker``.
-
-    It may start once its payload is here and, if it has inputs, their outcome bytes.
-    """
-
-    assignment: Assignment
-    payload: bytes | None = None
-    inputs: dict[int, bytes] | None = None
-    worker: WorkerProcess | None = None
-    started: float = 0.0
-    # when the pilot took it (monotonic): a job it cannot start soon is given back
-    held_since: float = field(default_factory=time.monotonic)
-    devices: list[str] = field(default_factory=list)  # the GPUs it was given
-    peak_rss: int = 0  # of the worker's process tree, as the limit watch saw it
-    # its GPUs' memory in use (peak, bytes) and utilisation (summed over samples), as
-    # nvidia-smi saw them
-    peak_gpu_memory: int = 0
-    gpu_utilization_sum: float = 0.0
-    gpu_samples: int = 0
-
-    @property
-    def gpu_utilization(self) -> float | None:
-        """Mean utilisation of its GPUs over the samples taken (None: none taken)."""
-        return self.gpu_utilization_sum / self.gpu_samples if self.gpu_samples else None
-
-    @property
-    def job_id(self) -> int:
-        return self.assignment.job_id
-
-    @property
-    def attempt(self) -> int:
-        return self.assignment.attempt
-
-    @property
-    def resources(self) -> Resources:
-        return self.assignment.resources
-
-    @property
-    def ready(self) -> bool:
-        return self.payload is not None and (self.inputs is not None or not self.assignment.inputs)
 
 
 class RunnerEvents(Protocol):
@@ -111,9 +63,7 @@ class JobRunner:
         self._idle_workers: list[WorkerProcess] = []
         self._workers: set[WorkerProcess] = set()
         self._serial = 0
-        self._watch: asyncio.TimerHandle | None = None
-        self._next_gpu_sample = 0.0
-        self._gpu_sample: asyncio.Future[dict[str, GpuReading]] | None = None
+        self._usage = UsageWatch(self.running, self._overrun, loop)
 
     @property
     def idle(self) -> bool:
@@ -177,56 +127,7 @@ class JobRunner:
     # ------------------------------------------------------------ memory and walltime
 
     def _arm_watch(self) -> None:
-        if self._watch is None and self.running:
-            self._watch = self._loop.call_later(WATCH_INTERVAL, self._check_limits)
-
-    def _check_limits(self) -> None:
-        """Kill jobs that use more memory or time than they asked for (resource errors)."""
-        self._watch = None
-        now = time.time()
-        for job in list(self.running.values()):
-            if job.worker is None:
-                continue
-            res = job.resources
-            elapsed = now - job.started
-            if elapsed > res.walltime:
-                self._overrun(
-                    job, "walltime",
-                    f"walltime exceeded: the job ran {elapsed:.1f}s, longer than the "
-                    f"{res.walltime}s it asked for; ask for more (walltime=...)",
-                )  # fmt: skip
-                continue
-            rss = tree_rss(job.worker.pid)
-            job.peak_rss = max(job.peak_rss, rss)
-            if rss > res.memory:
-                self._overrun(
-                    job, "memory",
-                    f"out of memory: the job used {format_memory(rss)}, more than the "
-                    f"{format_memory(res.memory)} it asked for; ask for more (memory=...)",
-                )  # fmt: skip
-        self._sample_gpus(now)
-        self._arm_watch()
-
-    def _sample_gpus(self, now: float) -> None:
-        """Every few seconds while GPU jobs run, read their devices (off the loop)."""
-        if now < self._next_gpu_sample or self._gpu_sample is not None:
-            return
-        if not any(job.devices for job in self.running.values()):
-            return
-        self._next_gpu_sample = now + GPU_SAMPLE_INTERVAL
-        self._gpu_sample = self._loop.run_in_executor(None, read_gpus)
-        self._gpu_sample.add_done_callback(self._gpus_read)
-
-    def _gpus_read(self, sample: asyncio.Future[dict[str, GpuReading]]) -> None:
-        self._gpu_sample = None
-        readings = sample.result() if not sample.cancelled() else {}
-        for job in self.running.values():
-            seen = [readings[d] for d in job.devices if d in readings]
-            if not seen:
-                continue
-            job.peak_gpu_memory = max(job.peak_gpu_memory, sum(r.memory for r in seen))
-            job.gpu_utilization_sum += sum(r.utilization for r in seen) / len(seen)
-            job.gpu_samples += 1
+        self._usage.arm()
 
     def _overrun(self, job: HeldJob, resource: str, message: str) -> None:
         assert job.worker is not None
@@ -411,9 +312,7 @@ class JobRunner:
 
     def close(self) -> None:
         """Stop all workers; running jobs are killed."""
-        if self._watch is not None:
-            self._watch.cancel()
-            self._watch = None
+        self._usage.stop()
         self.kill_running()
         self.queue.clear()
         for worker in list(self._workers):
