@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from farside_pilot.protocol import API_PREFIX
 from farside_pilot.protocol.models import ErrorEnvelope
 
-from . import __version__
+from . import __version__, monitor
 from .api import (
     auth,
     clusters,
@@ -51,12 +51,15 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 def create_app(runtime: Runtime) -> FastAPI:
+    web_monitor = monitor.LazyMonitor(runtime)
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await runtime.start()
         try:
             yield
         finally:
+            await web_monitor.close()
             await runtime.stop()
 
     app = FastAPI(
@@ -74,6 +77,8 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(dashboards.router)
     # the stock dask_gateway client's API, under /dask-gateway
     app.include_router(dask_gateway.router)
+    # the web monitor (Panel) at /monitor
+    monitor.mount(app, web_monitor)
     # results are streamed to the blob store under their own limit (max_result_size)
     uploads = re.compile(r"/pilots/\d+/jobs/\d+/result$")
     app.add_middleware(BodyLimit, limit=runtime.config.max_request_size, exempt=uploads)

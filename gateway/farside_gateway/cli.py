@@ -118,6 +118,10 @@ From elsewhere:
     export FARSIDE_GATEWAY_URL={runtime.public_url}
     export FARSIDE_TOKEN=$(cat {tokens.user_token_path}){_dask_gateway_lines(runtime, tokens)}
 
+The web monitor (log in with that token), or straight in from this account:
+    {runtime.public_url}/monitor/
+    xdg-open "{runtime.public_url}/monitor/login#token=$(cat {tokens.user_token_path})"
+
 Ctrl-C stops the gateway and its pilots.
 """,
         flush=True,

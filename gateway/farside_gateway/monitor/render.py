@@ -1,0 +1,122 @@
+"""The monitor's tables as HTML, from :mod:`.queries`' data (no Panel: testable alone).
+
+Everything a user wrote (job names, groups, errors) is escaped.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Sequence
+
+from farside_pilot.protocol import format_walltime
+from farside_pilot.protocol.models import SiteInfo
+from farside_pilot.protocol.workflows import WorkflowInfo
+
+from .queries import ErrorGroup, GroupProgress, UserUsage
+
+STATES = ("pending", "queued", "assigned", "running", "finished", "failed", "cancelled")
+
+
+def _e(value: object) -> str:
+    return html.escape("-" if value is None else str(value))
+
+
+def table(cls: str, header: Sequence[str], rows: Sequence[Sequence[str]], empty: str) -> str:
+    """An HTML table whose cells are already HTML; ``empty`` when there are no rows."""
+    if not rows:
+        return f"<p class='farside-empty'><i>{html.escape(empty)}</i></p>"
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table class='{cls}'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return format_walltime(max(1, round(seconds)))
+
+
+def _bar(done: int, total: int) -> str:
+    share = 100 * done / total if total else 0
+    return (
+        f"<progress max='{total}' value='{done}'></progress> "
+        f"<span class='farside-done'>{done}/{total}</span> ({share:.0f}%)"
+    )
+
+
+def groups_table(groups: Sequence[GroupProgress], now: float, show_owner: bool) -> str:
+    """Maps and other groups: progress, counts by state, rate, ETA."""
+    rows = []
+    for g in groups:
+        counts = " ".join(
+            f"<span class='farside-{s}'>{s}&nbsp;{g.counts[s]}</span>"
+            for s in STATES
+            if g.counts.get(s)
+        )
+        rate = g.rate(now)
+        cells = [f"<b>{_e(g.group)}</b>", _e(g.kind), _bar(g.ended, g.total), counts]
+        cells += [f"{rate:.2f}/s" if rate else "-", _duration(g.eta(now))]
+        rows.append(([_e(g.owner)] if show_owner else []) + cells)
+    header = ["group", "kind", "ended", "by state", "rate", "ETA"]
+    return table("farside-groups", (["owner"] if show_owner else []) + header, rows, "no jobs yet")
+
+
+def workflows_table(runs: Sequence[WorkflowInfo]) -> str:
+    rows = []
+    for r in runs:
+        calls = " ".join(f"{s}&nbsp;{n}" for s, n in sorted(r.children.items()))
+        report = _e(json.dumps(r.report)[:200]) if r.report else "-"
+        cells = [str(r.id), f"<b>{_e(r.name)}</b>", _e(r.owner), _e(r.state.value)]
+        rows.append([*cells, calls or "-", str(r.body_runs), report])
+    header = ["run", "workflow", "owner", "state", "calls", "body runs", "report"]
+    return table("farside-workflows", header, rows, "no workflow runs")
+
+
+def clusters_table(live: Sequence[tuple[str, str, str]]) -> str:
+    rows = [[f"<b>{_e(name)}</b>", _e(owner), _e(state)] for name, owner, state in live]
+    return table("farside-clusters", ["cluster", "owner", "state"], rows, "no Dask clusters")
+
+
+def errors_table(errors: Sequence[ErrorGroup]) -> str:
+    rows = [
+        [
+            _e(g.error_class),
+            f"<code>{_e(g.reason)}</code>",
+            _e(g.site),
+            str(g.count),
+            _duration(g.wall_time_lost) if g.wall_time_lost else "-",
+            ", ".join(str(j) for j in g.sample_jobs),
+        ]
+        for g in errors
+    ]
+    header = ["class", "reason", "site", "failures", "wall time lost", "sample jobs"]
+    return table("farside-errors", header, rows, "no failures in this window")
+
+
+def sites_table(sites: Sequence[SiteInfo], queued: dict[str, int]) -> str:
+    rows = []
+    for s in sites:
+        pilots = " ".join(f"{state}&nbsp;{n}" for state, n in sorted(s.pilots.items())) or "-"
+        health = "healthy" if s.healthy else "<b class='farside-failed'>unhealthy</b>"
+        note = s.last_error or s.status_reason
+        cells = [f"<b>{_e(s.name)}</b>", _e(s.kind), _e(s.status), health, pilots]
+        cells += [str(queued.get(s.name, 0)), f"{s.min_warm} / {s.max_pilots}", _e(note)]
+        rows.append(cells)
+    header = ["site", "plugin", "status", "health", "pilots", "queued for it", "warm / max"]
+    return table("farside-sites", [*header, "last error / note"], rows, "no sites")
+
+
+def users_table(users: Sequence[UserUsage]) -> str:
+    rows = [
+        [
+            f"<b>{_e(u.owner)}</b>",
+            _e(u.share_group),
+            str(u.running_cores),
+            str(u.running_jobs),
+            str(u.queued_jobs),
+        ]
+        for u in users
+    ]
+    header = ["user", "fair-share group", "cores in use", "running", "queued"]
+    return table("farside-users", header, rows, "nobody has work in the pool")

@@ -1,0 +1,104 @@
+"""The web monitor at /monitor in real headless Chromium: log in with a token, watch a map's
+numbers change as it runs without reloading the page, see failures grouped on the Errors
+tab, and another user sees none of it. Screenshots go to the test artifacts."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import farside
+from harness import GatewayProcess
+from hub_support import artifacts_dir
+from lab_support import CHROMIUM_ARGS, chromium, chromium_page
+
+pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.slow]
+
+LONG = 60_000  # ms
+
+
+@pytest.fixture
+def database_url() -> None:
+    """SQLite only: the page reads the pool the same way on either database."""
+    return None
+
+
+@contextmanager
+def _two_browsers() -> Iterator[tuple[Any, Any]]:
+    """Two pages with their own cookies (two people), in one headless Chromium."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium(), headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser.new_context().new_page(), browser.new_context().new_page()
+        finally:
+            browser.close()
+
+
+def _log_in(page: Any, gateway: GatewayProcess, token: str) -> None:
+    # as `farside up` prints it: the token in the fragment, which no server log sees
+    page.goto(f"{gateway.url}/monitor/login#token={token}")
+    page.wait_for_selector(".farside-work", timeout=LONG)
+
+
+def _done(page: Any) -> str:
+    return str(page.locator(".farside-work .farside-done").first.inner_text(timeout=LONG))
+
+
+def test_the_monitor_shows_a_running_map_live_and_only_to_its_owner(
+    gateway: GatewayProcess, client: farside.Gateway, tmp_path: Path
+) -> None:
+    shots = artifacts_dir()
+
+    @farside.task(gateway=client)
+    def slow_square(x: int) -> int:
+        time.sleep(0.5)
+        if x == 3:
+            raise ValueError("x = 3 is not allowed")
+        return x * x
+
+    from playwright.sync_api import expect
+
+    bob = gateway.make_user_token("bob")
+    with _two_browsers() as (page, bobs_page):
+        _log_in(page, gateway, gateway.user_token)
+        results = slow_square.map(range(12), group="squares")
+        page.wait_for_selector("text=squares", timeout=LONG)
+        first = _done(page)
+        page.screenshot(path=str(shots / "monitor-running.png"), full_page=True)
+        for future in results.futures:
+            future.exception(timeout=120)  # every call ends (one fails)
+        # the page redraws itself: the same page, no reload, shows the map ended
+        expect(page.locator(".farside-work .farside-done").first).to_have_text(
+            "12/12", timeout=LONG
+        )
+        assert first != "12/12"
+        page.screenshot(path=str(shots / "monitor-ended.png"), full_page=True)
+        page.locator(".bk-tab", has_text="Errors").click()
+        errors = page.locator(".farside-errs")
+        row = errors.locator("tr", has_text="x = # is not allowed")
+        expect(row).to_contain_text("user", timeout=LONG)  # class, reason, site, count
+        assert re.search(r"user\s+ValueError: x = # is not allowed\s+local\s+1\s", row.inner_text())
+        page.screenshot(path=str(shots / "monitor-errors.png"), full_page=True)
+
+        _log_in(bobs_page, gateway, bob)
+        bobs_page.wait_for_selector("text=no jobs yet", timeout=LONG)
+        assert "squares" not in bobs_page.content()
+        bobs_page.screenshot(path=str(shots / "monitor-bob.png"), full_page=True)
+
+
+def test_the_monitor_without_a_session_asks_to_log_in(gateway: GatewayProcess) -> None:
+    with chromium_page() as page:
+        page.goto(f"{gateway.url}/monitor/")
+        page.wait_for_selector("text=Not logged in", timeout=LONG)
+        page.goto(f"{gateway.url}/monitor/login")
+        page.fill("#token", "fsu_" + "x" * 43)
+        page.click("button[type=submit]")
+        page.wait_for_selector("text=The gateway refused that token", timeout=LONG)
