@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from .limits import UsageSeries
 from .protocol.models import Assignment, Resources
 from .workers import WorkerProcess
 
@@ -30,6 +31,8 @@ class HeldJob:
     peak_gpu_memory: int = 0
     gpu_utilization_sum: float = 0.0
     gpu_samples: int = 0
+    #: its memory and CPU over time, reported with its outcome (the monitor's plots)
+    series: UsageSeries = field(default_factory=UsageSeries)
 
     @property
     def gpu_utilization(self) -> float | None:

@@ -51,6 +51,7 @@ class Outcomes:
             "max_rss": outcome.max_rss,
             "gpu_memory": job.peak_gpu_memory or None,
             "gpu_utilization": job.gpu_utilization,
+            "usage": job.series.points or None,
             "resource": outcome.resource,
         }
         result = outcome.result

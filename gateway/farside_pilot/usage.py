@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from .gpus import SAMPLE_INTERVAL as GPU_SAMPLE_INTERVAL
 from .gpus import GpuReading, read_gpus
 from .held import HeldJob
-from .limits import WATCH_INTERVAL, tree_rss
+from .limits import WATCH_INTERVAL, tree_cpu, tree_rss
 from .protocol.units import format_memory
 
 #: ``(job, resource, message)``: the job used more of ``resource`` than it asked for
@@ -65,6 +65,8 @@ class UsageWatch:
                 continue
             rss = tree_rss(job.worker.pid)
             job.peak_rss = max(job.peak_rss, rss)
+            if job.series.due(elapsed):
+                job.series.add(elapsed, rss, tree_cpu(job.worker.pid))
             if rss > res.memory:
                 self._on_overrun(
                     job,

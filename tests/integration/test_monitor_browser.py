@@ -102,3 +102,55 @@ def test_the_monitor_without_a_session_asks_to_log_in(gateway: GatewayProcess) -
         page.fill("#token", "fsu_" + "x" * 43)
         page.click("button[type=submit]")
         page.wait_for_selector("text=The gateway refused that token", timeout=LONG)
+
+
+def test_a_jobs_drill_down_shows_its_life_log_and_usage_and_takes_commands(
+    gateway: GatewayProcess, client: farside.Gateway
+) -> None:
+    from playwright.sync_api import expect
+
+    shots = artifacts_dir()
+
+    @farside.task(gateway=client, memory="800 MB")
+    def busy(seconds: float) -> int:
+        block = bytearray(200 * 1024**2)  # 200 MB held while it works
+        end = time.time() + seconds
+        n = 0
+        while time.time() < end:
+            n += 1
+            if n % 2_000_000 == 0:
+                print("still busy", n, flush=True)
+        return len(block)
+
+    future = busy.submit(12.0)
+    with chromium_page() as page:
+        _log_in(page, gateway, gateway.user_token)
+        page.goto(f"{gateway.url}/monitor/?job={future.job_id}")
+        head = page.locator(".farside-jobhead")
+        expect(head).to_contain_text(f"{future.job_id}", timeout=LONG)
+        # its output arrives while it runs, without a reload
+        expect(page.locator(".farside-logpane")).to_contain_text("still busy", timeout=LONG)
+        assert future.result(timeout=120) == 200 * 1024**2
+        expect(head).to_contain_text("finished", timeout=LONG)
+        attempts = page.locator(".farside-attempts-pane")
+        expect(attempts).to_contain_text("local", timeout=LONG)
+        # the pilot's samples of its memory and CPU, drawn once the attempt ended
+        expect(page.locator(".bk-Canvas, canvas").first).to_be_visible(timeout=LONG)
+        page.screenshot(path=str(shots / "monitor-job.png"), full_page=True)
+        detail = client.job(future.job_id)
+        assert detail.attempt_list[0].max_rss
+        assert detail.attempt_list[0].max_rss > 200 * 1024**2
+
+        # retry with more memory, from the page
+        page.get_by_placeholder("e.g. 8 GiB").fill("900 MB")
+        page.get_by_role("button", name="Retry").click()
+        message = page.locator(".farside-message")
+        expect(message).to_contain_text("retried as job", timeout=LONG)
+        new_id = int(re.findall(r"retried as job (\d+)", message.locator("p").inner_text())[0])
+        assert client.job(new_id).resources.memory == 900 * 10**6
+
+        # and kill it while it runs
+        expect(head).to_contain_text(f"{new_id}", timeout=LONG)
+        page.get_by_role("button", name="Kill").click()
+        expect(message).to_contain_text(f"cancelled: [{new_id}]", timeout=LONG)
+        assert client.job(new_id).state == "cancelled"

@@ -147,6 +147,8 @@ attempts = Table(
     # its GPUs as nvidia-smi saw them: peak memory in use (bytes), mean utilisation (%)
     Column("max_gpu_memory", BigInteger),
     Column("gpu_utilization", Float),
+    # its memory and CPU over time, as the pilot sampled them: JSON [[s, rss, cpu], ...]
+    Column("usage", Text),
     UniqueConstraint("job_id", "number"),
     sqlite_autoincrement=True,
 )

@@ -6,15 +6,17 @@ sees everyone's), so the monitor's pages and their tests share one source of num
 
 from __future__ import annotations
 
+import json
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, func, select
 
-from farside_pilot.protocol.models import TERMINAL_STATES, JobState
+from farside_pilot.protocol.models import TERMINAL_STATES, JobDetail, JobState
 
-from ..db.schema import attempts, clusters, jobs
+from ..db.schema import attempts, clusters, jobs, log_lines
+from ..pool.queries import job_detail
 
 #: the groups (maps, offloads, clusters' leases) a page shows, newest first
 GROUPS_SHOWN = 20
@@ -211,3 +213,36 @@ def queued_by_site(conn: Connection, site_names: list[str]) -> dict[str, int]:
             if sites is None or f",{name}," in sites:
                 demand[name] += n
     return demand
+
+
+@dataclass
+class JobView:
+    """One job for the drill-down: its detail, each attempt's usage series, its log's end."""
+
+    detail: JobDetail
+    usage: dict[int, list[tuple[float, int, float]]]
+    log_tail: list[tuple[int, str, str]]  # (attempt, stream, text)
+
+
+#: log lines the drill-down shows (the newest)
+LOG_TAIL = 200
+
+
+def job_view(conn: Connection, job_id: int, owner: str | None) -> JobView:
+    """Raises NotFound for a job that does not exist or is not ``owner``'s."""
+    detail = job_detail(conn, job_id, owner)
+    usage = {
+        number: [tuple(p) for p in json.loads(text)]
+        for number, text in conn.execute(
+            select(attempts.c.number, attempts.c.usage).where(
+                attempts.c.job_id == job_id, attempts.c.usage.is_not(None)
+            )
+        )
+    }
+    tail = conn.execute(
+        select(log_lines.c.attempt, log_lines.c.stream, log_lines.c.text)
+        .where(log_lines.c.job_id == job_id)
+        .order_by(log_lines.c.id.desc())
+        .limit(LOG_TAIL)
+    ).all()
+    return JobView(detail, usage, [(a, s, t) for a, s, t in reversed(tail)])

@@ -8,9 +8,10 @@ from __future__ import annotations
 import html
 import json
 from collections.abc import Sequence
+from datetime import datetime
 
-from farside_pilot.protocol import format_walltime
-from farside_pilot.protocol.models import SiteInfo
+from farside_pilot.protocol import format_memory, format_walltime
+from farside_pilot.protocol.models import JobDetail, SiteInfo
 from farside_pilot.protocol.workflows import WorkflowInfo
 
 from .queries import ErrorGroup, GroupProgress, UserUsage
@@ -86,7 +87,7 @@ def errors_table(errors: Sequence[ErrorGroup]) -> str:
             _e(g.site),
             str(g.count),
             _duration(g.wall_time_lost) if g.wall_time_lost else "-",
-            ", ".join(str(j) for j in g.sample_jobs),
+            ", ".join(f"<a href='?job={j}' target='_self'>{j}</a>" for j in g.sample_jobs),
         ]
         for g in errors
     ]
@@ -120,3 +121,63 @@ def users_table(users: Sequence[UserUsage]) -> str:
     ]
     header = ["user", "fair-share group", "cores in use", "running", "queued"]
     return table("farside-users", header, rows, "nobody has work in the pool")
+
+
+def _when(value: datetime | None) -> str:
+    return value.astimezone().strftime("%Y-%m-%d %H:%M:%S") if value else "-"
+
+
+def job_header(job: JobDetail) -> str:
+    r = job.resources
+    fields = [
+        ("job", f"{job.id} <b>{_e(job.name)}</b> ({_e(job.kind)})"),
+        ("owner", _e(job.owner)),
+        ("state", f"<span class='farside-state'>{_e(job.state.value)}</span>"),
+        ("group", _e(job.group)),
+        ("site", _e(job.site)),
+        ("resources", f"{r.cores} cores, {format_memory(r.memory)}, {r.gpus} GPUs, "
+                      f"walltime {format_walltime(r.walltime)}"),
+        ("created / ended", f"{_when(job.created)} / {_when(job.ended)}"),
+        ("error", f"{_e(job.error_class.value if job.error_class else None)}: "
+                  f"{_e(job.error)}" if job.error else "-"),
+    ]  # fmt: skip
+    rows = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in fields)
+    return f"<table class='farside-job'>{rows}</table>"
+
+
+def history_table(job: JobDetail) -> str:
+    rows = [[_when(h.time), _e(h.state.value), str(h.attempt), _e(h.reason)] for h in job.history]
+    return table("farside-history", ["time", "state", "attempt", "reason"], rows, "no history")
+
+
+def attempts_table(job: JobDetail) -> str:
+    rows = []
+    for a in job.attempt_list:
+        gpu = "-"
+        if a.gpu_memory is not None or a.gpu_utilization is not None:
+            memory = format_memory(a.gpu_memory) if a.gpu_memory is not None else "?"
+            share = f", {a.gpu_utilization:.0f}%" if a.gpu_utilization is not None else ""
+            gpu = memory + share
+        rows.append(
+            [
+                str(a.number), _e(a.state.value), _e(a.site), _e(a.pilot_id), _e(a.batch_id),
+                _e(a.error_class.value if a.error_class else None), _e(a.error),
+                _duration(a.wall_time), _duration(a.cpu_time),
+                format_memory(a.max_rss) if a.max_rss else "-", gpu,
+            ]
+        )  # fmt: skip
+    header = ["#", "state", "site", "pilot", "batch id", "error class", "error", "wall",
+              "CPU", "peak RSS", "GPU"]  # fmt: skip
+    return table("farside-attempts", header, rows, "not started yet")
+
+
+def log_html(lines: Sequence[tuple[int, str, str]]) -> str:
+    """The log's end, stderr in red, the pilot's own notes in grey."""
+    if not lines:
+        return "<p class='farside-empty'><i>no output yet</i></p>"
+    colour = {"stderr": "#b00", "system": "#777"}
+    body = "".join(
+        f"<span style='color:{colour.get(stream, 'inherit')}'>{_e(text)}</span>\n"
+        for _, stream, text in lines
+    )
+    return f"<pre class='farside-log' style='max-height:32em;overflow:auto'>{body}</pre>"

@@ -20,6 +20,7 @@ from ..auth.tokens import Principal
 from ..pool.workflows import list_workflows
 from ..runtime import Runtime
 from . import queries, render
+from .job_view import JobPanel
 from .login import COOKIE, PATH, session_principal
 
 #: seconds between redraws at most, and without any news at the least
@@ -79,13 +80,20 @@ class MonitorPage:
             "### Dask clusters",
             self.clusters,
         )
+        self.job = JobPanel(rt, who)
         tabs = pn.Tabs(
             ("My work", mine),
             ("Errors", pn.Column(self.window, self.errors)),
             ("Sites", self.sites),
             ("Users", self.users),
+            ("Job", self.job.layout),
             dynamic=False,
         )
+        # a link to a job (?job=N, as the error summary's samples are) opens its tab
+        asked = pn.state.location.query_params.get("job") if pn.state.location else None
+        if asked is not None and str(asked).isdigit():
+            self.job.chooser.value = int(asked)
+            tabs.active = len(tabs) - 1
         self.layout = pn.Column(header, tabs, self.updated, sizing_mode="stretch_width")
         self._last = 0.0
         self._due = 0.0
@@ -120,6 +128,7 @@ class MonitorPage:
         self._set(self.errors, render.errors_table(snap.errors))
         self._set(self.users, render.users_table(snap.users))
         self._set(self.sites, render.sites_table(await _site_infos(self.rt), snap.queued))
+        await self.job.redraw()
         self.updated.object = f"<small>updated {time.strftime('%H:%M:%S')}</small>"
 
     @staticmethod

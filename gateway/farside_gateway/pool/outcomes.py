@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,6 +67,7 @@ def outcome_params(prepared: PreparedUpdate) -> dict[str, Any]:
         "_rss": upd.max_rss,
         "_gpu_memory": upd.gpu_memory,
         "_gpu_utilization": upd.gpu_utilization,
+        "_usage": json.dumps(upd.usage) if upd.usage else None,
         "_result": prepared.result,
         "_blob": prepared.result_blob,
         "_size": prepared.result_size,
@@ -111,8 +113,9 @@ def store_outcomes(
             started_at=func.coalesce(attempts.c.started_at, bindparam("_start")),
             max_gpu_memory=bindparam("_gpu_memory"),
             gpu_utilization=bindparam("_gpu_utilization"),
+            usage=bindparam("_usage"),
             **measured,
         ),
-        # outcomes the gateway makes itself (a lost pilot's jobs) measured no GPU
-        [{"_gpu_memory": None, "_gpu_utilization": None, **p} for p in params],
+        # outcomes the gateway makes itself (a lost pilot's jobs) measured none of these
+        [{"_gpu_memory": None, "_gpu_utilization": None, "_usage": None, **p} for p in params],
     )

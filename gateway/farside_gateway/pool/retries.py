@@ -86,6 +86,7 @@ def fail_attempts(
                     max_rss=params["_rss"],
                     max_gpu_memory=params.get("_gpu_memory"),
                     gpu_utilization=params.get("_gpu_utilization"),
+                    usage=params.get("_usage"),
                 )
             )
             conn.execute(

@@ -456,6 +456,12 @@ class JobUpdate(_Strict):
     gpu_utilization: float | None = Field(
         None, ge=0, le=100, description="mean utilisation of the job's GPUs, percent"
     )
+    usage: list[tuple[float, int, float]] | None = Field(
+        None,
+        max_length=1000,
+        description="the job's memory and CPU over time: (seconds since its start, RSS "
+        "bytes, CPU seconds) every few seconds (the web monitor's plots)",
+    )
     max_rss: int | None = Field(None, ge=0)
     result: Base64 | None = Field(None, description="inline result envelope")
     result_uploaded: bool = Field(False, description="result was PUT to .../result beforehand")

@@ -1,5 +1,5 @@
 """workflows: runs of @farside.workflow, their children's journal keys, body tokens;
-attempts' GPU memory and utilisation
+attempts' GPU memory and utilisation, and their memory and CPU over time
 
 Revision ID: 0009
 Revises: 0008
@@ -45,10 +45,12 @@ def upgrade() -> None:
     with op.batch_alter_table("attempts") as batch:
         batch.add_column(sa.Column("max_gpu_memory", sa.BigInteger(), nullable=True))
         batch.add_column(sa.Column("gpu_utilization", sa.Float(), nullable=True))
+        batch.add_column(sa.Column("usage", sa.Text(), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("attempts") as batch:
+        batch.drop_column("usage")
         batch.drop_column("gpu_utilization")
         batch.drop_column("max_gpu_memory")
     op.drop_index("ix_tokens_job", table_name="tokens")
