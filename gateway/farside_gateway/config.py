@@ -239,6 +239,13 @@ class OidcConfig(BaseModel):
         'request, e.g. `{audience = "farside"}` (IAM) or `{resource = "urn:farside"}` '
         "(RFC 8707), so that the token is made for this gateway's audience.",
     )
+    browser_client_id: str | None = Field(
+        None,
+        description="Public client (authorization code flow with PKCE) through which browsers "
+        "log in to the web monitor at `/monitor`; register `<public_url>/monitor/"
+        "oauth_callback` as its redirect URI. Unset: the monitor's login takes pasted tokens "
+        "only.",
+    )
     introspection: bool = Field(
         False,
         description="Also accept opaque (non-JWT) access tokens, such as IAM may issue: the "

@@ -154,3 +154,55 @@ def test_a_jobs_drill_down_shows_its_life_log_and_usage_and_takes_commands(
         page.get_by_role("button", name="Kill").click()
         expect(message).to_contain_text(f"cancelled: [{new_id}]", timeout=LONG)
         assert client.job(new_id).state == "cancelled"
+
+
+MONITOR_PORT = 18780  # the redirect URI registered for farside-monitor (scripts/oidc)
+
+
+def test_logging_in_at_the_oidc_issuer(make_gateway: Any) -> None:
+    from playwright.sync_api import expect
+
+    from authz_support import oidc_settings
+    from oidc_support import PASSWORDS, start_provider
+
+    issuer = start_provider()
+    gateway = make_gateway(
+        start=False, oidc={**oidc_settings(issuer), "browser_client_id": "farside-monitor"}
+    ).start(port=MONITOR_PORT)
+    with chromium_page() as page:
+        page.goto(f"{gateway.url}/monitor/login")
+        page.click("a.oidc")
+        page.wait_for_selector("#username", timeout=LONG)
+        assert page.url.startswith(issuer), page.url  # the provider's own login page
+        page.fill("#username", "alice")
+        page.fill("#password", PASSWORDS["alice"])
+        page.click("#submit")
+        if page.locator("#allow").count():
+            page.click("#allow")
+        expect(page.get_by_text("alice (your work)")).to_be_visible(timeout=LONG)
+        page.screenshot(path=str(artifacts_dir() / "monitor-oidc.png"), full_page=True)
+
+
+def test_admins_switch_a_sites_status_from_the_sites_tab(
+    gateway: GatewayProcess, client: farside.Gateway
+) -> None:
+    from playwright.sync_api import expect
+
+    admin = gateway.make_user_token("ops", admin=True)
+    with _two_browsers() as (page, users_page):
+        _log_in(page, gateway, admin)
+        page.locator(".bk-tab", has_text="Sites").click()
+        page.locator("select").nth(1).select_option("draining")
+        page.get_by_placeholder("why (shown to users)").fill("disk maintenance")
+        page.get_by_role("button", name="Set status").click()
+        expect(page.locator(".farside-site-message")).to_contain_text(
+            "site local is now draining", timeout=LONG
+        )
+        expect(page.locator(".farside-site")).to_contain_text("disk maintenance", timeout=LONG)
+        (site,) = client.sites()
+        assert (site.status, site.status_reason) == ("draining", "disk maintenance")
+
+        _log_in(users_page, gateway, gateway.make_user_token("carol"))
+        users_page.locator(".bk-tab", has_text="Sites").click()
+        expect(users_page.locator(".farside-site")).to_contain_text("draining", timeout=LONG)
+        assert users_page.get_by_role("button", name="Set status").count() == 0

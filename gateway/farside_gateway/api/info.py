@@ -40,7 +40,7 @@ async def whoami(who: PrincipalDep) -> WhoAmI:
     )
 
 
-async def _site_infos(rt: Runtime) -> list[SiteInfo]:
+async def site_infos(rt: Runtime) -> list[SiteInfo]:
     counts = await rt.db.read(queries.pilot_counts)
     infos = []
     for s in rt.config.sites:
@@ -74,7 +74,7 @@ async def _site_infos(rt: Runtime) -> list[SiteInfo]:
 @router.get("/sites", response_model=list[SiteInfo])
 async def sites(_: UserDep, rt: RuntimeDep) -> Response:
     """Configured sites: slot shape, status, health and live pilots by state."""
-    return Response(_SITES.dump_json(await _site_infos(rt)), media_type=JSON)
+    return Response(_SITES.dump_json(await site_infos(rt)), media_type=JSON)
 
 
 def _store_status(
@@ -94,15 +94,19 @@ async def set_site_status(
 ) -> Response:
     """Set a site online, draining (no new work; held jobs finish) or offline (its pilots
     are stopped and their jobs retried on other sites). Admins only; survives restarts."""
+    return json_response(await change_site_status(rt, name, body, who.name))
+
+
+async def change_site_status(rt: Runtime, name: str, body: SiteStatusChange, by: str) -> SiteInfo:
+    """Store and apply a site's new status (the REST API and the monitor's admins)."""
     if rt.config.site(name) is None:
         raise NotFound(f"site {name!r} is not configured; sites: {sorted(rt.sites)}")
-    await rt.db.write(_store_status, name, body, who.name, rt.now())
+    await rt.db.write(_store_status, name, body, by, rt.now())
     overrides = {s: (st, rs) for s, (st, rs) in _current(rt).items()}
     overrides[name] = (body.status, body.reason)
     rt.apply_site_status(overrides, changed=True)
     rt.notifier.wake_work()  # the provisioner acts now, not at its next pass
-    info = next(i for i in await _site_infos(rt) if i.name == name)
-    return json_response(info)
+    return next(i for i in await site_infos(rt) if i.name == name)
 
 
 def _current(rt: Runtime) -> dict[str, tuple[str, str | None]]:

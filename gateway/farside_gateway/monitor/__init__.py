@@ -1,6 +1,7 @@
 """The web monitor at ``/monitor`` (Panel, served by the gateway itself).
 
 - :mod:`.login`: the browser's way in (a token once, then a sealed session cookie);
+- :mod:`.oidc_login`: or the OIDC issuer's login page (authorization code with PKCE);
 - :mod:`.queries`: what the pages show, read from the pool;
 - :mod:`.render`: those numbers as HTML tables;
 - :mod:`.views`: the Panel page, redrawn live as the user's jobs change.
@@ -26,6 +27,7 @@ from starlette.types import Receive, Scope, Send
 from ..runtime import Runtime
 from .login import PATH
 from .login import router as login_router
+from .oidc_login import router as oidc_router
 
 log = logging.getLogger(__name__)
 
@@ -89,4 +91,5 @@ class LazyMonitor:
 def mount(app: FastAPI, monitor: LazyMonitor) -> None:
     """Serve the monitor on ``app`` (its login pages first: the mount takes the rest)."""
     app.include_router(login_router)
+    app.include_router(oidc_router)
     app.mount(PATH, monitor)

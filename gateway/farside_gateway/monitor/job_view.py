@@ -30,8 +30,13 @@ MIB = 1024**2
 
 def usage_figure(view: JobView) -> Any:
     """RSS (MiB, left axis) and CPU in use (cores, right axis) over each attempt's life."""
-    plot = figure(height=260, sizing_mode="stretch_width", x_axis_label="seconds since start",
-                  y_axis_label="RSS (MiB)", toolbar_location=None)  # fmt: skip
+    plot = figure(
+        height=260,
+        sizing_mode="stretch_width",
+        x_axis_label="seconds since start",
+        y_axis_label="RSS (MiB)",
+        toolbar_location=None,
+    )
     top_rss, top_cpu = 1.0, 1.0
     rss_range = plot.y_range = Range1d(start=0, end=1)
     cpu_range = Range1d(start=0, end=1)
@@ -48,8 +53,15 @@ def usage_figure(view: JobView) -> Any:
         colour = palette[n % len(palette)]
         source = ColumnDataSource({"t": t, "rss": rss, "cores": cores})
         plot.line("t", "rss", source=source, color=colour, legend_label=f"RSS, attempt {attempt}")
-        plot.line("t", "cores", source=source, color=colour, line_dash="dashed",
-                  y_range_name="cpu", legend_label=f"CPU, attempt {attempt}")  # fmt: skip
+        plot.line(
+            "t",
+            "cores",
+            source=source,
+            color=colour,
+            line_dash="dashed",
+            y_range_name="cpu",
+            legend_label=f"CPU, attempt {attempt}",
+        )
         top_rss, top_cpu = max(top_rss, *rss), max(top_cpu, *cores)
     rss_range.end = top_rss * 1.1
     cpu_range.end = top_cpu * 1.1
@@ -84,10 +96,17 @@ class JobPanel:
         dump.on_click(self.dump)
         commands = pn.Row(kill, self.memory, self.walltime, retry, dump, align="end")
         self.layout = pn.Column(
-            pn.Row(self.chooser, commands), self.message, self.header, "#### History",
-            self.history, "#### Attempts", self.attempts, self.plot, "#### Output (the end)",
+            pn.Row(self.chooser, commands),
+            self.message,
+            self.header,
+            "#### History",
+            self.history,
+            "#### Attempts",
+            self.attempts,
+            self.plot,
+            "#### Output (the end)",
             self.log,
-        )  # fmt: skip
+        )
         self._usage_drawn: dict[int, int] = {}
 
     async def _chosen(self, event: Any) -> None:

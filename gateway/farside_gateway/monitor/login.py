@@ -24,6 +24,7 @@ from farside_pilot.protocol import ApiError
 from ..api.deps import principal_of_token, runtime
 from ..auth.tokens import Principal
 from ..clusters.sealing import Sealer, SealError
+from ..runtime import Runtime
 
 COOKIE = "farside_monitor"
 PATH = "/monitor"
@@ -71,29 +72,25 @@ def session_principal(sealer: Sealer, cookie: str | None) -> Principal | None:
     )
 
 
-def _page(error: str = "", status: int = 200) -> HTMLResponse:
+def _page(rt: Runtime | None, error: str = "", status: int = 200) -> HTMLResponse:
     shown = f'<p class="error">{html.escape(error)}</p>' if error else ""
+    if rt is not None and rt.oidc is not None and rt.config.oidc.browser_client_id:
+        issuer = html.escape(rt.oidc.issuer)
+        shown += f'<p><a class="oidc" href="{PATH}/oidc">Log in at {issuer}</a>, or:</p>'
     return HTMLResponse(PAGE.format(error=shown, path=PATH), status_code=status)
 
 
+def login_page_with_error(error: str, status: int) -> HTMLResponse:
+    return _page(None, error, status)
+
+
 @router.get(PATH + "/login")
-async def login_page() -> HTMLResponse:
-    return _page()
+async def login_page(request: Request) -> HTMLResponse:
+    return _page(runtime(request))
 
 
-@router.post(PATH + "/login")
-async def log_in(request: Request) -> Response:
-    form = parse_qs((await request.body()).decode(errors="replace"))
-    token = (form.get("token") or [""])[0].strip()
-    if not token:
-        return _page("Paste a token first.", 400)
-    rt = runtime(request)
-    try:
-        who = await principal_of_token(rt, token)
-    except ApiError as exc:
-        return _page(f"The gateway refused that token: {exc.message}", 401)
-    if who.kind != "user" or who.workflow_id is not None:
-        return _page("That is a pilot's, a site's or a workflow's token: use your own.", 403)
+def log_in_as(rt: Runtime, who: Principal) -> Response:
+    """Send the browser to the monitor with a session cookie for ``who``."""
     answer = RedirectResponse(PATH + "/", status_code=303)
     answer.set_cookie(
         COOKIE,
@@ -104,6 +101,22 @@ async def log_in(request: Request) -> Response:
         samesite="strict",
     )
     return answer
+
+
+@router.post(PATH + "/login")
+async def log_in(request: Request) -> Response:
+    form = parse_qs((await request.body()).decode(errors="replace"))
+    token = (form.get("token") or [""])[0].strip()
+    rt = runtime(request)
+    if not token:
+        return _page(rt, "Paste a token first.", 400)
+    try:
+        who = await principal_of_token(rt, token)
+    except ApiError as exc:
+        return _page(rt, f"The gateway refused that token: {exc.message}", 401)
+    if who.kind != "user" or who.workflow_id is not None:
+        return _page(rt, "That is a pilot's, a site's or a workflow's token: use your own.", 403)
+    return log_in_as(rt, who)
 
 
 @router.get(PATH + "/logout")

@@ -135,12 +135,19 @@ def job_header(job: JobDetail) -> str:
         ("state", f"<span class='farside-state'>{_e(job.state.value)}</span>"),
         ("group", _e(job.group)),
         ("site", _e(job.site)),
-        ("resources", f"{r.cores} cores, {format_memory(r.memory)}, {r.gpus} GPUs, "
-                      f"walltime {format_walltime(r.walltime)}"),
+        (
+            "resources",
+            f"{r.cores} cores, {format_memory(r.memory)}, {r.gpus} GPUs, "
+            f"walltime {format_walltime(r.walltime)}",
+        ),
         ("created / ended", f"{_when(job.created)} / {_when(job.ended)}"),
-        ("error", f"{_e(job.error_class.value if job.error_class else None)}: "
-                  f"{_e(job.error)}" if job.error else "-"),
-    ]  # fmt: skip
+        (
+            "error",
+            f"{_e(job.error_class.value if job.error_class else None)}: {_e(job.error)}"
+            if job.error
+            else "-",
+        ),
+    ]
     rows = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in fields)
     return f"<table class='farside-job'>{rows}</table>"
 
@@ -160,14 +167,32 @@ def attempts_table(job: JobDetail) -> str:
             gpu = memory + share
         rows.append(
             [
-                str(a.number), _e(a.state.value), _e(a.site), _e(a.pilot_id), _e(a.batch_id),
-                _e(a.error_class.value if a.error_class else None), _e(a.error),
-                _duration(a.wall_time), _duration(a.cpu_time),
-                format_memory(a.max_rss) if a.max_rss else "-", gpu,
+                str(a.number),
+                _e(a.state.value),
+                _e(a.site),
+                _e(a.pilot_id),
+                _e(a.batch_id),
+                _e(a.error_class.value if a.error_class else None),
+                _e(a.error),
+                _duration(a.wall_time),
+                _duration(a.cpu_time),
+                format_memory(a.max_rss) if a.max_rss else "-",
+                gpu,
             ]
-        )  # fmt: skip
-    header = ["#", "state", "site", "pilot", "batch id", "error class", "error", "wall",
-              "CPU", "peak RSS", "GPU"]  # fmt: skip
+        )
+    header = [
+        "#",
+        "state",
+        "site",
+        "pilot",
+        "batch id",
+        "error class",
+        "error",
+        "wall",
+        "CPU",
+        "peak RSS",
+        "GPU",
+    ]
     return table("farside-attempts", header, rows, "not started yet")
 
 

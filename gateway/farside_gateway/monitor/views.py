@@ -15,13 +15,14 @@ from typing import Any
 import panel as pn
 from sqlalchemy import Connection
 
-from ..api.info import _site_infos
+from ..api.info import site_infos
 from ..auth.tokens import Principal
 from ..pool.workflows import list_workflows
 from ..runtime import Runtime
 from . import queries, render
 from .job_view import JobPanel
 from .login import COOKIE, PATH, session_principal
+from .site_switch import SiteSwitch
 
 #: seconds between redraws at most, and without any news at the least
 FASTEST, SLOWEST = 0.5, 5.0
@@ -63,6 +64,9 @@ class MonitorPage:
         self.clusters = pn.pane.HTML(sizing_mode="stretch_width")
         self.errors = pn.pane.HTML(sizing_mode="stretch_width", css_classes=["farside-errs"])
         self.sites = pn.pane.HTML(sizing_mode="stretch_width", css_classes=["farside-site"])
+        sites_tab: Any = self.sites
+        if who.admin:
+            sites_tab = pn.Column(SiteSwitch(rt, who, self._soon).layout, self.sites)
         self.users = pn.pane.HTML(sizing_mode="stretch_width")
         self.window = pn.widgets.RadioButtonGroup(options=list(WINDOWS), value="last day")
         self.window.param.watch(lambda _: self._soon(), "value")
@@ -84,7 +88,7 @@ class MonitorPage:
         tabs = pn.Tabs(
             ("My work", mine),
             ("Errors", pn.Column(self.window, self.errors)),
-            ("Sites", self.sites),
+            ("Sites", sites_tab),
             ("Users", self.users),
             ("Job", self.job.layout),
             dynamic=False,
@@ -127,7 +131,7 @@ class MonitorPage:
         self._set(self.clusters, render.clusters_table(snap.clusters))
         self._set(self.errors, render.errors_table(snap.errors))
         self._set(self.users, render.users_table(snap.users))
-        self._set(self.sites, render.sites_table(await _site_infos(self.rt), snap.queued))
+        self._set(self.sites, render.sites_table(await site_infos(self.rt), snap.queued))
         await self.job.redraw()
         self.updated.object = f"<small>updated {time.strftime('%H:%M:%S')}</small>"
 
