@@ -110,3 +110,13 @@ def test_a_groups_rate_and_eta() -> None:
     assert g.eta(110.0) == pytest.approx(10.0)
     fresh = queries.GroupProgress("m", "function", "me", {"queued": 3}, 100.0)
     assert (fresh.rate(110.0), fresh.eta(110.0)) == (None, None)
+
+
+def test_the_users_table_weighs_usage_against_shares_and_caps() -> None:
+    from farside_gateway.pool.fairshare import ShareRules
+
+    usage = [queries.UserUsage("alice", "atlas", running_cores=6, running_jobs=3, queued_jobs=9)]
+    shown = render.users_table(usage, ShareRules(groups={"atlas": 2.5}, max_cores=8))
+    assert "<b>alice</b>" in shown
+    assert "<td>atlas</td><td>2.5</td><td>6</td><td>3</td><td>9</td><td>8 cores</td>" in shown
+    assert "<td>none</td>" in render.users_table(usage, ShareRules())

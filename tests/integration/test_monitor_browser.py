@@ -92,6 +92,10 @@ def test_the_monitor_shows_a_running_map_live_and_only_to_its_owner(
         bobs_page.wait_for_selector("text=no jobs yet", timeout=LONG)
         assert "squares" not in bobs_page.content()
         bobs_page.screenshot(path=str(shots / "monitor-bob.png"), full_page=True)
+        # nor does a link to one of the jobs show it to him
+        bobs_page.goto(f"{gateway.url}/monitor/?job={results.futures[0].job_id}")
+        expect(bobs_page.locator(".farside-jobhead")).to_contain_text("not found", timeout=LONG)
+        assert "slow_square" not in bobs_page.locator(".farside-jobhead").inner_html()
 
 
 def test_the_monitor_without_a_session_asks_to_log_in(gateway: GatewayProcess) -> None:

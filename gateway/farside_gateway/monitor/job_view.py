@@ -87,6 +87,7 @@ class JobPanel:
         self.message = pn.pane.HTML(css_classes=["farside-message"])
         self.memory = pn.widgets.TextInput(name="memory", placeholder="e.g. 8 GiB", width=120)
         self.walltime = pn.widgets.TextInput(name="walltime", placeholder="e.g. 2h", width=120)
+        self.site = pn.widgets.TextInput(name="site", placeholder="any", width=120)
         kill = pn.widgets.Button(name="Kill", button_type="danger", width=90)
         retry = pn.widgets.Button(name="Retry", button_type="primary", width=90)
         dump = pn.widgets.Button(name="Stack dump", width=110)
@@ -94,7 +95,7 @@ class JobPanel:
         kill.on_click(self.kill)
         retry.on_click(self.retry)
         dump.on_click(self.dump)
-        commands = pn.Row(kill, self.memory, self.walltime, retry, dump, align="end")
+        commands = pn.Row(kill, self.memory, self.walltime, self.site, retry, dump, align="end")
         self.layout = pn.Column(
             pn.Row(self.chooser, commands),
             self.message,
@@ -151,6 +152,7 @@ class JobPanel:
                 # what is typed, whether or not Enter was pressed
                 memory=self.memory.value_input or None,
                 walltime=self.walltime.value_input or None,
+                sites=[self.site.value_input] if self.site.value_input else None,
             )
             new, owner, group = await self.rt.db.read(
                 retry_spec, self.job_id, self.who.owner_filter, change

@@ -14,6 +14,7 @@ from farside_pilot.protocol import format_memory, format_walltime
 from farside_pilot.protocol.models import JobDetail, SiteInfo
 from farside_pilot.protocol.workflows import WorkflowInfo
 
+from ..pool.fairshare import ShareRules
 from .queries import ErrorGroup, GroupProgress, UserUsage
 
 STATES = ("pending", "queued", "assigned", "running", "finished", "failed", "cancelled")
@@ -108,18 +109,21 @@ def sites_table(sites: Sequence[SiteInfo], queued: dict[str, int]) -> str:
     return table("farside-sites", [*header, "last error / note"], rows, "no sites")
 
 
-def users_table(users: Sequence[UserUsage]) -> str:
-    rows = [
-        [
-            f"<b>{_e(u.owner)}</b>",
-            _e(u.share_group),
-            str(u.running_cores),
-            str(u.running_jobs),
-            str(u.queued_jobs),
-        ]
-        for u in users
-    ]
-    header = ["user", "fair-share group", "cores in use", "running", "queued"]
+def users_table(users: Sequence[UserUsage], rules: ShareRules) -> str:
+    """Usage against fair share: each group's configured share (split among its users
+    with queued work) and the per-user caps."""
+    caps = " / ".join(
+        f"{rules.max_jobs} jobs" if what == "jobs" else f"{rules.max_cores} cores"
+        for what, limit in (("jobs", rules.max_jobs), ("cores", rules.max_cores))
+        if limit is not None
+    )
+    rows = []
+    for u in users:
+        share = rules.groups.get(u.share_group or "", rules.default_share)
+        cells = [f"<b>{_e(u.owner)}</b>", _e(u.share_group), f"{share:g}"]
+        cells += [str(u.running_cores), str(u.running_jobs), str(u.queued_jobs), caps or "none"]
+        rows.append(cells)
+    header = ["user", "fair-share group", "share", "cores in use", "running", "queued", "caps"]
     return table("farside-users", header, rows, "nobody has work in the pool")
 
 

@@ -130,7 +130,7 @@ class MonitorPage:
         self._set(self.runs, render.workflows_table(snap.workflows))
         self._set(self.clusters, render.clusters_table(snap.clusters))
         self._set(self.errors, render.errors_table(snap.errors))
-        self._set(self.users, render.users_table(snap.users))
+        self._set(self.users, render.users_table(snap.users, self.rt.share_rules))
         self._set(self.sites, render.sites_table(await site_infos(self.rt), snap.queued))
         await self.job.redraw()
         self.updated.object = f"<small>updated {time.strftime('%H:%M:%S')}</small>"
