@@ -26,12 +26,25 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 VARIABLES = (
-    "FARSIDE_GATEWAY_URL", "FARSIDE_TOKEN", "FARSIDE_CONFIG_DIR", "DASK_GATEWAY__ADDRESS",
-    "DASK_GATEWAY__PROXY_ADDRESS", "DASK_GATEWAY__AUTH__TYPE",
+    "FARSIDE_GATEWAY_URL",
+    "FARSIDE_TOKEN",
+    "FARSIDE_CONFIG_DIR",
+    "DASK_GATEWAY__ADDRESS",
+    "DASK_GATEWAY__PROXY_ADDRESS",
+    "DASK_GATEWAY__AUTH__TYPE",
     "DASK_GATEWAY__AUTH__KWARGS__PASSWORD",
-)  # fmt: skip
-SITES = [{"name": "local", "plugin": "local", "cores": 1, "memory": "3 GiB", "min_warm": 1,
-          "max_pilots": 3, "idle_timeout": 120}]  # fmt: skip
+)
+SITES = [
+    {
+        "name": "local",
+        "plugin": "local",
+        "cores": 1,
+        "memory": "3 GiB",
+        "min_warm": 1,
+        "max_pilots": 3,
+        "idle_timeout": 120,
+    }
+]
 
 
 @pytest.fixture(scope="session")

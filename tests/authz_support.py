@@ -37,8 +37,11 @@ def oidc_settings(issuer: str) -> dict[str, Any]:
 
 def introspection_settings(secret: str = GATEWAY_CLIENT[1]) -> dict[str, Any]:
     """What ``[oidc]`` adds to check the test provider's opaque tokens by introspection."""
-    return {"introspection": True, "introspection_client_id": GATEWAY_CLIENT[0],
-            "introspection_client_secret": secret}  # fmt: skip
+    return {
+        "introspection": True,
+        "introspection_client_id": GATEWAY_CLIENT[0],
+        "introspection_client_secret": secret,
+    }
 
 
 def payload() -> str:
@@ -64,9 +67,13 @@ def submit(gw: GatewayProcess, token: str, *jobs: dict[str, Any]) -> list[int]:
 def register_pilot(gw: GatewayProcess, site_token: str, site: str = "local") -> tuple[int, str]:
     """Register a pilot with a site token, as a pilot started by hand would: (id, own token)."""
     body = {
-        "site": site, "cores": 2, "memory": "4 GiB", "hostname": "authz-test", "pid": 1,
+        "site": site,
+        "cores": 2,
+        "memory": "4 GiB",
+        "hostname": "authz-test",
+        "pid": 1,
         "version": "test",
-    }  # fmt: skip
+    }
     with gw.http(site_token) as http:
         response = http.post("/pilots", json=body)
     assert response.status_code == 201, response.text

@@ -152,7 +152,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, oidc_issuer: str) -> Iterato
         clusters={"dashboard": False, "client_timeout": 3600.0},
         oidc=oidc_settings(oidc_issuer) | introspection_settings(),
         hub={"api_url": settings.api_url, "hub_admins_are_admins": True},
-    )  # fmt: skip
+    )
     hub: HubProcess | None = None
     try:
         gw.start()
@@ -223,8 +223,12 @@ def _make_world(gw: GatewayProcess, issuer: str, hub_tokens: dict[str, str | Non
     site_token = gw.site_token
     pilot_id, pilot_token = register_pilot(gw, site_token)
     other_pilot_id, other_pilot_token = register_pilot(gw, site_token)
-    tokens |= {"pilot": pilot_token, "other-pilot": other_pilot_token, "site": site_token,
-               "other-site": site_token_for(gw, "remote")}  # fmt: skip
+    tokens |= {
+        "pilot": pilot_token,
+        "other-pilot": other_pilot_token,
+        "site": site_token,
+        "other-site": site_token_for(gw, "remote"),
+    }
 
     alice = str(tokens["alice-farside"])
     (finished,) = submit(gw, alice, job(name="alice-finished"))

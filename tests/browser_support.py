@@ -75,8 +75,9 @@ def log_in_and_run_a_task(
         page.click('.jp-LauncherCard[data-category="Notebook"]')
         editor = page.locator(".jp-Notebook .jp-Cell .cm-content").first
         editor.wait_for(timeout=LONG)
-        page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
-                               timeout=LONG, state="attached")  # fmt: skip
+        page.wait_for_selector(
+            ".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=LONG, state="attached"
+        )
         editor.click()
         page.keyboard.insert_text(CELL)  # one insertion: no auto-indent on typed newlines
         output = page.locator(".jp-OutputArea-output").filter(has_text="farside says")

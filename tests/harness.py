@@ -64,9 +64,15 @@ class GatewayProcess:
 
     def _cli(self, *extra: str) -> list[str]:
         args = [
-            sys.executable, "-m", "farside_gateway", *extra,
-            "--config", str(self.config_path), "--state-dir", str(self.state_dir),
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "farside_gateway",
+            *extra,
+            "--config",
+            str(self.config_path),
+            "--state-dir",
+            str(self.state_dir),
+        ]
         if self.database_url:
             args += ["--database-url", self.database_url]
         return args

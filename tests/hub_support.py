@@ -39,8 +39,13 @@ def free_port() -> int:
 
 
 def proxy_path() -> str:
-    done = subprocess.run(["bash", str(REPO / "scripts" / "hub.sh")], capture_output=True,
-                          text=True, timeout=300, check=False)  # fmt: skip
+    done = subprocess.run(
+        ["bash", str(REPO / "scripts" / "hub.sh")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     if done.returncode != 0:
         pytest.fail(f"scripts/hub.sh could not install the proxy:\n{done.stderr}")
     return done.stdout.strip().splitlines()[-1]
@@ -64,8 +69,11 @@ class HubStack:
         return self.hub.settings.url
 
     def hub_api(self) -> httpx.Client:
-        return httpx.Client(base_url=self.hub.settings.api_url, timeout=60,
-                            headers={"Authorization": f"token {self.admin_token}"})  # fmt: skip
+        return httpx.Client(
+            base_url=self.hub.settings.api_url,
+            timeout=60,
+            headers={"Authorization": f"token {self.admin_token}"},
+        )
 
 
 def start_hub_provider(
@@ -78,23 +86,38 @@ def start_hub_provider(
     clients: list[dict[str, Any]] = json.loads((src / "clients.json").read_text())
     # the shared provider's own farside-hub client is for `farside up --hub` on port 8000
     clients = [c for c in clients if c["client_id"] != HUB_CLIENT]
-    clients.append({
-        "client_id": HUB_CLIENT, "client_secret": secret, "client_name": "farside's JupyterHub",
-        "redirect_uris": [callback], "response_types": ["code"],
-        "grant_types": ["authorization_code", "refresh_token"],
-        "token_endpoint_auth_method": "client_secret_basic",
-    })  # fmt: skip
+    clients.append(
+        {
+            "client_id": HUB_CLIENT,
+            "client_secret": secret,
+            "client_name": "farside's JupyterHub",
+            "redirect_uris": [callback],
+            "response_types": ["code"],
+            "grant_types": ["authorization_code", "refresh_token"],
+            "token_endpoint_auth_method": "client_secret_basic",
+        }
+    )
     if token_ttl is not None:  # seconds the gateway-audience access tokens live
         clients[-1]["farside_access_token_ttl"] = token_ttl
     (config / "clients.json").write_text(json.dumps(clients))
     (config / "users.json").write_text((src / "users.json").read_text())
     port = free_port()
     issuer = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "OIDC_PORT": str(port), "OIDC_ISSUER": issuer,
-           "OIDC_CONFIG": str(config), "OIDC_STATE": str(config)}  # fmt: skip
+    env = {
+        **os.environ,
+        "OIDC_PORT": str(port),
+        "OIDC_ISSUER": issuer,
+        "OIDC_CONFIG": str(config),
+        "OIDC_STATE": str(config),
+    }
     with (state / "oidc.log").open("ab") as log:
-        proc = subprocess.Popen(["node", str(OIDC_APP / "provider.mjs")], env=env, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        proc = subprocess.Popen(
+            ["node", str(OIDC_APP / "provider.mjs")],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     for _ in range(200):
         try:
             if httpx.get(f"{issuer}/.well-known/openid-configuration").status_code == 200:
@@ -111,11 +134,18 @@ def start_hub_provider(
 def hub_settings(state: Path, issuer: str = "") -> HubSettings:
     """A hub on free ports, state in ``state/hub``; the gateway's URL is set once it runs."""
     return HubSettings(
-        state_dir=state / "hub", gateway_url="", issuer=issuer, client_id=HUB_CLIENT,
-        hub_port=free_port(), api_port=free_port(), proxy_api_port=free_port(),
-        proxy=proxy_path(), allowed_groups=["analysts", "cms", "farside-admins"],
-        admin_groups=["farside-admins"], service_token=secrets.token_hex(16),
-    )  # fmt: skip
+        state_dir=state / "hub",
+        gateway_url="",
+        issuer=issuer,
+        client_id=HUB_CLIENT,
+        hub_port=free_port(),
+        api_port=free_port(),
+        proxy_api_port=free_port(),
+        proxy=proxy_path(),
+        allowed_groups=["analysts", "cms", "farside-admins"],
+        admin_groups=["farside-admins"],
+        service_token=secrets.token_hex(16),
+    )
 
 
 def hub_tester_config(admin_token: str) -> str:

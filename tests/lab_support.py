@@ -30,14 +30,26 @@ import pytest
 from hub_support import artifacts_dir, free_port
 
 REPO = Path(__file__).resolve().parents[1]
-__all__ = ["LONG", "LabServer", "NotebookPage", "artifacts_dir", "chromium_page", "free_port",
-           "write_notebook"]  # fmt: skip
+__all__ = [
+    "LONG",
+    "LabServer",
+    "NotebookPage",
+    "artifacts_dir",
+    "chromium_page",
+    "free_port",
+    "write_notebook",
+]
 EXECUTED = re.compile(r"\[\d+\]:")  # a cell's prompt once the kernel ran it
 LONG = 180_000  # ms: a first kernel start or task on 2 shared cores can take a while
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 # Lab settings for a predictable page: every cell in the DOM, no news toast over the cells
 USER_SETTINGS = {
     "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
@@ -46,8 +58,13 @@ USER_SETTINGS = {
 
 
 def chromium() -> str:
-    done = subprocess.run(["bash", str(REPO / "scripts" / "browser.sh")], capture_output=True,
-                          text=True, timeout=900, check=False)  # fmt: skip
+    done = subprocess.run(
+        ["bash", str(REPO / "scripts" / "browser.sh")],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
     if done.returncode != 0:
         pytest.fail(f"scripts/browser.sh could not provide chromium:\n{done.stderr}")
     return done.stdout.strip().splitlines()[-1]
@@ -79,10 +96,12 @@ class LabServer:
             target.write_text(json.dumps(value))
         self.notebooks.mkdir(parents=True, exist_ok=True)
         self.env = {
-            **os.environ, **env, "JUPYTER_CONFIG_DIR": str(config),
+            **os.environ,
+            **env,
+            "JUPYTER_CONFIG_DIR": str(config),
             "JUPYTER_DATA_DIR": str(root / "jupyter-data"),
             "JUPYTER_RUNTIME_DIR": str(root / "jupyter-runtime"),
-        }  # fmt: skip
+        }
         self.log_path = root / "lab.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -91,12 +110,18 @@ class LabServer:
 
     def start(self, timeout: float = 120.0) -> LabServer:
         args = [
-            sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root",
-            "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={self.port}",
-            "--ServerApp.port_retries=0", f"--IdentityProvider.token={self.token}",
+            sys.executable,
+            "-m",
+            "jupyterlab",
+            "--no-browser",
+            "--allow-root",
+            "--ServerApp.ip=127.0.0.1",
+            f"--ServerApp.port={self.port}",
+            "--ServerApp.port_retries=0",
+            f"--IdentityProvider.token={self.token}",
             f"--ServerApp.root_dir={self.notebooks}",
             "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-        ]  # fmt: skip
+        ]
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 args, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -134,9 +159,12 @@ def chromium_page(viewport: Any = None) -> Iterator[Any]:
     try:
         with sync_playwright() as pw:
             context = pw.chromium.launch_persistent_context(
-                profile, executable_path=chromium(), headless=True, args=CHROMIUM_ARGS,
+                profile,
+                executable_path=chromium(),
+                headless=True,
+                args=CHROMIUM_ARGS,
                 viewport=viewport or {"width": 1280, "height": 800},
-            )  # fmt: skip
+            )
             try:
                 yield context.pages[0] if context.pages else context.new_page()
             finally:
@@ -157,8 +185,9 @@ class NotebookPage:
     def open(self) -> NotebookPage:
         self.page.goto(self.lab.url(f"/lab/tree/{self.name}"))
         self.cell(0).locator(".cm-content").wait_for(timeout=LONG)
-        self.page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
-                                    timeout=LONG, state="attached")  # fmt: skip
+        self.page.wait_for_selector(
+            ".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=LONG, state="attached"
+        )
         return self
 
     def accept_dialogs(self) -> None:

@@ -126,9 +126,12 @@ def device_tokens(
     for _ in range(50):
         response = httpx.post(
             start["token_endpoint"],
-            data={"grant_type": DEVICE_GRANT, "device_code": start["device_code"],
-                  "client_id": client_id},
-        )  # fmt: skip
+            data={
+                "grant_type": DEVICE_GRANT,
+                "device_code": start["device_code"],
+                "client_id": client_id,
+            },
+        )
         body: dict[str, Any] = response.json()
         if response.status_code == 200:
             return body

@@ -18,6 +18,7 @@ from farside_pilot.protocol import FarsideError, format_memory, format_walltime
 from farside_pilot.protocol.models import JobKind
 
 from ._cli_format import cell_width, gpu_use, listing, print_json, table, when
+from ._cli_platform import add_platform_commands
 from ._cli_workflows import add_workflow_commands
 from ._gateway import Gateway
 
@@ -47,23 +48,30 @@ def _delegate(command: str, argv: list[str]) -> int:
 
 def _jobs(gw: Gateway, args: argparse.Namespace) -> int:
     jobs = gw.jobs(
-        state=args.state, group=args.group, limit=args.limit, batch_id=args.batch_id,
+        state=args.state,
+        group=args.group,
+        limit=args.limit,
+        batch_id=args.batch_id,
         kind=args.kind,
-    )  # fmt: skip
+    )
     if args.json:
         print_json(jobs)
         return 0
     rows = [
         [
-            j.id, j.name, j.kind, j.state.value, j.site, j.attempts,
-            when(j.created), when(j.ended),
+            j.id,
+            j.name,
+            j.kind,
+            j.state.value,
+            j.site,
+            j.attempts,
+            when(j.created),
+            when(j.ended),
             j.error or j.adjusted,  # a failure's reason, else how the gateway resized the job
         ]
         for j in jobs
-    ]  # fmt: skip
-    header = [
-        "id", "name", "kind", "state", "site", "attempts", "created", "ended", "error / note"
-    ]  # fmt: skip
+    ]
+    header = ["id", "name", "kind", "state", "site", "attempts", "created", "ended", "error / note"]
     listing(header, rows, "no jobs")
     return 0
 
@@ -149,9 +157,12 @@ def _debug(gw: Gateway, args: argparse.Namespace) -> int:
 
 def _retry(gw: Gateway, args: argparse.Namespace) -> int:
     changes = {
-        "cores": args.cores, "memory": args.memory, "walltime": args.walltime,
-        "gpus": args.gpus, "sites": args.site,
-    }  # fmt: skip
+        "cores": args.cores,
+        "memory": args.memory,
+        "walltime": args.walltime,
+        "gpus": args.gpus,
+        "sites": args.site,
+    }
     future = gw.retry(args.job_id, **{k: v for k, v in changes.items() if v is not None})
     print(f"job {args.job_id} retried as job {future.job_id}")
     return 0
@@ -171,89 +182,6 @@ def _cancel(gw: Gateway, args: argparse.Namespace) -> int:
 def _whoami(gw: Gateway, args: argparse.Namespace) -> int:
     me = gw.whoami()
     print(f"{me.name} ({me.kind}) at {gw.url}")
-    return 0
-
-
-def _sites(gw: Gateway, args: argparse.Namespace) -> int:
-    sites = gw.sites()
-    if args.json:
-        print_json(sites)
-        return 0
-    rows = [
-        [
-            s.name,
-            s.kind,
-            s.status + ("" if s.healthy else " (unhealthy)"),
-            f"{s.slot.cores}c/{format_memory(s.slot.memory)}/{s.slot.gpus}g"
-            + (f" {s.slot.gpu_model}" if s.slot.gpu_model else ""),
-            " ".join(f"{k}={v}" for k, v in s.pilots.items()),
-            s.min_warm,
-            s.max_pilots,
-            s.last_error or s.status_reason,
-        ]
-        for s in sites
-    ]
-    header = ["name", "kind", "status", "slot", "pilots", "min warm", "max", "note"]
-    listing(header, rows, "no sites")
-    return 0
-
-
-def _site_status(gw: Gateway, args: argparse.Namespace) -> int:
-    site = gw.set_site_status(args.site, args.status, args.reason)
-    print(f"site {site.name} is now {site.status}")
-    return 0
-
-
-def _pilots(gw: Gateway, args: argparse.Namespace) -> int:
-    pilots = gw.pilots(all=args.all)
-    if args.json:
-        print_json(pilots)
-        return 0
-    rows = [
-        [
-            p.id,
-            p.site,
-            p.state,
-            p.hostname,
-            p.batch_id,
-            p.cores,
-            format_memory(p.memory),
-            p.gpus,
-            p.running_jobs,
-            when(p.last_seen),
-        ]
-        for p in pilots
-    ]
-    header = [
-        "id", "site", "state", "host", "batch id", "cores", "memory", "gpus", "running",
-        "last seen",
-    ]  # fmt: skip
-    listing(header, rows, "no pilots")
-    return 0
-
-
-def _clusters(gw: Gateway, args: argparse.Namespace) -> int:
-    clusters = gw.clusters(ended=args.all)
-    if args.json:
-        print_json(clusters)
-        return 0
-    rows = []
-    for c in clusters:
-        live = [w for w in c.workers if not w.state.terminal]
-        groups = " ".join(f"{g.name}={g.spec.workers}" for g in c.groups)
-        rows.append([c.name, c.state, groups, len(live), c.scheduler_address, c.reason])
-    header = ["name", "state", "targets", "leases", "scheduler", "note"]
-    listing(header, rows, "no clusters")
-    return 0
-
-
-def _cluster_stop(gw: Gateway, args: argparse.Namespace) -> int:
-    from farside_pilot.protocol.clusters import ClusterInfo
-
-    info = ClusterInfo.model_validate_json(
-        gw._api.request("DELETE", f"/clusters/{args.name}").content
-    )
-    print(f"cluster {info.name} is {info.state}" + (f": {info.reason}" if info.reason else ""))
     return 0
 
 
@@ -316,20 +244,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--group", help="cancel every job of this group")
     p.set_defaults(func=_cancel)
 
-    p = add("site-status", "set a site online, draining or offline (admins)")
-    p.add_argument("site")
-    p.add_argument("status", choices=["online", "draining", "offline"])
-    p.add_argument("--reason", help="why, shown in `farside sites`")
-    p.set_defaults(func=_site_status)
-
-    p = add_listing("pilots", "list pilots with their batch ids")
-    p.add_argument("--all", action="store_true", help="also pilots that have ended")
-    p.set_defaults(func=_pilots)
-
-    p = add_listing("clusters", "list your Dask clusters")
-    p.add_argument("--all", action="store_true", help="also clusters that have ended")
-    p.set_defaults(func=_clusters)
-
     p = add("retry", "run a job again as a new job, with changed resources or sites")
     p.add_argument("job_id", type=int)
     p.add_argument("--cores", type=int)
@@ -344,21 +258,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait (default 30)")
     p.set_defaults(func=_debug)
 
-    p = add("cluster-stop", "stop a Dask cluster: its workers retire, its scheduler ends")
-    p.add_argument("name")
-    p.set_defaults(func=_cluster_stop)
-
     p = add("login", "log in at the gateway's OIDC issuer (device code in a browser)")
     p.add_argument("--issuer", help="OIDC issuer URL (default: the one the gateway names)")
     p.add_argument("--client-id", help="OIDC client (default: the one the gateway names)")
 
     add_workflow_commands(add, add_listing)
+    add_platform_commands(add, add_listing)
 
     for name, func, help_text in (("whoami", _whoami, "show who the gateway thinks you are"),):
         add(name, help_text).set_defaults(func=func)
-    add_listing("sites", "list the sites: status, health, slot and pilots").set_defaults(
-        func=_sites
-    )
     return parser
 
 

@@ -303,9 +303,13 @@ def group_spec(
 ) -> WorkerGroupSpec:
     """A worker group from ``new_cluster``'s keywords (sites may be one name or a list)."""
     values: dict[str, Any] = {
-        "workers": workers, "cores": cores, "gpus": gpus, "gpu_model": gpu_model, "env": env,
+        "workers": workers,
+        "cores": cores,
+        "gpus": gpus,
+        "gpu_model": gpu_model,
+        "env": env,
         "sites": [site] if isinstance(site, str) else list(site or []),
-    }  # fmt: skip
+    }
     # left out, they are the gateway's to choose (a default that the sites can offer)
     if memory is not None:
         values["memory"] = memory

@@ -39,9 +39,21 @@ __all__ = ["OPTIONS", "offload"]
 
 #: what ``gw.offload`` and the ``farside.offload`` Dask config accept, as for ``@farside.task``
 OPTIONS = frozenset(
-    {"cores", "memory", "walltime", "gpus", "gpu_model", "arch", "env", "max_attempts",
-     "priority", "sites", "group", "progress"}
-)  # fmt: skip
+    {
+        "cores",
+        "memory",
+        "walltime",
+        "gpus",
+        "gpu_model",
+        "arch",
+        "env",
+        "max_attempts",
+        "priority",
+        "sites",
+        "group",
+        "progress",
+    }
+)
 SUBMIT_CHUNK = 1000
 Key = Hashable
 

@@ -34,10 +34,16 @@ class OffloadProgress:
         keys: list[Hashable] = [key for part in parts for key in part.keys]
         # the state Dask's own schedulers keep, as far as callbacks read it
         self.state: dict[str, Any] = {
-            "cache": {}, "dependencies": {}, "dependents": {}, "waiting_data": {},
-            "waiting": {key: set() for key in keys}, "ready": [], "running": set(),
-            "finished": set(), "released": set(),
-        }  # fmt: skip
+            "cache": {},
+            "dependencies": {},
+            "dependents": {},
+            "waiting_data": {},
+            "waiting": {key: set() for key in keys},
+            "ready": [],
+            "running": set(),
+            "finished": set(),
+            "released": set(),
+        }
         self._start, self._start_state, self._pretask, self._posttask, self._finish = (
             unpack_callbacks(Callback.active)  # type: ignore[no-untyped-call]
         )

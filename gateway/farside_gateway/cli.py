@@ -55,8 +55,15 @@ def _setup_logging(level: str) -> None:
         logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
-def _run(config: GatewayConfig, tokens: TokenFiles | None, banner: bool, example: bool,
-         once: bool, stop_pilots: bool, hub: HubLauncher | None = None) -> int:  # fmt: skip
+def _run(
+    config: GatewayConfig,
+    tokens: TokenFiles | None,
+    banner: bool,
+    example: bool,
+    once: bool,
+    stop_pilots: bool,
+    hub: HubLauncher | None = None,
+) -> int:
     from .server import serve
 
     def ready(runtime: Runtime) -> None:
@@ -192,12 +199,17 @@ def up_main(argv: list[str] | None = None) -> int:
                 parser.error("--hub needs --issuer (the OIDC issuer users log in at)")
             settings = HubSettings(
                 # beside the gateway's own state, also when --state-dir moves it
-                state_dir=Path(args.state_dir or state_dir()) / "hub", gateway_url="",
+                state_dir=Path(args.state_dir or state_dir()) / "hub",
+                gateway_url="",
                 issuer=args.issuer,
-                client_id=args.client_id, hub_port=args.hub_port, api_port=args.hub_api_port,
-                proxy_api_port=args.hub_api_port + 1, proxy=find_proxy(args.proxy),
-                allowed_groups=args.allowed_group, admin_groups=args.admin_group,
-            )  # fmt: skip
+                client_id=args.client_id,
+                hub_port=args.hub_port,
+                api_port=args.hub_api_port,
+                proxy_api_port=args.hub_api_port + 1,
+                proxy=find_proxy(args.proxy),
+                allowed_groups=args.allowed_group,
+                admin_groups=args.admin_group,
+            )
             hub = HubLauncher(settings, args.audience)
             defaults.update(hub.gateway_defaults())
         config = _load(args, **defaults)

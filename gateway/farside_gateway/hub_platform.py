@@ -167,9 +167,12 @@ class HubProcess:
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "jupyterhub", "-f", str(self.config_path)],
-                cwd=s.state_dir, env=env, stdout=log, stderr=subprocess.STDOUT,
+                cwd=s.state_dir,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
-            )  # fmt: skip
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -224,12 +227,16 @@ class HubLauncher:
 
     def gateway_defaults(self) -> dict[str, object]:
         return {
-            "oidc": {"issuer": self.settings.issuer, "audience": [self.audience],
-                     "admin_groups": self.settings.admin_groups, "introspection": True,
-                     "introspection_client_id": self.settings.client_id,
-                     "introspection_client_secret": self._secret},
+            "oidc": {
+                "issuer": self.settings.issuer,
+                "audience": [self.audience],
+                "admin_groups": self.settings.admin_groups,
+                "introspection": True,
+                "introspection_client_id": self.settings.client_id,
+                "introspection_client_secret": self._secret,
+            },
             "hub": {"api_url": self.settings.api_url, "admin_groups": self.settings.admin_groups},
-        }  # fmt: skip
+        }
 
     def start_in_background(self, gateway_url: str, dask_gateway_proxy: str | None) -> None:
         import threading
@@ -244,8 +251,10 @@ class HubLauncher:
                 self.error = exc
                 print(f"farside up --hub: JupyterHub did not start: {exc}", flush=True)
                 return
-            print(f"JupyterHub is up at {self.settings.url} (log: {self.process.log_path})",
-                  flush=True)  # fmt: skip
+            print(
+                f"JupyterHub is up at {self.settings.url} (log: {self.process.log_path})",
+                flush=True,
+            )
 
         threading.Thread(target=start, name="jupyterhub", daemon=True).start()
 

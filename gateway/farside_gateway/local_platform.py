@@ -62,9 +62,13 @@ class TokenFiles:
     def register(self, conn: Connection) -> None:
         """Make the database accept both tokens (idempotent)."""
         store_token(
-            conn, self.user_token, "user", self.user, admin=True,
+            conn,
+            self.user_token,
+            "user",
+            self.user,
+            admin=True,
             description="local platform user",
-        )  # fmt: skip
+        )
         store_token(conn, self.pilot_token, "site", self.site, description="local platform pilots")
 
     def write_client_config(self, url: str) -> Path:

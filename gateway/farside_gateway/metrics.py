@@ -39,29 +39,35 @@ class Metrics:
         self.requests = Histogram(
             "farside_http_request_duration_seconds",
             "Time to the response headers, by method, route template and status.",
-            ["method", "route", "status"], registry=r,
-        )  # fmt: skip
+            ["method", "route", "status"],
+            registry=r,
+        )
         self.submitted = Counter("farside_jobs_submitted", "Jobs submitted.", registry=r)
         self.acquires = Histogram(
             "farside_pilot_acquire_duration_seconds",
             "Pilots' acquire calls (long polls, so mostly waiting), by site and whether they "
             "got jobs.",
-            ["site", "outcome"], registry=r,
+            ["site", "outcome"],
+            registry=r,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
-        )  # fmt: skip
+        )
         self.handed_out = Counter(
             "farside_jobs_assigned", "Jobs handed to pilots, by site.", ["site"], registry=r
         )
         self.heartbeats = Counter("farside_pilot_heartbeats", "Pilot heartbeats.", registry=r)
         self.streams = Gauge(
-            "farside_event_streams", "Open server-sent event streams, by kind.", ["stream"],
+            "farside_event_streams",
+            "Open server-sent event streams, by kind.",
+            ["stream"],
             registry=r,
-        )  # fmt: skip
+        )
         self.db_time = Histogram(
             "farside_db_transaction_duration_seconds",
-            "Database transactions, by kind (read or write).", ["kind"], registry=r,
+            "Database transactions, by kind (read or write).",
+            ["kind"],
+            registry=r,
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5),
-        )  # fmt: skip
+        )
 
     def watch_pool(self, run: Callable[[Callable[[Connection], Any]], Any]) -> None:
         """Report the pool's jobs and pilots, read through ``run(fn)`` at each scrape."""
@@ -84,9 +90,10 @@ class _PoolCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         job_counts, pilot_counts = self.run(_pool_counts)
         by_job = GaugeMetricFamily(
-            "farside_jobs", "Jobs in the pool, by state and site (none: not placed yet).",
+            "farside_jobs",
+            "Jobs in the pool, by state and site (none: not placed yet).",
             labels=["state", "site"],
-        )  # fmt: skip
+        )
         for state, site, count in job_counts:
             by_job.add_metric([state, site or "none"], count)
         yield by_job

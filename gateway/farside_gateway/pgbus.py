@@ -98,9 +98,12 @@ class PgBus:
     def send(self, changes: Changes | None) -> None:
         """Queue one commit's wake-ups for the other replicas (never blocks the caller)."""
         if changes is not None and not (
-            changes.queued or changes.owners or changes.log_jobs or changes.ended_jobs
+            changes.queued
+            or changes.owners
+            or changes.log_jobs
+            or changes.ended_jobs
             or changes.pilots
-        ):  # fmt: skip
+        ):
             return
         with contextlib.suppress(asyncio.QueueFull):  # their timeouts cover an overflow
             self._outbox.put_nowait(encode(self.instance, changes))

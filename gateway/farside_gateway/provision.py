@@ -141,11 +141,14 @@ class Provisioner:
         cores, memory, gpus = snapshot.held.get(cfg.name, (0, 0, 0))
         slots = running + queued
         return SiteView(
-            cfg, running, queued,
+            cfg,
+            running,
+            queued,
             free_cores=slots * cfg.cores - cores,
             free_memory=slots * cfg.memory - memory,
-            free_gpus=slots * cfg.gpus - gpus, healthy=healthy,
-        )  # fmt: skip
+            free_gpus=slots * cfg.gpus - gpus,
+            healthy=healthy,
+        )
 
     async def observe(self, site: Site, live: list[AnyRow]) -> list[AnyRow]:
         """Settle pilots whose batch jobs ended or never started; return those still taking
@@ -162,11 +165,15 @@ class Provisioner:
                 why = f" ({status.reason})" if status.reason else ""
                 error_class, resource = classify_batch_end(status.reason)
                 await rt.write_and_publish(
-                    release_pilot, pilot.id, "lost",
+                    release_pilot,
+                    pilot.id,
+                    "lost",
                     f"pilot {pilot.id} lost: its batch job {pilot.batch_id} on site {site.name} "
                     f"ended{why} without the pilot saying goodbye",
-                    rt.lease_policy, error_class=error_class, resource=resource,
-                )  # fmt: skip
+                    rt.lease_policy,
+                    error_class=error_class,
+                    resource=resource,
+                )
                 if pilot.state == "submitted":
                     # it never started: as bad as a refused submission, so back off rather
                     # than replace it at once, pass after pass

@@ -74,8 +74,12 @@ class NodeAgent:
     # ------------------------------------------------------------------ the node
 
     async def register(self) -> None:
-        labels = {"kubernetes.io/hostname": self.node, "kubernetes.io/os": "linux",
-                  "kubernetes.io/arch": "amd64", "farside.dev/node-agent": "process"}  # fmt: skip
+        labels = {
+            "kubernetes.io/hostname": self.node,
+            "kubernetes.io/os": "linux",
+            "kubernetes.io/arch": "amd64",
+            "farside.dev/node-agent": "process",
+        }
         labels.update(dict(item.split("=", 1) for item in self.args.label))
         node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": self.node}}
         try:
@@ -90,29 +94,40 @@ class NodeAgent:
 
     async def heartbeat(self) -> None:
         now = _now()
-        capacity = {"cpu": str(self.args.cpu), "memory": str(self.args.memory),
-                    "pods": str(self.args.pods), "ephemeral-storage": "100Gi"}  # fmt: skip
+        capacity = {
+            "cpu": str(self.args.cpu),
+            "memory": str(self.args.memory),
+            "pods": str(self.args.pods),
+            "ephemeral-storage": "100Gi",
+        }
         if self.args.gpus:
             capacity[self.args.gpu_resource] = str(self.args.gpus)
         status = {
             "capacity": capacity,
             "allocatable": capacity,
-            "addresses": [{"type": "InternalIP", "address": HOST_IP},
-                          {"type": "Hostname", "address": self.node}],
+            "addresses": [
+                {"type": "InternalIP", "address": HOST_IP},
+                {"type": "Hostname", "address": self.node},
+            ],
             "conditions": [
                 {
-                    "type": "Ready", "status": "True", "reason": "NodeAgentReady",
+                    "type": "Ready",
+                    "status": "True",
+                    "reason": "NodeAgentReady",
                     "message": "farside process-based node agent (not a kubelet)",
-                    "lastHeartbeatTime": now, "lastTransitionTime": now,
+                    "lastHeartbeatTime": now,
+                    "lastTransitionTime": now,
                 }
             ],
             "nodeInfo": {
                 **dict.fromkeys(("kernelVersion", "kubeProxyVersion", "machineID", "bootID"), ""),
-                "kubeletVersion": "v1.20.2-farside-node-agent", "osImage": "host processes",
-                "containerRuntimeVersion": "process://host", "operatingSystem": "linux",
+                "kubeletVersion": "v1.20.2-farside-node-agent",
+                "osImage": "host processes",
+                "containerRuntimeVersion": "process://host",
+                "operatingSystem": "linux",
                 "architecture": "amd64",
             },
-        }  # fmt: skip
+        }
         # the node controller takes a changed Ready heartbeat as a sign of life (no Lease)
         await self.call(
             "PATCH", f"nodes/{self.node}/status", body={"status": status}, content_type=MERGE
@@ -182,10 +197,15 @@ class NodeAgent:
         if uid in self.stopping:
             return  # deleted; stop_pod finishes the job
         terminated = [
-            {"terminated": {"exitCode": c, "reason": "Completed" if c == 0 else "Error",
-                            "finishedAt": _now()}}
+            {
+                "terminated": {
+                    "exitCode": c,
+                    "reason": "Completed" if c == 0 else "Error",
+                    "finishedAt": _now(),
+                }
+            }
             for c in codes
-        ]  # fmt: skip
+        ]
         phase = "Succeeded" if not any(codes) else "Failed"
         with contextlib.suppress(kr8s.ServerError):
             await self.patch_status(pod, phase, terminated)
@@ -213,9 +233,14 @@ class NodeAgent:
             os.makedirs(cwd, exist_ok=True)
         with (log_path / f"{container['name']}.log").open("ab") as out:
             return await asyncio.create_subprocess_exec(
-                *argv, env=env, cwd=cwd, stdin=asyncio.subprocess.DEVNULL, stdout=out,
-                stderr=asyncio.subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
+                *argv,
+                env=env,
+                cwd=cwd,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=out,
+                stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     async def stop_pod(self, pod: dict[str, Any], final_delete: bool) -> None:
         meta = pod["metadata"]
@@ -242,9 +267,11 @@ class NodeAgent:
             # as a kubelet does once the containers are gone: remove the object for good
             with contextlib.suppress(kr8s.ServerError):
                 await self.call(
-                    "DELETE", f"pods/{meta['name']}", namespace=meta["namespace"],
+                    "DELETE",
+                    f"pods/{meta['name']}",
+                    namespace=meta["namespace"],
                     body={"gracePeriodSeconds": 0, "preconditions": {"uid": uid}},
-                )  # fmt: skip
+                )
         log.info("pod %s/%s stopped", meta["namespace"], meta["name"])
 
     # ------------------------------------------------------------------ orphans
@@ -290,28 +317,44 @@ class NodeAgent:
     ) -> None:
         now = _now()
         ready = "True" if phase == "Running" else "False"
-        conditions = [("PodScheduled", "True"), ("Initialized", "True"),
-                      ("ContainersReady", ready), ("Ready", ready)]  # fmt: skip
+        conditions = [
+            ("PodScheduled", "True"),
+            ("Initialized", "True"),
+            ("ContainersReady", ready),
+            ("Ready", ready),
+        ]
         status: dict[str, Any] = {
-            "phase": phase, "hostIP": HOST_IP, "podIP": HOST_IP, "podIPs": [{"ip": HOST_IP}],
+            "phase": phase,
+            "hostIP": HOST_IP,
+            "podIP": HOST_IP,
+            "podIPs": [{"ip": HOST_IP}],
             "startTime": pod.get("status", {}).get("startTime") or now,
             "conditions": [
                 {"type": t, "status": s, "lastTransitionTime": now} for t, s in conditions
             ],
             "containerStatuses": [
-                {"name": c["name"], "image": c.get("image", ""), "imageID": "",
-                 "ready": ready == "True", "restartCount": 0, "started": phase == "Running",
-                 "state": state}
+                {
+                    "name": c["name"],
+                    "image": c.get("image", ""),
+                    "imageID": "",
+                    "ready": ready == "True",
+                    "restartCount": 0,
+                    "started": phase == "Running",
+                    "state": state,
+                }
                 for c, state in zip(pod["spec"]["containers"], states, strict=True)
             ],
-        }  # fmt: skip
+        }
         if message:
             status["message"] = message
         meta = pod["metadata"]
         await self.call(
-            "PATCH", f"pods/{meta['name']}/status", namespace=meta["namespace"],
-            body={"status": status}, content_type="application/strategic-merge-patch+json",
-        )  # fmt: skip
+            "PATCH",
+            f"pods/{meta['name']}/status",
+            namespace=meta["namespace"],
+            body={"status": status},
+            content_type="application/strategic-merge-patch+json",
+        )
 
 
 def _env_value(pod: dict[str, Any], container: dict[str, Any], var: dict[str, Any]) -> str:

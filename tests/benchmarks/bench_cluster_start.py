@@ -37,8 +37,13 @@ def main() -> None:
                 client.wait_for_workers(args.workers, timeout=120)
                 t2 = time.perf_counter()
             cluster.close()
-            log("round %d: created %.3f s, %d workers ready %.3f s", round_, t1 - t0,
-                args.workers, t2 - t0)  # fmt: skip
+            log(
+                "round %d: created %.3f s, %d workers ready %.3f s",
+                round_,
+                t1 - t0,
+                args.workers,
+                t2 - t0,
+            )
             if round_:
                 created.append(t1 - t0)
                 ready.append(t2 - t0)

@@ -60,9 +60,13 @@ def poke_acquire(gw: Any, times: int = 3, max_jobs: int = 100) -> int:
     """Register a pilot by hand with the site token and acquire a few batches (no wait)."""
     with gw.http(gw.site_token) as http:
         reg = {
-            "site": "local", "cores": 1, "memory": "2 GiB", "hostname": socket.gethostname(),
-            "pid": os.getpid(), "version": "bench",
-        }  # fmt: skip
+            "site": "local",
+            "cores": 1,
+            "memory": "2 GiB",
+            "hostname": socket.gethostname(),
+            "pid": os.getpid(),
+            "version": "bench",
+        }
         r = http.post("/pilots", json=reg)
         r.raise_for_status()
         pilot_id, token = r.json()["pilot_id"], r.json()["token"]
@@ -93,8 +97,13 @@ def gateway_memory(n: int, chunk: int, database_url: str | None) -> dict[str, An
         submit_s = time.perf_counter() - t0
         peak_submit = sampler.stop()
         after_submit = rss_mb(proc)
-        log("%d jobs submitted in %.1fs; RSS %.1f MB (peak %.1f)", n, submit_s, after_submit,
-            peak_submit)  # fmt: skip
+        log(
+            "%d jobs submitted in %.1fs; RSS %.1f MB (peak %.1f)",
+            n,
+            submit_s,
+            after_submit,
+            peak_submit,
+        )
         sampler = PeakSampler(proc)
         sampler.start()
         t0 = time.perf_counter()
@@ -110,8 +119,15 @@ def gateway_memory(n: int, chunk: int, database_url: str | None) -> dict[str, An
         time.sleep(1.0)
         after_queries = rss_mb(proc)
         full = proc.memory_full_info()
-        log("listed %d, queued page %d, acquired %d in %.2fs; RSS %.1f MB (peak %.1f)",
-            listed, queued, taken, query_s, after_queries, peak_query)  # fmt: skip
+        log(
+            "listed %d, queued page %d, acquired %d in %.2fs; RSS %.1f MB (peak %.1f)",
+            listed,
+            queued,
+            taken,
+            query_s,
+            after_queries,
+            peak_query,
+        )
         return {
             "jobs": n,
             "chunk": chunk,

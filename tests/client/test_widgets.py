@@ -24,11 +24,28 @@ def info(
 ) -> JobInfo:
     now = datetime.now(UTC)
     return JobInfo(
-        id=job_id, name="f", group=group, owner=owner, state=JobState(state), site=None,
-        pilot_id=None, attempts=1, resources=Resources(), priority=0, created=now, queued=now,
-        started=None, ended=None, exit_code=None, error_class=None, error=kw.get("error"),
-        wall_time=None, cpu_time=None, max_rss=None, kind=kw.get("kind", "function"),
-    )  # fmt: skip
+        id=job_id,
+        name="f",
+        group=group,
+        owner=owner,
+        state=JobState(state),
+        site=None,
+        pilot_id=None,
+        attempts=1,
+        resources=Resources(),
+        priority=0,
+        created=now,
+        queued=now,
+        started=None,
+        ended=None,
+        exit_code=None,
+        error_class=None,
+        error=kw.get("error"),
+        wall_time=None,
+        cpu_time=None,
+        max_rss=None,
+        kind=kw.get("kind", "function"),
+    )
 
 
 def event(job_id: int, state: str, reason: str | None = None) -> JobEvent:
@@ -117,8 +134,9 @@ def test_a_clusters_worker_leases_are_shown_as_the_cluster_not_as_a_map() -> Non
     from farside.widgets._monitor import _GroupRow
 
     board = JobBoard("alice")
-    board.apply_snapshot([info(1, "running", group="alice-1f2e", kind="dask-worker"),
-                          info(2, "queued")])  # fmt: skip
+    board.apply_snapshot(
+        [info(1, "running", group="alice-1f2e", kind="dask-worker"), info(2, "queued")]
+    )
     kinds = {g.group: g.kind for g in board.groups()}
     assert kinds == {"alice-1f2e": "dask-worker", "m": "function"}
     assert _GroupRow("alice-1f2e", "dask-worker").label.value == "cluster <code>alice-1f2e</code>"
@@ -137,8 +155,12 @@ def test_monitor_follows_a_map_from_queued_to_ended(fake: FakeGateway, gw: farsi
         emit(fake, ids[0], JobState.FINISHED)
         emit(fake, ids[1], JobState.FAILED, "ZeroDivisionError: division by zero")
         expected = {"queued": 1, "running": 1, "finished": 1, "failed": 1}
-        wait_for(lambda: monitor.counts(results.group) == dict.fromkeys(expected, 0) | expected
-                 | {"pending": 0, "cancelled": 0})  # fmt: skip
+        wait_for(
+            lambda: (
+                monitor.counts(results.group)
+                == dict.fromkeys(expected, 0) | expected | {"pending": 0, "cancelled": 0}
+            )
+        )
         row = wait_for(lambda: monitor._rows.get(results.group))
         # the painter thread sets the bar's value, then its style, then the counts: wait for
         # all of them, not for the first and assume the rest
@@ -175,8 +197,14 @@ def test_monitor_picks_up_a_map_submitted_after_it_started(gw: farside.Gateway) 
 def log(fake: FakeGateway, job_id: int, text: str, stream: str = "stdout") -> None:
     with fake.cond:
         lines = fake.logs[job_id]
-        line = {"seq": len(lines), "job_id": job_id, "attempt": 1, "stream": stream,
-                "time": time.time(), "text": text + "\n"}  # fmt: skip
+        line = {
+            "seq": len(lines),
+            "job_id": job_id,
+            "attempt": 1,
+            "stream": stream,
+            "time": time.time(),
+            "text": text + "\n",
+        }
         lines.append(LogLine.model_validate(line))
         fake.cond.notify_all()
 
@@ -197,8 +225,10 @@ def test_logview_follows_one_job_keeps_the_last_lines_and_marks_stderr(
         emit(fake, fut.job_id, JobState.FINISHED)
         wait_for(lambda: view.ended)
         assert [(e.stream, e.text) for e in view.lines] == [
-            ("stderr", "two <b>"), ("stdout", "three"), ("stdout", "four"),
-        ]  # fmt: skip
+            ("stderr", "two <b>"),
+            ("stdout", "three"),
+            ("stdout", "four"),
+        ]
         # the painter thread sets the header before the pane: wait for the pane's final
         # content too (only the last paint drops a line), not for the header alone
         wait_for(

@@ -30,8 +30,14 @@ def test_monitor_and_logview_reach_a_real_maps_final_counts(client: Any) -> None
         results = checked_root.options(gateway=client).map([4, 9, -1, 16, 25, 36])
         logs = LogView(client, group=results, interval=0.05)
         try:
-            final = {"pending": 0, "queued": 0, "running": 0, "finished": 5, "failed": 1,
-                     "cancelled": 0}  # fmt: skip
+            final = {
+                "pending": 0,
+                "queued": 0,
+                "running": 0,
+                "finished": 5,
+                "failed": 1,
+                "cancelled": 0,
+            }
             wait_until(lambda: monitor.counts(results.group) == final, timeout=120)
             [failure] = monitor.failures
             assert failure.job_id == results.job_ids[2]

@@ -45,10 +45,16 @@ def _count_jobs(gw: GatewayProcess) -> int:
 def test_every_endpoint_needs_a_token(idle_gateway: GatewayProcess) -> None:
     with idle_gateway.http() as http:
         for method, path in [
-            ("GET", "/jobs"), ("POST", "/jobs"), ("GET", "/jobs/1"), ("GET", "/events"),
-            ("GET", "/whoami"), ("GET", "/sites"), ("POST", "/pilots"),
-            ("POST", "/pilots/1/acquire"), ("POST", "/pilots/1/report"),
-        ]:  # fmt: skip
+            ("GET", "/jobs"),
+            ("POST", "/jobs"),
+            ("GET", "/jobs/1"),
+            ("GET", "/events"),
+            ("GET", "/whoami"),
+            ("GET", "/sites"),
+            ("POST", "/pilots"),
+            ("POST", "/pilots/1/acquire"),
+            ("POST", "/pilots/1/report"),
+        ]:
             response = http.request(method, path)
             assert response.status_code == 401, (method, path)
             assert _error(response)["code"] == "unauthorized"
@@ -126,9 +132,13 @@ def test_oversized_body_without_content_length_is_refused(idle_gateway: GatewayP
 
 def _register(gw: GatewayProcess, http) -> tuple[int, str]:  # type: ignore[no-untyped-def]
     body = {
-        "site": "local", "cores": 2, "memory": "4 GiB", "hostname": "test", "pid": 1,
+        "site": "local",
+        "cores": 2,
+        "memory": "4 GiB",
+        "hostname": "test",
+        "pid": 1,
         "version": "test",
-    }  # fmt: skip
+    }
     response = http.post("/pilots", json=body, headers={"Authorization": f"Bearer {gw.site_token}"})
     assert response.status_code == 201, response.text
     reg = response.json()
@@ -227,9 +237,14 @@ def test_dependencies_wait_and_failures_cascade(idle_gateway: GatewayProcess) ->
         got = http.post(f"/pilots/{pilot_id}/acquire", json=acquire, headers=auth).json()
         assert sorted(j["job_id"] for j in got["jobs"]) == [child, other]
         failed = {
-            "job_id": child, "attempt": 1, "state": "failed", "time": 2.0, "exit_code": 1,
-            "error_class": "user", "error": "ValueError: no",
-        }  # fmt: skip
+            "job_id": child,
+            "attempt": 1,
+            "state": "failed",
+            "time": 2.0,
+            "exit_code": 1,
+            "error_class": "user",
+            "error": "ValueError: no",
+        }
         http.post(f"/pilots/{pilot_id}/report", json={"updates": [failed]}, headers=auth)
         detail = user.get(f"/jobs/{grandchild}").json()
         assert detail["state"] == "failed"

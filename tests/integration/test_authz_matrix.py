@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from authz_rows import PATH_VALUES, ROWS, Row
 from authz_support import (
     bearer,
     expiring_user_token,
@@ -36,180 +35,13 @@ from oidc_support import oidc_issuer
 
 pytestmark = pytest.mark.integration
 __all__ = ["oidc_issuer", "world"]  # fixtures, used by name
-ERROR_CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found", 409: "conflict",
-               422: "invalid_request"}  # fmt: skip
-
-
-# ---------------------------------------------------------------- the rows
-
-
-@dataclass(frozen=True)
-class Row:
-    method: str
-    path: str  # as in the OpenAPI spec, without the /api/v1 prefix
-    expect: dict[str, int]  # role -> status
-    body: Any = None  # JSON body
-    content: bytes | None = None  # raw body
-    query: dict[str, Any] = field(default_factory=dict)
-    #: placeholder -> World attribute; the defaults are in PATH_VALUES
-    values: dict[str, str] = field(default_factory=dict)
-    stream: bool = False  # text/event-stream: read the first event only
-    fresh_pilot: bool = False  # act on a pilot made for this cell (the call ends it)
-    #: role -> xfail reason, for a genuine bug in code this change may not touch
-    known_bugs: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def endpoint(self) -> str:
-        return f"{self.method} {self.path}"
-
-
-PATH_VALUES = {
-    "job_id": "finished_job",
-    "pilot_id": "pilot_id",
-    "parent_id": "finished_job",
-    "name": "site_name",
-    "workflow_id": "workflow",
+ERROR_CODES = {
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    409: "conflict",
+    422: "invalid_request",
 }
-
-
-def _user(owner: int, other: int, admin: int, **rest: Any) -> dict[str, int]:
-    """A user endpoint: pilot and site tokens get 403, unknown callers 401."""
-    return {"alice": owner, "bob": other, "admin": admin, "pilot": 403, "other_pilot": 403,
-            "site": 403, "other_site": 403, "anon": 401, "hub": 403, **rest}  # fmt: skip
-
-
-def _pilot(status: int) -> dict[str, int]:
-    """An endpoint for one pilot's own token: every other token gets 403."""
-    return {"alice": 403, "bob": 403, "admin": 403, "pilot": status, "other_pilot": 403,
-            "site": 403, "other_site": 403, "anon": 401, "hub": 403}  # fmt: skip
-
-
-def _any(status: int) -> dict[str, int]:
-    roles = ("alice", "bob", "admin", "pilot", "other_pilot", "site", "other_site")
-    return {role: status for role in roles} | {"anon": 401, "hub": 403}
-
-
-ACQUIRE = {"max_jobs": 1, "cores": 1, "memory": "1 MiB", "wait": 0}  # nothing queued fits
-REGISTRATION = {"site": "local", "cores": 1, "memory": "1 GiB", "hostname": "matrix", "pid": 1,
-                "version": "test"}  # fmt: skip
-
-ROWS = [
-    Row("POST", "/jobs", _user(201, 201, 201), body={"jobs": [job(name="matrix")]}),
-    Row("GET", "/jobs", _user(200, 200, 200)),
-    Row("GET", "/jobs/{job_id}", _user(200, 404, 200)),
-    # a finished job: cancelling it changes nothing, but only its owner and admins may try
-    Row("POST", "/jobs/cancel", _user(200, 404, 200), body={"job_ids": ["{finished_job}"]}),
-    Row("GET", "/jobs/{job_id}/result", _user(200, 404, 200)),
-    # the job has ended: nothing to dump (409) for those who may see it
-    Row("POST", "/jobs/{job_id}/debug", _user(409, 404, 409)),
-    Row("POST", "/jobs/{job_id}/retry", _user(201, 404, 201), body={}),
-    Row("GET", "/jobs/{job_id}/logs", _user(200, 404, 200)),
-    Row("GET", "/jobs/{job_id}/logs/stream", _user(200, 404, 200), stream=True),
-    Row("GET", "/events", _user(200, 200, 200), stream=True),
-    # users may not register pilots, nor a site's token at another site; a pilot's own token
-    # has registered already (409)
-    Row(
-        "POST",
-        "/pilots",
-        _user(403, 403, 403, pilot=409, other_pilot=409, site=201),
-        body=REGISTRATION,
-    ),
-    Row("GET", "/pilots", _user(200, 200, 200)),
-    Row("POST", "/pilots/{pilot_id}/acquire", _pilot(200), body=ACQUIRE),
-    Row("POST", "/pilots/{pilot_id}/heartbeat", _pilot(200), body={"held": ["{held_job}"]}),
-    Row("POST", "/pilots/{pilot_id}/report", _pilot(200), body={"updates": [], "logs": []}),
-    Row(
-        "POST",
-        "/pilots/{pilot_id}/release",
-        _pilot(200),
-        # not the held job: later rows need it held; who may call is what is checked here
-        body={"job_ids": ["{finished_job}"], "reason": "the matrix asks"},
-    ),
-    Row(
-        "PUT",
-        "/pilots/{pilot_id}/jobs/{job_id}/result",
-        _pilot(204),
-        content=b"uploaded",
-        query={"attempt": 1},
-        values={"job_id": "held_job"},
-    ),
-    Row(
-        "GET",
-        "/pilots/{pilot_id}/jobs/{job_id}/payload",
-        _pilot(200),
-        values={"job_id": "held_job"},
-    ),
-    Row(
-        "GET",
-        "/pilots/{pilot_id}/jobs/{job_id}/inputs/{parent_id}",
-        _pilot(200),
-        values={"job_id": "held_job"},
-    ),
-    Row(
-        "POST",
-        "/pilots/{pilot_id}/exit",
-        _pilot(204),
-        body={"reason": "authz matrix"},
-        fresh_pilot=True,
-    ),
-    Row("GET", "/whoami", _any(200)),
-    Row("GET", "/sites", _user(200, 200, 200)),
-    Row("PUT", "/sites/{name}/status", _user(403, 403, 200), body={"status": "online"}),
-    Row("GET", "/metrics", _user(403, 403, 200)),
-    # Dask clusters: alice's (no workers) stands in for {name}; other users get 404
-    Row("POST", "/clusters", _user(201, 201, 201), body={"default": {"workers": 0}}),
-    Row("GET", "/clusters", _user(200, 200, 200)),
-    Row("GET", "/clusters/{name}", _user(200, 404, 200), values={"name": "cluster"}),
-    Row("GET", "/clusters/{name}/credentials", _user(200, 404, 200), values={"name": "cluster"}),
-    Row(
-        "POST",
-        "/clusters/{name}/scale",
-        _user(200, 404, 200),
-        body={"workers": 0},
-        values={"name": "cluster"},
-    ),
-    # the group exists: its owner and admins get as far as 409
-    Row(
-        "POST",
-        "/clusters/{name}/groups",
-        _user(409, 404, 409),
-        body={"name": "extra", "spec": {"workers": 0}},
-        values={"name": "cluster"},
-    ),
-    Row(
-        "POST",
-        "/clusters/{name}/workers/stop",
-        _user(200, 404, 200),
-        body={"workers": []},
-        values={"name": "cluster"},
-    ),
-    Row("POST", "/clusters/{name}/heartbeat", _user(200, 404, 200), values={"name": "cluster"}),
-    Row("DELETE", "/clusters/{name}", _user(200, 404, 200), values={"name": "doomed_cluster"}),
-    # workflow runs: alice's run (its body queued) stands in for {workflow_id}
-    Row("POST", "/workflows", _user(201, 201, 201), body={**job(), "name": "matrix"}),
-    Row("GET", "/workflows", _user(200, 200, 200)),
-    Row("GET", "/workflows/{workflow_id}", _user(200, 404, 200)),
-    Row("POST", "/workflows/{workflow_id}/pause", _user(200, 404, 200)),
-    # killed (its row) or never paused: nothing to resume, for those who may see it
-    Row(
-        "POST",
-        "/workflows/{workflow_id}/resume",
-        _user(409, 404, 409),
-        values={"workflow_id": "doomed_workflow"},
-    ),
-    Row(
-        "POST",
-        "/workflows/{workflow_id}/kill",
-        _user(200, 404, 200),
-        values={"workflow_id": "doomed_workflow"},
-    ),
-    # queued or paused, not failed: nothing to retry
-    Row("POST", "/workflows/{workflow_id}/retry", _user(409, 404, 409)),
-    # only the run's own body reports its progress
-    Row("POST", "/workflows/{workflow_id}/report", _user(403, 403, 403), body={"values": {}}),
-    # how to log in: open to all, whatever the token
-    Row("GET", "/auth", _any(200) | {"anon": 200, "hub": 200}),
-]
 
 
 def _cell_params() -> list[Any]:
@@ -219,8 +51,9 @@ def _cell_params() -> list[Any]:
             marks = []
             if identity.role in row.known_bugs:
                 marks.append(pytest.mark.xfail(reason=row.known_bugs[identity.role], strict=True))
-            params.append(pytest.param(row, identity, id=f"{row.endpoint}|{identity.key}",
-                                       marks=marks))  # fmt: skip
+            params.append(
+                pytest.param(row, identity, id=f"{row.endpoint}|{identity.key}", marks=marks)
+            )
     return params
 
 
@@ -245,7 +78,7 @@ def test_every_endpoint_has_a_row(world: World) -> None:
     stale = sorted(set(rows) - live)
     assert not missing, (
         f"endpoints without a row in the authorization matrix: {missing}. Add a Row for each "
-        f"to ROWS in {Path(__file__).name}, saying which status every kind of caller gets"
+        "to ROWS in tests/authz_rows.py, saying which status every kind of caller gets"
     )
     assert not stale, f"ROWS names endpoints the gateway no longer has: {stale}; remove them"
     identities = {i.role for i in IDENTITIES}
@@ -393,8 +226,10 @@ def test_bob_cannot_see_or_change_alices_jobs(world: World, kind: str) -> None:
         mixed = b.post("/jobs/cancel", json={"job_ids": [world.queued_job, world.bob_job]})
         assert mixed.status_code == 404  # all or nothing: bob's own job is not cancelled
         # bob may not make his jobs wait for, or take the results of, alice's
-        for spec in (job(after=[world.finished_job]),
-                     job(after=[world.finished_job], inputs=[world.finished_job])):  # fmt: skip
+        for spec in (
+            job(after=[world.finished_job]),
+            job(after=[world.finished_job], inputs=[world.finished_job]),
+        ):
             assert b.post("/jobs", json={"jobs": [spec]}).status_code == 422
         # alice's own view: her job untouched, her result and log line hers alone
         assert a.get(f"/jobs/{world.queued_job}").json()["state"] == "queued"
@@ -442,8 +277,13 @@ def test_pilots_touch_only_the_jobs_they_hold(world: World) -> None:
     pilot = f"/pilots/{world.pilot_id}"
     with world.http(world.tokens["pilot"]) as http:
         # log lines or results for a job it does not hold (alice's finished one): refused
-        line = {"job_id": world.finished_job, "attempt": 1, "stream": "stdout", "time": 2.0,
-                "text": "injected"}  # fmt: skip
+        line = {
+            "job_id": world.finished_job,
+            "attempt": 1,
+            "stream": "stdout",
+            "time": 2.0,
+            "text": "injected",
+        }
         assert http.post(f"{pilot}/report", json={"logs": [line]}).status_code == 409
         upload = http.put(
             f"{pilot}/jobs/{world.finished_job}/result", params={"attempt": 1}, content=b"x"

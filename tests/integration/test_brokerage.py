@@ -19,10 +19,24 @@ from scenarios import last_start_of, two_users_submit_at_once
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-CPU = {"name": "cpu", "cores": 1, "memory": "1 GiB", "min_warm": 0, "max_pilots": 2,
-       "idle_timeout": 2}  # fmt: skip
-GPU = {"name": "gpu", "cores": 1, "memory": "1 GiB", "gpus": 2, "gpu_model": "A100",
-       "min_warm": 0, "max_pilots": 2, "idle_timeout": 2}  # fmt: skip
+CPU = {
+    "name": "cpu",
+    "cores": 1,
+    "memory": "1 GiB",
+    "min_warm": 0,
+    "max_pilots": 2,
+    "idle_timeout": 2,
+}
+GPU = {
+    "name": "gpu",
+    "cores": 1,
+    "memory": "1 GiB",
+    "gpus": 2,
+    "gpu_model": "A100",
+    "min_warm": 0,
+    "max_pilots": 2,
+    "idle_timeout": 2,
+}
 
 
 def _site(**settings: Any) -> dict[str, Any]:

@@ -17,8 +17,17 @@ from harness import GatewayProcess, farside_client, running_gateway, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.dask]
 
-SITES = [{"name": "local", "plugin": "local", "cores": 1, "memory": "2 GiB", "min_warm": 0,
-          "max_pilots": 2, "idle_timeout": 60}]  # fmt: skip
+SITES = [
+    {
+        "name": "local",
+        "plugin": "local",
+        "cores": 1,
+        "memory": "2 GiB",
+        "min_warm": 0,
+        "max_pilots": 2,
+        "idle_timeout": 60,
+    }
+]
 CLUSTERS = {"check_interval": 0.3, "client_timeout": 4.0}
 
 

@@ -15,8 +15,17 @@ from harness import farside_client, running_gateway
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.dask]
 
 # as `farside up` has it: one-core pilots started for the work that waits
-SITES = [{"name": "local", "plugin": "local", "cores": 1, "memory": "2 GiB", "min_warm": 1,
-          "max_pilots": 3, "idle_timeout": 120}]  # fmt: skip
+SITES = [
+    {
+        "name": "local",
+        "plugin": "local",
+        "cores": 1,
+        "memory": "2 GiB",
+        "min_warm": 1,
+        "max_pilots": 3,
+        "idle_timeout": 120,
+    }
+]
 CLUSTERS = {"check_interval": 0.3, "client_timeout": 4.0}
 
 

@@ -29,13 +29,34 @@ from harness import GatewayProcess, running_gateway, wait_until
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.dask]
 
 SITES = [
-    {"name": "cpu", "plugin": "local", "cores": 2, "memory": "4 GiB", "min_warm": 2,
-     "max_pilots": 4, "idle_timeout": 60},
-    {"name": "gpu", "plugin": "local", "cores": 1, "memory": "2 GiB", "gpus": 1,
-     "gpu_model": "T4", "min_warm": 0, "max_pilots": 1, "idle_timeout": 60},
-]  # fmt: skip
-CLUSTERS = {"check_interval": 0.3, "client_timeout": 4.0, "max_clusters_per_user": 3,
-            "max_cores_per_user": 8, "encryption_keys": ["a passphrase for the tests"]}  # fmt: skip
+    {
+        "name": "cpu",
+        "plugin": "local",
+        "cores": 2,
+        "memory": "4 GiB",
+        "min_warm": 2,
+        "max_pilots": 4,
+        "idle_timeout": 60,
+    },
+    {
+        "name": "gpu",
+        "plugin": "local",
+        "cores": 1,
+        "memory": "2 GiB",
+        "gpus": 1,
+        "gpu_model": "T4",
+        "min_warm": 0,
+        "max_pilots": 1,
+        "idle_timeout": 60,
+    },
+]
+CLUSTERS = {
+    "check_interval": 0.3,
+    "client_timeout": 4.0,
+    "max_clusters_per_user": 3,
+    "max_cores_per_user": 8,
+    "encryption_keys": ["a passphrase for the tests"],
+}
 
 
 @pytest.fixture(scope="module")
@@ -83,9 +104,12 @@ def test_a_cluster_runs_dask_work_on_pilots(gateway: GatewayProcess, gw: farside
                 (sealed,) = db.execute(
                     "select tls_key from clusters where name = ?", (cluster.name,)
                 ).fetchone()
-                payloads = [p for (p,) in db.execute(
-                    "select payload from jobs where group_name = ?", (cluster.name,)
-                )]  # fmt: skip
+                payloads = [
+                    p
+                    for (p,) in db.execute(
+                        "select payload from jobs where group_name = ?", (cluster.name,)
+                    )
+                ]
             assert sealed.startswith("fernet:")
             assert payloads
             assert not [p for p in payloads if b"PRIVATE KEY" in p]
@@ -143,8 +167,9 @@ def test_stopping_named_workers_retires_those_and_replaces_none(gw: farside.Gate
             f"/clusters/{cluster.name}/workers/stop", WorkerStop(workers=[oldest.name]), ClusterInfo
         )
         assert info.groups[0].spec.workers == 2
-        wait_until(lambda: {w.name for w in _live(cluster)} == set(by_name) - {oldest.name},
-                   timeout=60)  # fmt: skip
+        wait_until(
+            lambda: {w.name for w in _live(cluster)} == set(by_name) - {oldest.name}, timeout=60
+        )
         wait_until(lambda: len(client.scheduler_info()["workers"]) == 2, timeout=60)
         # retired, not killed: its data moved to the others; and no lease was added
         assert client.gather(kept) == list(range(50))
@@ -187,9 +212,10 @@ def test_gpu_group_gets_gpu_tasks(gw: farside.Gateway) -> None:
         sites = {w.group: w.site for w in _live(cluster)}
         assert sites == {"default": "cpu", "gpu": "gpu"}
         gpu_worker = next(
-            addr for addr, w in client.scheduler_info()["workers"].items()
+            addr
+            for addr, w in client.scheduler_info()["workers"].items()
             if w["name"].startswith("gpu-")
-        )  # fmt: skip
+        )
         assert client.scheduler_info()["workers"][gpu_worker]["resources"] == {"GPU": 1}
         where = client.submit(lambda: os.environ.get("FARSIDE_SITE"), resources={"GPU": 1})
         assert where.result() == "gpu"
@@ -301,10 +327,11 @@ def test_a_cluster_whose_client_is_gone_stops_when_idle(gw: farside.Gateway) -> 
     wait_until(lambda: any(w.state.value == "running" for w in _live(cluster)), timeout=60)
     cluster.close()  # no more heartbeats; the cluster itself stays
     info = wait_until(
-        lambda: next((c for c in gw.clusters(ended=True) if c.name == name and
-                      c.state == "stopped"), None),
+        lambda: next(
+            (c for c in gw.clusters(ended=True) if c.name == name and c.state == "stopped"), None
+        ),
         timeout=60,
-    )  # fmt: skip
+    )
     assert "no client heartbeat" in (info.reason or "")
     assert all(w.state.terminal for w in info.workers)
 
@@ -312,10 +339,12 @@ def test_a_cluster_whose_client_is_gone_stops_when_idle(gw: farside.Gateway) -> 
 def test_idle_timeout_stops_the_cluster(gw: farside.Gateway) -> None:
     cluster = gw.new_cluster(workers=1, idle_timeout=2)
     info = wait_until(
-        lambda: next((c for c in gw.clusters(ended=True)
-                      if c.name == cluster.name and c.state == "stopped"), None),
+        lambda: next(
+            (c for c in gw.clusters(ended=True) if c.name == cluster.name and c.state == "stopped"),
+            None,
+        ),
         timeout=60,
-    )  # fmt: skip
+    )
     assert info.reason == "idle for 2s: the scheduler stopped itself"
     cluster.close()
 
@@ -352,10 +381,12 @@ def test_worker_logs_and_a_dead_worker_says_why(gw: farside.Gateway) -> None:
             view.close()
         os.kill(pid, signal.SIGKILL)  # the worker process dies under the pilot
         dead = wait_until(
-            lambda: next((w for w in cluster.refresh().workers if w.name == first.name
-                          and w.state.terminal), None),
+            lambda: next(
+                (w for w in cluster.refresh().workers if w.name == first.name and w.state.terminal),
+                None,
+            ),
             timeout=60,
-        )  # fmt: skip
+        )
         assert dead.state.value == "failed"
         assert "SIGKILL" in (dead.error or "")
         # the group's target stands: a new lease replaces the dead worker
@@ -378,17 +409,24 @@ def test_a_restarted_gateway_ends_its_clusters(tmp_path: Path) -> None:
         cluster = gw.new_cluster(workers=1, shutdown_on_close=False)
         wait_until(lambda: any(w.state.value == "running" for w in _live(cluster)), timeout=60)
         scheduler_pids = [
-            p.pid for p in psutil.Process(gateway.proc.pid).children(recursive=True)
+            p.pid
+            for p in psutil.Process(gateway.proc.pid).children(recursive=True)
             if "farside_gateway.clusters.scheduler" in " ".join(p.cmdline())
-        ]  # fmt: skip
+        ]
         assert scheduler_pids
         cluster.close()
         gw.close()
         gateway.kill()
         # the schedulers notice their gateway is gone (stdin closed) and end
-        wait_until(lambda: not any(psutil.pid_exists(p) and psutil.Process(p).status()
-                                   != psutil.STATUS_ZOMBIE for p in scheduler_pids),
-                   timeout=30)  # fmt: skip
+        wait_until(
+            lambda: (
+                not any(
+                    psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
+                    for p in scheduler_pids
+                )
+            ),
+            timeout=30,
+        )
         gateway.start()
         gw = farside.Gateway(gateway.url, token=gateway.user_token, set_as_default=False)
         (info,) = gw.clusters(ended=True)

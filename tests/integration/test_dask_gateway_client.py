@@ -22,8 +22,17 @@ from harness import GatewayProcess, running_gateway, wait_until  # noqa: E402
 # dask_gateway.Gateway.__del__ raises after close() (its bug): the root conftest quiets it
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.dask]
 
-SITES = [{"name": "local", "plugin": "local", "cores": 1, "memory": "2 GiB", "min_warm": 0,
-          "max_pilots": 3, "idle_timeout": 60}]  # fmt: skip
+SITES = [
+    {
+        "name": "local",
+        "plugin": "local",
+        "cores": 1,
+        "memory": "2 GiB",
+        "min_warm": 0,
+        "max_pilots": 3,
+        "idle_timeout": 60,
+    }
+]
 CLUSTERS = {"check_interval": 0.3, "client_timeout": 4.0, "proxy_port": 0}
 
 

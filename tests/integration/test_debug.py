@@ -42,8 +42,12 @@ def test_a_running_jobs_stack_reaches_its_owner(
     # from the command line, as its owner
     out = subprocess.run(
         [sys.executable, "-m", "farside", "debug", str(fut.job_id)],
-        env={**_env(gateway)}, capture_output=True, text=True, timeout=60, check=True,
-    ).stdout  # fmt: skip
+        env={**_env(gateway)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
     assert "innermost_wait" in out
     fut.cancel()
     # a job that is not running has no stack to dump; another user's job is not found

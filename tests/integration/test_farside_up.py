@@ -24,9 +24,16 @@ def _env(tmp_path: Path) -> dict[str, str]:
 
 def _up(tmp_path: Path, *extra: str) -> list[str]:
     return [
-        sys.executable, "-m", "farside", "up", "--port", "0",
-        "--state-dir", str(tmp_path / "state"), *extra,
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "farside",
+        "up",
+        "--port",
+        "0",
+        "--state-dir",
+        str(tmp_path / "state"),
+        *extra,
+    ]
 
 
 def test_up_runs_the_example_and_stops(tmp_path: Path) -> None:

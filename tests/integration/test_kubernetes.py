@@ -62,10 +62,16 @@ class Sites:
             **settings.pop("options", {}),
         }
         return {
-            "name": name, "plugin": "kubernetes", "cores": 1, "memory": "256 MiB",
-            "min_warm": 0, "max_pilots": 4, "idle_timeout": 60, "options": options,
+            "name": name,
+            "plugin": "kubernetes",
+            "cores": 1,
+            "memory": "256 MiB",
+            "min_warm": 0,
+            "max_pilots": 4,
+            "idle_timeout": 60,
+            "options": options,
             **settings,
-        }  # fmt: skip
+        }
 
     def gateway(self, *sites: dict[str, Any]) -> farside.Gateway:
         gw = self.make_gateway(sites=list(sites))
@@ -143,9 +149,11 @@ def test_map_runs_on_pilot_pods(k8s: Sites) -> None:
 def test_pods_carry_the_slot_and_node_selector(k8s: Sites) -> None:
     cluster = k8s.cluster
     fits = k8s.site(
-        cores=2, memory="300 MiB", min_warm=1,
+        cores=2,
+        memory="300 MiB",
+        min_warm=1,
         options={"node_selector": {"farside.dev/pool": "test"}, "labels": {"team": "qa"}},
-    )  # fmt: skip
+    )
     nowhere = k8s.site(min_warm=1, options={"node_selector": {"farside.dev/pool": "nowhere"}})
     client = k8s.gateway(fits, nowhere)
 

@@ -38,10 +38,10 @@ def test_metrics_follow_a_map(gateway: GatewayProcess, client: farside.Gateway) 
 
     assert list(double.map(range(30))) == [2 * x for x in range(30)]
     wait_until(
-        lambda: _value(
-            _scrape(gateway, admin)["farside_jobs"], "farside_jobs", state="finished"
-        ) == 30
-    )  # fmt: skip
+        lambda: (
+            _value(_scrape(gateway, admin)["farside_jobs"], "farside_jobs", state="finished") == 30
+        )
+    )
     after = _scrape(gateway, admin)
     assert _value(after["farside_jobs_submitted"], "farside_jobs_submitted_total") == 30
     assert _value(after["farside_jobs"], "farside_jobs", state="finished", site="local") == 30
@@ -50,10 +50,16 @@ def test_metrics_follow_a_map(gateway: GatewayProcess, client: farside.Gateway) 
     assert _value(acquires, "farside_pilot_acquire_duration_seconds_count", outcome="jobs") >= 1
     assert _value(after["farside_pilots"], "farside_pilots", site="local", state="running") >= 1
     requests = after["farside_http_request_duration_seconds"]
-    assert _value(
-        requests, "farside_http_request_duration_seconds_count",
-        method="POST", route="/api/v1/jobs", status="201",
-    ) >= 1  # fmt: skip
+    assert (
+        _value(
+            requests,
+            "farside_http_request_duration_seconds_count",
+            method="POST",
+            route="/api/v1/jobs",
+            status="201",
+        )
+        >= 1
+    )
     # the route template, not each job's path: labels stay few
     routes = {s.labels["route"] for s in requests}
     assert "/api/v1/pilots/{pilot_id}/acquire" in routes

@@ -325,8 +325,14 @@ def test_inputs_are_checked_and_served_to_the_pilot_holding_the_child(
         (child,) = user.post("/jobs", json=body).json()["job_ids"]
         assert user.get(f"/jobs/{child}").json()["inputs"] == [parent]
 
-        register = {"site": "local", "cores": 1, "memory": "1 GiB", "hostname": "t", "pid": 1,
-                    "version": "t"}  # fmt: skip
+        register = {
+            "site": "local",
+            "cores": 1,
+            "memory": "1 GiB",
+            "hostname": "t",
+            "pid": 1,
+            "version": "t",
+        }
         reg = http.post(
             "/pilots", json=register, headers={"Authorization": f"Bearer {gw.site_token}"}
         )
@@ -337,10 +343,16 @@ def test_inputs_are_checked_and_served_to_the_pilot_holding_the_child(
         assert all(j["inputs"] == [] for j in got)
         outcome = encode_value({"answer": 42})
         done = [
-            {"job_id": j, "attempt": 1, "state": "finished", "time": 1.0, "exit_code": 0,
-             "result": base64.b64encode(outcome).decode()}
+            {
+                "job_id": j,
+                "attempt": 1,
+                "state": "finished",
+                "time": 1.0,
+                "exit_code": 0,
+                "result": base64.b64encode(outcome).decode(),
+            }
             for j in (parent, unrelated, bobs)
-        ]  # fmt: skip
+        ]
         http.post(f"/pilots/{pilot_id}/report", json={"updates": done}, headers=auth)
         (held,) = http.post(f"/pilots/{pilot_id}/acquire", json=acquire, headers=auth).json()[
             "jobs"

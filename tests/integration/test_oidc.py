@@ -82,8 +82,12 @@ def test_users_see_their_own_jobs_with_groups_from_the_token(
     with gateway.http(alice) as a, gateway.http(bob) as b, gateway.http(admin) as root:
         me = a.get("/whoami").json()
         # alice's token lists atlas first; the group fair share knows comes first
-        assert me == {"name": "alice", "kind": "user", "pilot_id": None,
-                      "groups": ["analysts", "atlas"]}  # fmt: skip
+        assert me == {
+            "name": "alice",
+            "kind": "user",
+            "pilot_id": None,
+            "groups": ["analysts", "atlas"],
+        }
         assert b.get("/whoami").json()["groups"] == ["cms"]
         assert root.get("/whoami").json()["kind"] == "admin"
         (job_id,) = a.post("/jobs", json={"jobs": [_job()]}).json()["job_ids"]
@@ -161,8 +165,11 @@ def _login(gateway: GatewayProcess, config_dir: Path, user: str, *extra: str) ->
     """Run `farside login` as a user would, approve in the 'browser'; its output."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "farside", "login", "--url", gateway.url, *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(config_dir),
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=_env(config_dir),
+    )
     assert proc.stdout is not None
     lines = [proc.stdout.readline(), proc.stdout.readline()]
     assert lines[0].startswith("To log in, open "), lines
@@ -176,8 +183,12 @@ def _login(gateway: GatewayProcess, config_dir: Path, user: str, *extra: str) ->
 def _farside(config_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "farside", *args],
-        capture_output=True, text=True, env=_env(config_dir), timeout=120, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=_env(config_dir),
+        timeout=120,
+        check=False,
+    )
 
 
 def test_farside_login_end_to_end(gateway: GatewayProcess, tmp_path: Path) -> None:

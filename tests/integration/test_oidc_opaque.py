@@ -39,8 +39,12 @@ def introspecting(issuer: str, secret: str = GATEWAY_CLIENT[1]) -> dict[str, Any
 
 
 def _gateway(path: Path, oidc: dict[str, Any]) -> GatewayProcess:
-    return GatewayProcess(path, sites=[{"name": "local", "min_warm": 0, "max_pilots": 0}],
-                          fair_share={"groups": {"analysts": 2}}, oidc=oidc)  # fmt: skip
+    return GatewayProcess(
+        path,
+        sites=[{"name": "local", "min_warm": 0, "max_pilots": 0}],
+        fair_share={"groups": {"analysts": 2}},
+        oidc=oidc,
+    )
 
 
 @pytest.fixture
@@ -67,8 +71,12 @@ def test_opaque_tokens_map_to_the_same_users_as_jwts(
     admin = access_token(oidc_issuer, "admin", OPAQUE_CLIENT)
     with gateway.http(alice) as a, gateway.http(alice_jwt) as a_jwt, gateway.http(admin) as root:
         me = a.get("/whoami").json()
-        assert me == {"name": "alice", "kind": "user", "pilot_id": None,
-                      "groups": ["analysts", "atlas"]}  # fmt: skip
+        assert me == {
+            "name": "alice",
+            "kind": "user",
+            "pilot_id": None,
+            "groups": ["analysts", "atlas"],
+        }
         assert root.get("/whoami").json()["kind"] == "admin"
         (job_id,) = a.post("/jobs", json={"jobs": [job(name="opaque")]}).json()["job_ids"]
         # the same alice, whichever kind of token she brings
@@ -143,10 +151,22 @@ def test_introspection_without_a_client_secret_stops_the_gateway_at_start(
     config = tmp_path / "gateway.toml"
     config.write_text(tomli_w.dumps({"oidc": oidc}))
     done = subprocess.run(
-        [sys.executable, "-m", "farside_gateway", "--config", str(config), "--port", "0",
-         "--state-dir", str(tmp_path / "state")],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "farside_gateway",
+            "--config",
+            str(config),
+            "--port",
+            "0",
+            "--state-dir",
+            str(tmp_path / "state"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode != 0
     assert "set oidc.introspection_client_id and oidc.introspection_client_secret" in done.stderr
     assert "Traceback" not in done.stderr, done.stderr

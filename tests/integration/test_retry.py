@@ -44,10 +44,12 @@ def test_a_running_job_is_stopped_and_run_again_with_more(
     # an ended job is run again as it was, but for what is changed; from the command line too
     out = subprocess.run(
         [sys.executable, "-m", "farside", "retry", str(new.job_id), "--cores", "1"],
-        env={**os.environ, "FARSIDE_GATEWAY_URL": gateway.url,
-             "FARSIDE_TOKEN": gateway.user_token},
-        capture_output=True, text=True, timeout=60, check=True,
-    ).stdout  # fmt: skip
+        env={**os.environ, "FARSIDE_GATEWAY_URL": gateway.url, "FARSIDE_TOKEN": gateway.user_token},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
     third = int(out.strip().rsplit(" ", 1)[1])
     wait_until(lambda: client.job(third).state is JobState.FINISHED, timeout=60)
     assert client.job(new.job_id).state is JobState.FINISHED  # not touched

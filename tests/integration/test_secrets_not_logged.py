@@ -104,8 +104,11 @@ def _login(gw: GatewayProcess, config_dir: Path, out: Path) -> None:
     """`farside login` as alice, with access tokens that live 3 s; its output to ``out``."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "farside", "login", "--url", gw.url, "--client-id", SHORT_CLIENT],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_client_env(config_dir),
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=_client_env(config_dir),
+    )
     assert proc.stdout is not None
     lines = [proc.stdout.readline(), proc.stdout.readline()]
     uri = lines[0].split("open ", 1)[1].split()[0]
@@ -117,9 +120,13 @@ def _login(gw: GatewayProcess, config_dir: Path, out: Path) -> None:
 
 def _run_client(args: list[str], config_dir: Path, out: Path, **extra: str) -> str:
     done = subprocess.run(
-        [sys.executable, *args], capture_output=True, text=True, timeout=300, check=False,
+        [sys.executable, *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
         env=_client_env(config_dir, **extra),
-    )  # fmt: skip
+    )
     with out.open("a") as log:
         log.write(done.stdout + done.stderr)
     return done.stdout + done.stderr
@@ -176,9 +183,12 @@ def test_no_token_reaches_any_log(
         wait_until(lambda: len(gw.pilot_pids()) >= 2, timeout=60)
         secrets |= _registration_tokens(gw)
         native = gw.make_user_token("alice")
-        secrets |= {"admin user token": gw.user_token, "site token": gw.site_token,
-                    "alice's farside token": native,
-                    "the gateway's introspection client secret": GATEWAY_CLIENT[1]}  # fmt: skip
+        secrets |= {
+            "admin user token": gw.user_token,
+            "site token": gw.site_token,
+            "alice's farside token": native,
+            "the gateway's introspection client secret": GATEWAY_CLIENT[1],
+        }
         opaque = secrets["alice's opaque access token"] = access_token(
             oidc_issuer, "alice", OPAQUE_CLIENT
         )
@@ -230,11 +240,19 @@ def test_no_token_reaches_any_log(
             # a valid token where it may not go
             exit_as_bob = http.post(f"/pilots/{pilot_id}/exit", headers=bearer(genuine), json=EXIT)
             assert exit_as_bob.status_code == 403
-            assert http.get(f"/jobs/{bobs_job}", headers=bearer(refused["an unknown farside token"])
-                            ).status_code == 401  # fmt: skip
-        said = _run_client(["-m", "farside", "whoami"], config_dir, outputs[2],
-                           FARSIDE_TOKEN=refused["an unknown farside token"],
-                           FARSIDE_GATEWAY_URL=gw.url)  # fmt: skip
+            assert (
+                http.get(
+                    f"/jobs/{bobs_job}", headers=bearer(refused["an unknown farside token"])
+                ).status_code
+                == 401
+            )
+        said = _run_client(
+            ["-m", "farside", "whoami"],
+            config_dir,
+            outputs[2],
+            FARSIDE_TOKEN=refused["an unknown farside token"],
+            FARSIDE_GATEWAY_URL=gw.url,
+        )
         assert "unknown or expired token" in said, said
     finally:
         gw.cleanup()

@@ -67,22 +67,46 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
     hub_port, api_port, secret = free_port(), _port_pair(), secrets.token_hex(16)
     hub_url = f"http://127.0.0.1:{hub_port}"
     issuer, provider = start_hub_provider(state, hub_url + "/hub/oauth_callback", secret)
-    env = {**os.environ, "FARSIDE_CONFIG_DIR": str(state / "config"),
-           "FARSIDE_HUB_CLIENT_SECRET": secret}  # fmt: skip
+    env = {
+        **os.environ,
+        "FARSIDE_CONFIG_DIR": str(state / "config"),
+        "FARSIDE_HUB_CLIENT_SECRET": secret,
+    }
     command = [
-        sys.executable, "-m", "farside", "up", "--port", "0", "--state-dir", str(state / "up"),
-        "--hub", "--issuer", issuer, "--client-id", HUB_CLIENT, "--hub-port", str(hub_port),
-        "--hub-api-port", str(api_port), "--allowed-group", "analysts",
-        "--admin-group", "farside-admins",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "farside",
+        "up",
+        "--port",
+        "0",
+        "--state-dir",
+        str(state / "up"),
+        "--hub",
+        "--issuer",
+        issuer,
+        "--client-id",
+        HUB_CLIENT,
+        "--hub-port",
+        str(hub_port),
+        "--hub-api-port",
+        str(api_port),
+        "--allowed-group",
+        "analysts",
+        "--admin-group",
+        "farside-admins",
+    ]
     log = state / "up.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)  # fmt: skip
+        proc = subprocess.Popen(
+            command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
     running = Up(proc, log, state / "config", issuer, hub_url, secret, state)
     try:
-        wait_until(lambda: "JupyterHub is up at" in running.output() or proc.poll() is not None,
-                   timeout=180, interval=0.2)  # fmt: skip
+        wait_until(
+            lambda: "JupyterHub is up at" in running.output() or proc.poll() is not None,
+            timeout=180,
+            interval=0.2,
+        )
         assert proc.poll() is None, f"farside up --hub exited:\n{running.output()}"
         assert f"JupyterHub is up at {hub_url}" in running.output(), running.output()
         yield running
@@ -101,8 +125,9 @@ def test_alice_gets_a_notebook_through_farside_up_hub(up: Up, page: Any) -> None
     # the task ran on the local platform's gateway, as alice (her OIDC token, from the hub)
     client = json.loads((up.config_dir / "client.json").read_text())
     token = Path(client["token_file"]).read_text().strip()  # the account's admin token
-    with httpx.Client(base_url=client["url"] + "/api/v1", timeout=30,
-                      headers={"Authorization": f"Bearer {token}"}) as gw:  # fmt: skip
+    with httpx.Client(
+        base_url=client["url"] + "/api/v1", timeout=30, headers={"Authorization": f"Bearer {token}"}
+    ) as gw:
         jobs = gw.get("/jobs").json()["jobs"]
     assert {job["owner"] for job in jobs} == {"alice"}, jobs
     assert {job["state"] for job in jobs} == {"finished"}, jobs

@@ -88,10 +88,14 @@ def lab(
     tmp_path_factory: pytest.TempPathFactory, lab_gateway: GatewayProcess
 ) -> Iterator[LabServer]:
     root = tmp_path_factory.mktemp("lab")
-    server = LabServer(root, {
-        "FARSIDE_GATEWAY_URL": lab_gateway.url, "FARSIDE_TOKEN": lab_gateway.user_token,
-        "FARSIDE_CONFIG_DIR": str(root / "farside-config"),
-    })  # fmt: skip
+    server = LabServer(
+        root,
+        {
+            "FARSIDE_GATEWAY_URL": lab_gateway.url,
+            "FARSIDE_TOKEN": lab_gateway.user_token,
+            "FARSIDE_CONFIG_DIR": str(root / "farside-config"),
+        },
+    )
     try:
         yield server.start()
     finally:

@@ -17,10 +17,16 @@ from farside_pilot.protocol.clusters import DaskWorkerLease
 
 def _lease(address: str, security: Security, **extra: object) -> bytes:
     lease = DaskWorkerLease(
-        cluster="c1", group="default", name="default-abc", scheduler_address=address,
-        tls_cert=str(security.tls_ca_file), tls_key=str(security.tls_client_key),
-        nthreads=1, memory_limit=512 * 1024**2, **extra,  # type: ignore[arg-type]
-    )  # fmt: skip
+        cluster="c1",
+        group="default",
+        name="default-abc",
+        scheduler_address=address,
+        tls_cert=str(security.tls_ca_file),
+        tls_key=str(security.tls_client_key),
+        nthreads=1,
+        memory_limit=512 * 1024**2,
+        **extra,  # type: ignore[arg-type]
+    )
     return lease.model_dump_json().encode()
 
 
@@ -43,11 +49,14 @@ def test_the_worker_joins_with_the_leases_name_and_resources_and_ends_with_it(tm
 
     async def scheduler_side() -> None:
         sec = Security(
-            tls_ca_file=security.tls_ca_file, tls_scheduler_cert=security.tls_ca_file,
-            tls_scheduler_key=security.tls_client_key, require_encryption=True,
-        )  # fmt: skip
-        async with Scheduler(host="127.0.0.1", port=0, protocol="tls", security=sec,
-                             dashboard=False) as scheduler:  # fmt: skip
+            tls_ca_file=security.tls_ca_file,
+            tls_scheduler_cert=security.tls_ca_file,
+            tls_scheduler_key=security.tls_client_key,
+            require_encryption=True,
+        )
+        async with Scheduler(
+            host="127.0.0.1", port=0, protocol="tls", security=sec, dashboard=False
+        ) as scheduler:
             joined["address"] = scheduler.address
             ready.set()
             while not scheduler.workers:  # noqa: ASYNC110 - the scheduler offers no event
@@ -62,5 +71,9 @@ def test_the_worker_joins_with_the_leases_name_and_resources_and_ends_with_it(tm
     lease = _lease(str(joined["address"]), security, resources={"GPU": 1.0})
     serve(lease, str(tmp_path))  # returns once the scheduler retired it
     thread.join(30)
-    assert joined == {"address": joined["address"], "name": "default-abc",
-                      "resources": {"GPU": 1.0}, "nthreads": 1}  # fmt: skip
+    assert joined == {
+        "address": joined["address"],
+        "name": "default-abc",
+        "resources": {"GPU": 1.0},
+        "nthreads": 1,
+    }

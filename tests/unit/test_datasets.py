@@ -36,8 +36,9 @@ def pair_masses(events: Any) -> tuple[Any, Any, Any]:
     m² = 2 pt₁ pt₂ (cosh Δη - cos Δφ), independent of the analysis module's four-vectors,
     and for the opposite-charge pairs the ratio of the muons' momenta."""
     two = events[events.nMuon == 2]
-    pt, eta, phi, q = (ak.to_numpy(two[f"Muon_{f}"]).astype(np.float64)
-                       for f in ("pt", "eta", "phi", "charge"))  # fmt: skip
+    pt, eta, phi, q = (
+        ak.to_numpy(two[f"Muon_{f}"]).astype(np.float64) for f in ("pt", "eta", "phi", "charge")
+    )
     m = np.sqrt(
         2 * pt[:, 0] * pt[:, 1] * (np.cosh(eta[:, 0] - eta[:, 1]) - np.cos(phi[:, 0] - phi[:, 1]))
     )
@@ -94,8 +95,11 @@ def test_each_chunk_is_one_basket(tmp_path: Path) -> None:
         assert tree.num_entries == 10_000
         assert {tree[name].num_baskets for name in BRANCHES} == {math.ceil(10_000 / 3_000)}
         assert [tree["Muon_pt"].basket_entry_start_stop(i) for i in range(4)] == [
-            (0, 3_000), (3_000, 6_000), (6_000, 9_000), (9_000, 10_000),
-        ]  # fmt: skip
+            (0, 3_000),
+            (3_000, 6_000),
+            (6_000, 9_000),
+            (9_000, 10_000),
+        ]
 
 
 def test_no_more_than_a_chunk_of_events_is_made_at_once(
@@ -130,10 +134,16 @@ def test_branches_are_nanoaod_like(files: list[Path]) -> None:
     with uproot.open(files[0]) as file:
         types = file["Events"].typenames()
     assert types == {
-        "run": "uint32_t", "luminosityBlock": "uint32_t", "event": "uint64_t",
-        "nMuon": "int32_t", "Muon_pt": "float[]", "Muon_eta": "float[]", "Muon_phi": "float[]",
-        "Muon_mass": "float[]", "Muon_charge": "int32_t[]",
-    }  # fmt: skip
+        "run": "uint32_t",
+        "luminosityBlock": "uint32_t",
+        "event": "uint64_t",
+        "nMuon": "int32_t",
+        "Muon_pt": "float[]",
+        "Muon_eta": "float[]",
+        "Muon_phi": "float[]",
+        "Muon_mass": "float[]",
+        "Muon_charge": "int32_t[]",
+    }
 
 
 def test_muons_are_jagged_sorted_and_in_acceptance(files: list[Path]) -> None:
@@ -175,8 +185,9 @@ def test_the_z_peak_is_where_it_should_be(files: list[Path]) -> None:
 
 def test_fractions_move_the_peak_height_not_its_place() -> None:
     def z_peak(signal: float) -> tuple[int, float]:
-        events = datasets.dimuon_events(5_000, seed=1, signal_fraction=signal,
-                                        background_fraction=0.3)  # fmt: skip
+        events = datasets.dimuon_events(
+            5_000, seed=1, signal_fraction=signal, background_fraction=0.3
+        )
         h = dimuon.mass_histogram(dimuon.dimuon_mass(events.Muon))
         return int(h[hist.loc(86.0) : hist.loc(96.0) : sum]), dimuon.peak_position(h)
 

@@ -95,8 +95,10 @@ def test_submit_description_of_a_plain_site(tmp_path: Path) -> None:
     assert "job_max_vacate_time = 60" in lines
     assert '+FarsideSite = "pool"' in lines
     assert "+FarsidePilot = 7" in lines
-    assert not any(line.startswith(("request_gpus", "requirements", "periodic_remove", "error"))
-                   for line in lines)  # fmt: skip
+    assert not any(
+        line.startswith(("request_gpus", "requirements", "periodic_remove", "error"))
+        for line in lines
+    )
 
 
 def test_submit_description_with_every_option(tmp_path: Path) -> None:
@@ -139,13 +141,25 @@ def test_pilot_script_sends_stderr_to_the_log_and_runs_the_prologue(tmp_path: Pa
 def test_commands_carry_prefix_pool_and_schedd(tmp_path: Path) -> None:
     site = _site(
         tmp_path,
-        {"bin_dir": "/opt/condor/bin", "command_prefix": ["sudo", "-n", "-u", "c"],
-         "pool": "cm.example:9618", "schedd": "submit1"},
-    )  # fmt: skip
+        {
+            "bin_dir": "/opt/condor/bin",
+            "command_prefix": ["sudo", "-n", "-u", "c"],
+            "pool": "cm.example:9618",
+            "schedd": "submit1",
+        },
+    )
     assert site.command("condor_q", "1.0") == [
-        "sudo", "-n", "-u", "c", "/opt/condor/bin/condor_q",
-        "-pool", "cm.example:9618", "-name", "submit1", "1.0",
-    ]  # fmt: skip
+        "sudo",
+        "-n",
+        "-u",
+        "c",
+        "/opt/condor/bin/condor_q",
+        "-pool",
+        "cm.example:9618",
+        "-name",
+        "submit1",
+        "1.0",
+    ]
     # condor_status has no -name for a schedd
     assert "-name" not in site.command("condor_status")
 

@@ -75,8 +75,11 @@ def test_resources_follow_the_slot_and_overrides(tmp_path: Path) -> None:
     )
     resources = _pod(site)["spec"]["containers"][0]["resources"]
     assert resources["requests"] == {
-        "cpu": "1", "memory": "3Gi", "amd.com/gpu": "1", "ephemeral-storage": "1Gi"
-    }  # fmt: skip
+        "cpu": "1",
+        "memory": "3Gi",
+        "amd.com/gpu": "1",
+        "ephemeral-storage": "1Gi",
+    }
     assert resources["limits"] == {"memory": str(4 * GiB), "amd.com/gpu": "1"}
 
 
@@ -118,10 +121,13 @@ def test_scheduling_and_operator_options(tmp_path: Path) -> None:
     assert spec["tolerations"] == [
         {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
         {
-            "key": "spot", "operator": "Equal", "value": "yes", "effect": "NoExecute",
+            "key": "spot",
+            "operator": "Equal",
+            "value": "yes",
+            "effect": "NoExecute",
             "tolerationSeconds": 60,
         },
-    ]  # fmt: skip
+    ]
     assert spec["activeDeadlineSeconds"] == 3600
     assert spec["terminationGracePeriodSeconds"] == 5
 

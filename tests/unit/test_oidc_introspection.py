@@ -18,18 +18,36 @@ from farside_pilot.protocol import Unauthorized
 ISSUER = "https://iam.example.org/"
 NOW = 1_000_000.0
 CONFIG = OidcConfig.model_validate(
-    {"issuer": ISSUER, "audience": ["farside"], "leeway": 10, "introspection": True,
-     "introspection_client_id": "gw", "introspection_client_secret": "s"}
-)  # fmt: skip
-ACTIVE = {"active": True, "iss": ISSUER, "aud": "farside", "exp": NOW + 60,
-          "token_type": "Bearer", "preferred_username": "alice"}  # fmt: skip
+    {
+        "issuer": ISSUER,
+        "audience": ["farside"],
+        "leeway": 10,
+        "introspection": True,
+        "introspection_client_id": "gw",
+        "introspection_client_secret": "s",
+    }
+)
+ACTIVE = {
+    "active": True,
+    "iss": ISSUER,
+    "aud": "farside",
+    "exp": NOW + 60,
+    "token_type": "Bearer",
+    "preferred_username": "alice",
+}
 
 
 @pytest.mark.parametrize(
     "changes",
-    [{}, {"aud": ["other", "farside"]}, {"iss": None}, {"token_type": None}, {"exp": None},
-     {"exp": NOW - 5}],  # within the leeway
-)  # fmt: skip
+    [
+        {},
+        {"aud": ["other", "farside"]},
+        {"iss": None},
+        {"token_type": None},
+        {"exp": None},
+        {"exp": NOW - 5},
+    ],  # within the leeway
+)
 def test_active_access_tokens_for_this_gateway_pass(changes: dict[str, Any]) -> None:
     body = {k: v for k, v in {**ACTIVE, **changes}.items() if v is not None}
     assert check_claims(CONFIG, body, NOW) == body

@@ -8,10 +8,15 @@ from farside_pilot.protocol import format_memory, parse_memory, parse_walltime
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("1 GiB", 1024**3), ("512MB", 512 * 1000**2), ("1.5G", 1_500_000_000),
-        ("2 gib", 2 * 1024**3), (4096, 4096), ("100", 100), ("3TiB", 3 * 1024**4),
+        ("1 GiB", 1024**3),
+        ("512MB", 512 * 1000**2),
+        ("1.5G", 1_500_000_000),
+        ("2 gib", 2 * 1024**3),
+        (4096, 4096),
+        ("100", 100),
+        ("3TiB", 3 * 1024**4),
     ],
-)  # fmt: skip
+)
 def test_parse_memory(text: str | int, expected: int) -> None:
     assert parse_memory(text) == expected
 
@@ -19,13 +24,27 @@ def test_parse_memory(text: str | int, expected: int) -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("90s", 90), ("10m", 600), ("1h30m", 5400), ("2d", 172800), ("01:00:00", 3600),
-        ("1-00:00:00", 86400), ("05:30", 330), (42, 42), ("120", 120), ("1.5h", 5400),
-        ("10 minutes", 600), ("1 hour", 3600), ("2 hours 30 minutes", 9000),
-        ("1 hour, 30 min", 5400), ("1h and 30m", 5400), ("3 days", 259200),
-        ("1 week", 604800), ("45 sec", 45), ("1.5 Hours", 5400),
+        ("90s", 90),
+        ("10m", 600),
+        ("1h30m", 5400),
+        ("2d", 172800),
+        ("01:00:00", 3600),
+        ("1-00:00:00", 86400),
+        ("05:30", 330),
+        (42, 42),
+        ("120", 120),
+        ("1.5h", 5400),
+        ("10 minutes", 600),
+        ("1 hour", 3600),
+        ("2 hours 30 minutes", 9000),
+        ("1 hour, 30 min", 5400),
+        ("1h and 30m", 5400),
+        ("3 days", 259200),
+        ("1 week", 604800),
+        ("45 sec", 45),
+        ("1.5 Hours", 5400),
     ],
-)  # fmt: skip
+)
 def test_parse_walltime(text: str | int, expected: int) -> None:
     assert parse_walltime(text) == expected
 

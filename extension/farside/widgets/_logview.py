@@ -62,9 +62,16 @@ class LogView(widgets.VBox):  # type: ignore[misc,unused-ignore]
                 return [j.id for j in gw.jobs(group=name, kind="dask-worker", limit=10_000)]
 
             self._setup(
-                gw, workers, f"cluster {name}", True, max_lines, max_streams, height,
-                stop_when_ended=False, **options,
-            )  # fmt: skip
+                gw,
+                workers,
+                f"cluster {name}",
+                True,
+                max_lines,
+                max_streams,
+                height,
+                stop_when_ended=False,
+                **options,
+            )
             return
         if job is not None:
             job_id = job.job_id if isinstance(job, FarsideFuture) else int(job)
@@ -105,9 +112,16 @@ class LogView(widgets.VBox):  # type: ignore[misc,unused-ignore]
         """
         view = cls.__new__(cls)
         view._setup(
-            gw, job_ids, title, True, max_lines, max_streams, height,
-            stop_when_ended=stop_when_ended, refresh=refresh,
-        )  # fmt: skip
+            gw,
+            job_ids,
+            title,
+            True,
+            max_lines,
+            max_streams,
+            height,
+            stop_when_ended=stop_when_ended,
+            refresh=refresh,
+        )
         return view
 
     def _setup(
@@ -133,9 +147,14 @@ class LogView(widgets.VBox):  # type: ignore[misc,unused-ignore]
         self.add_class("farside-logview")
         self._painter = Painter(self._paint, interval, "farside-logview")
         self._followers = LogFollowers(
-            gw._api, job_ids, self._painter.poke, max_lines=max_lines,
-            max_streams=max_streams, refresh=refresh, stop_when_ended=stop_when_ended,
-        )  # fmt: skip
+            gw._api,
+            job_ids,
+            self._painter.poke,
+            max_lines=max_lines,
+            max_streams=max_streams,
+            refresh=refresh,
+            stop_when_ended=stop_when_ended,
+        )
         self._painter.start()
         self._followers.start()
         close_with_cell(self)

@@ -37,10 +37,19 @@ router = APIRouter(tags=["dashboards"], include_in_schema=False)
 COOKIE = "farside-dashboard"
 # hop-by-hop and connection-level headers are the proxy's own business, not forwarded
 _HOP = {
-    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
-    "trailers", "transfer-encoding", "upgrade", "host", "content-length", "authorization",
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailers",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "content-length",
+    "authorization",
     "cookie",
-}  # fmt: skip
+}
 
 
 async def _caller(request: Request) -> Principal | None:
@@ -58,9 +67,12 @@ async def dashboard(name: str, path: str, request: Request) -> Response:
     rt = runtime(request)
     ticket = request.query_params.get("ticket")
     target = await dashboard_target(
-        rt.db, rt.clusters.sealer, name, await _caller(request),
+        rt.db,
+        rt.clusters.sealer,
+        name,
+        await _caller(request),
         ticket or request.cookies.get(COOKIE),
-    )  # fmt: skip
+    )
     if ticket:
         # keep the ticket out of the address bar and the pages' links: a cookie for this
         # cluster's path carries it from now on
@@ -68,9 +80,13 @@ async def dashboard(name: str, path: str, request: Request) -> Response:
         clean = request.url.path + (f"?{urlencode(rest)}" if rest else "")
         answer = RedirectResponse(clean, status_code=303)
         answer.set_cookie(
-            COOKIE, ticket, path=dashboard_path(name) + "/", httponly=True, samesite="lax",
+            COOKIE,
+            ticket,
+            path=dashboard_path(name) + "/",
+            httponly=True,
+            samesite="lax",
             secure=request.url.scheme == "https",
-        )  # fmt: skip
+        )
         return answer
     return await _forward(rt, request, f"{target}{dashboard_path(name)}/{path}")
 
@@ -81,11 +97,14 @@ async def _forward(rt: Runtime, request: Request, url: str) -> Response:
     try:
         upstream = await client.send(
             client.build_request(
-                request.method, url, params=str(request.query_params),
-                headers=headers, content=await request.body(),
+                request.method,
+                url,
+                params=str(request.query_params),
+                headers=headers,
+                content=await request.body(),
             ),
             stream=True,
-        )  # fmt: skip
+        )
     except httpx.HTTPError as exc:
         await client.aclose()
         raise ServiceUnavailable(f"the dashboard does not answer: {exc}") from exc

@@ -47,9 +47,12 @@ router = APIRouter(prefix=PREFIX, tags=["dask-gateway"], include_in_schema=False
 
 GIB = 1024**3
 STATUS = {
-    "starting": "PENDING", "running": "RUNNING", "stopping": "STOPPING",
-    "stopped": "STOPPED", "failed": "FAILED",
-}  # fmt: skip
+    "starting": "PENDING",
+    "running": "RUNNING",
+    "stopping": "STOPPING",
+    "stopped": "STOPPED",
+    "failed": "FAILED",
+}
 
 
 class _Options(BaseModel):
@@ -80,10 +83,13 @@ class _Options(BaseModel):
 
 
 _LABELS = {
-    "worker_cores": "Worker cores", "worker_memory": "Worker memory (GiB)",
-    "worker_gpus": "Worker GPUs", "worker_walltime": "Worker walltime",
-    "environment": "Environment", "site": "Site",
-}  # fmt: skip
+    "worker_cores": "Worker cores",
+    "worker_memory": "Worker memory (GiB)",
+    "worker_gpus": "Worker GPUs",
+    "worker_walltime": "Worker walltime",
+    "environment": "Environment",
+    "site": "Site",
+}
 
 
 def _option_specs() -> list[dict[str, Any]]:
@@ -95,8 +101,9 @@ def _option_specs() -> list[dict[str, Any]]:
             for bound, key in (("ge", "min"), ("gt", "min"), ("le", "max")):
                 if getattr(rule, bound, None) is not None:
                     spec[key] = getattr(rule, bound)
-        specs.append({"field": name, "label": _LABELS[name], "default": field.default,
-                      "spec": spec})  # fmt: skip
+        specs.append(
+            {"field": name, "label": _LABELS[name], "default": field.default, "spec": spec}
+        )
     return specs
 
 
@@ -127,10 +134,15 @@ async def _who(request: Request) -> Principal:
 def _report(rt: Runtime, info: ClusterInfo, creds: tuple[str, str] | None) -> dict[str, Any]:
     default = next((g.spec for g in info.groups if g.name == DEFAULT_GROUP), None)
     options = (
-        {"worker_cores": default.cores, "worker_memory": default.memory / GIB,
-         "worker_gpus": default.gpus, "environment": default.env or ""}
-        if default else {}
-    )  # fmt: skip
+        {
+            "worker_cores": default.cores,
+            "worker_memory": default.memory / GIB,
+            "worker_gpus": default.gpus,
+            "environment": default.env or "",
+        }
+        if default
+        else {}
+    )
     route = None
     if info.dashboard_link and info.state == "running":
         ticket = make_ticket(rt.clusters.sealer, info.name, info.owner)

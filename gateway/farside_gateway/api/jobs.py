@@ -93,9 +93,15 @@ async def list_jobs(
     """Your jobs, newest first (admins: everyone's); ``batch_id``: those with an attempt on
     the pilot of that batch job; ``kind``: only functions or only Dask-worker leases."""
     jobs = await rt.db.read(
-        queries.list_jobs, who.owner_filter, state.value if state else None, group, limit,
-        before_id, batch_id, kind,
-    )  # fmt: skip
+        queries.list_jobs,
+        who.owner_filter,
+        state.value if state else None,
+        group,
+        limit,
+        before_id,
+        batch_id,
+        kind,
+    )
     return json_response(JobList(jobs=jobs))
 
 

@@ -35,15 +35,8 @@ from ..notify import wait_for_signal
 from ..pool import pilots as pilot_records
 from ..pool import queries
 from ..pool import workflows as workflow_runs
-from ..pool.leases import (
-    PilotSlot,
-    acquire,
-    give_back,
-    heartbeat,
-    held_jobs,
-    release_unstarted,
-    report,
-)
+from ..pool.acquire import PilotSlot, acquire, release_unstarted
+from ..pool.leases import give_back, heartbeat, held_jobs, report
 from ..pool.outcomes import PreparedUpdate
 from ..pool.retries import release_pilot
 from ..pool.workflows import BODY
@@ -112,9 +105,14 @@ async def acquire_jobs(
         waiter = rt.notifier.work.waiter(rt.notifier.WORK)
         if taking() and site is not None:
             rows = await rt.write_and_publish(
-                acquire, slot, site, body, rt.lease_policy, rt.share_rules,
+                acquire,
+                slot,
+                site,
+                body,
+                rt.lease_policy,
+                rt.share_rules,
                 skip_locked=not rt.db.is_sqlite,
-            )  # fmt: skip
+            )
         remaining = deadline - loop.time()
         if rows or remaining <= 0 or rt.stopping.is_set():
             break
@@ -318,8 +316,11 @@ async def pilot_exit(pilot_id: int, body: PilotExit, who: PrincipalDep, rt: Runt
     """The pilot leaves; whatever it still held is retried elsewhere at once."""
     pilot_of(who, pilot_id)
     await rt.write_and_publish(
-        release_pilot, pilot_id, "exited", f"pilot {pilot_id} exited: {body.reason}",
+        release_pilot,
+        pilot_id,
+        "exited",
+        f"pilot {pilot_id} exited: {body.reason}",
         rt.lease_policy,
-    )  # fmt: skip
+    )
     rt.tokens.forget_pilot(pilot_id)
     return Response(status_code=204)

@@ -68,8 +68,10 @@ async def introspect(
         log.error(
             "the issuer's introspection endpoint %s refused the gateway's client %r (HTTP %d); "
             "check oidc.introspection_client_id and oidc.introspection_client_secret",
-            endpoint, auth[0], response.status_code,
-        )  # fmt: skip
+            endpoint,
+            auth[0],
+            response.status_code,
+        )
         raise _unreachable(issuer)
     try:
         response.raise_for_status()

@@ -293,8 +293,10 @@ class OidcValidator:
         except jwt.ExpiredSignatureError:
             raise Unauthorized(f"token expired; {_LOGIN}") from None
         except jwt.ImmatureSignatureError:
-            raise Unauthorized("the token is not valid yet (nbf/iat in the future); check the "
-                               "clock of the machine that got it") from None  # fmt: skip
+            raise Unauthorized(
+                "the token is not valid yet (nbf/iat in the future); check the "
+                "clock of the machine that got it"
+            ) from None
         except jwt.InvalidAudienceError:
             raise Unauthorized(
                 f"the token is for audience {unverified.get('aud')!r}, not this gateway "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, and_, exists, or_, select
 
@@ -48,18 +49,30 @@ class Need:
     def of_spec(cls, spec: JobSpec) -> Need:
         res = spec.resources
         return cls(
-            res.cores, res.memory, res.walltime, res.gpus, res.gpu_model, res.arch, spec.env,
+            res.cores,
+            res.memory,
+            res.walltime,
+            res.gpus,
+            res.gpu_model,
+            res.arch,
+            spec.env,
             tuple(dict.fromkeys(spec.sites)),
-        )  # fmt: skip
+        )
 
     @classmethod
-    def of_row(cls, row: object) -> Need:
+    def of_row(cls, row: Any) -> Need:
+        """``row``: a jobs row (any object with the jobs table's columns as attributes)."""
         order = getattr(row, "site_order", None) or ""
         return cls(
-            row.cores, row.memory, row.walltime, row.gpus,  # type: ignore[attr-defined]
-            row.gpu_model, row.arch, row.env,  # type: ignore[attr-defined]
+            row.cores,
+            row.memory,
+            row.walltime,
+            row.gpus,
+            row.gpu_model,
+            row.arch,
+            row.env,
             tuple(s for s in order.split(",") if s),
-        )  # fmt: skip
+        )
 
 
 def unmet(site: SiteConfig, need: Need) -> str | None:

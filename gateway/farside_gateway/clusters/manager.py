@@ -151,20 +151,30 @@ class ClusterManager:
 
         def insert(conn: Any) -> None:
             store.check_caps(
-                conn, who.name, None, groups,
-                self.settings.max_clusters_per_user, self.settings.max_cores_per_user,
-            )  # fmt: skip
+                conn,
+                who.name,
+                None,
+                groups,
+                self.settings.max_clusters_per_user,
+                self.settings.max_cores_per_user,
+            )
             store.insert_cluster(
                 conn,
                 {
-                    "name": name, "owner": who.name, "state": "starting", "reason": None,
-                    "instance": self.instance, "tls_cert": cert,
+                    "name": name,
+                    "owner": who.name,
+                    "state": "starting",
+                    "reason": None,
+                    "instance": self.instance,
+                    "tls_cert": cert,
                     "tls_key": self.sealer.seal(key),
-                    "groups": store.dump_groups(groups), "share_group": who.share_group,
-                    "idle_timeout": idle, "created_at": self.now(),
+                    "groups": store.dump_groups(groups),
+                    "share_group": who.share_group,
+                    "idle_timeout": idle,
+                    "created_at": self.now(),
                     "last_client_seen": self.now(),
                 },
-            )  # fmt: skip
+            )
 
         await self.db.write(insert)
         try:
@@ -198,9 +208,12 @@ class ClusterManager:
         self._procs[name] = proc
         self._watchers[name] = asyncio.create_task(self._watch(name, proc), name=f"watch-{name}")
         await self.db.write(
-            store.set_cluster, name,
-            state="running", scheduler_address=ready.address, dashboard_link=dashboard,
-        )  # fmt: skip
+            store.set_cluster,
+            name,
+            state="running",
+            scheduler_address=ready.address,
+            dashboard_link=dashboard,
+        )
         log.info("cluster %s of %s: scheduler at %s", name, who.name, ready.address)
         await self.reconcile(name)
         return await self.info(who, name)
@@ -256,13 +269,20 @@ class ClusterManager:
                         retiring.add(worker)
             check_groups(self.config.sites, groups)
             store.check_caps(
-                conn, row.owner, name, groups,
-                self.settings.max_clusters_per_user, self.settings.max_cores_per_user,
-            )  # fmt: skip
+                conn,
+                row.owner,
+                name,
+                groups,
+                self.settings.max_clusters_per_user,
+                self.settings.max_cores_per_user,
+            )
             store.set_cluster(
-                conn, name, groups=store.dump_groups(groups), reason=None,
+                conn,
+                name,
+                groups=store.dump_groups(groups),
+                reason=None,
                 retiring=store.dump_retiring(retiring),
-            )  # fmt: skip
+            )
 
         await self.db.write(update)
         await self.reconcile(name)
@@ -379,9 +399,12 @@ class ClusterManager:
             row = await self.db.read(store.get_cluster, name, None)
             await self.rpc.retire(row, list(retire.values()))
             await self.write(
-                cancel_jobs, row.owner, list(retire), None,
+                cancel_jobs,
+                row.owner,
+                list(retire),
+                None,
                 reason=f"cluster {name} scaled down",
-            )  # fmt: skip
+            )
 
     async def _prune_logs(self) -> None:
         """Scheduler logs of clusters (and of spares of earlier gateway processes) go once

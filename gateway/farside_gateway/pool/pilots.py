@@ -32,9 +32,13 @@ def create_submitted(conn: Connection, site: str, now: float) -> tuple[int, str]
         ).scalar_one()
     )
     token = issue_token(
-        conn, "pilot", site, pilot_id=pilot_id, ttl=PILOT_TOKEN_TTL,
+        conn,
+        "pilot",
+        site,
+        pilot_id=pilot_id,
+        ttl=PILOT_TOKEN_TTL,
         description=f"registration of pilot {pilot_id}",
-    )  # fmt: skip
+    )
     return pilot_id, token
 
 

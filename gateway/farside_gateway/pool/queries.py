@@ -141,9 +141,14 @@ def job_detail(conn: Connection, job_id: int, owner: str | None) -> JobDetail:
         )
     ]
     return JobDetail.model_validate(
-        {**_job_info(row), "after": sorted(parents), "inputs": parse_ids(row.inputs),
-         "history": history, "attempt_list": attempt_list}
-    )  # fmt: skip
+        {
+            **_job_info(row),
+            "after": sorted(parents),
+            "inputs": parse_ids(row.inputs),
+            "history": history,
+            "attempt_list": attempt_list,
+        }
+    )
 
 
 def job_result(conn: Connection, job_id: int, owner: str | None) -> tuple[bytes | None, str | None]:

@@ -36,11 +36,16 @@ def retry_spec(
         select(job_deps.c.parent_id, job_deps.c.input).where(job_deps.c.child_id == job_id)
     ).all()
     resources: dict[str, Any] = {
-        "cores": row.cores, "memory": row.memory, "walltime": row.walltime, "gpus": row.gpus,
-        "gpu_model": row.gpu_model, "arch": row.arch,
-    }  # fmt: skip
-    resources.update(change.model_dump(include={"cores", "memory", "walltime", "gpus"},
-                                       exclude_none=True))  # fmt: skip
+        "cores": row.cores,
+        "memory": row.memory,
+        "walltime": row.walltime,
+        "gpus": row.gpus,
+        "gpu_model": row.gpu_model,
+        "arch": row.arch,
+    }
+    resources.update(
+        change.model_dump(include={"cores", "memory", "walltime", "gpus"}, exclude_none=True)
+    )
     sites = change.sites if change.sites is not None else _listed(row.site_order)
     spec = JobSpec(
         payload=b"",  # the stored payload is reused as it is (inline or blob)

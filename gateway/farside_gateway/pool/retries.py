@@ -61,10 +61,18 @@ def fail_attempts(
             system_failures += 1
             retry = system_failures < policy.max_system_attempts
         params = outcome or {
-            "_id": row.id, "_n": row.attempt, "_t": changes.now, "_exit": None, "_wall": None,
-            "_cpu": None, "_rss": None, "_result": None, "_blob": None, "_size": None,
+            "_id": row.id,
+            "_n": row.attempt,
+            "_t": changes.now,
+            "_exit": None,
+            "_wall": None,
+            "_cpu": None,
+            "_rss": None,
+            "_result": None,
+            "_blob": None,
+            "_size": None,
             "_start": None,
-        }  # fmt: skip
+        }
         params = {**params, "_class": error_class.value, "_error": reason}
         counters = {
             "user_failures": user_failures,
@@ -107,17 +115,26 @@ def fail_attempts(
             if more:
                 retrying += " with " + str(more["adjusted"]).rsplit("; ", 1)[-1]
             changes.transition(
-                row.id, row.owner, row.state, S.QUEUED, row.attempt,
+                row.id,
+                row.owner,
+                row.state,
+                S.QUEUED,
+                row.attempt,
                 error_class=error_class.value,
                 reason=f"attempt {row.attempt} failed ({error_class.value}): {reason}; {retrying}",
-            )  # fmt: skip
+            )
         else:
             conn.execute(update(jobs).where(jobs.c.id == row.id).values(**counters))
             store_outcomes(conn, [params], S.FAILED, changes.now)
             changes.transition(
-                row.id, row.owner, row.state, S.FAILED, row.attempt,
-                error_class=error_class.value, reason=reason,
-            )  # fmt: skip
+                row.id,
+                row.owner,
+                row.state,
+                S.FAILED,
+                row.attempt,
+                error_class=error_class.value,
+                reason=reason,
+            )
             dead.append(row.id)
     fail_children(conn, dead, changes)
 
@@ -221,10 +238,13 @@ def reap(conn: Connection, policy: LeasePolicy, heartbeat_timeout: float, change
     ).all()
     for pilot in silent:
         release_pilot(
-            conn, pilot.id, "lost",
+            conn,
+            pilot.id,
+            "lost",
             f"pilot {pilot.id} lost: no heartbeat for {heartbeat_timeout:.0f}s",
-            policy, changes,
-        )  # fmt: skip
+            policy,
+            changes,
+        )
     expired = list(
         conn.execute(
             select(*HELD_COLUMNS).where(
@@ -234,11 +254,13 @@ def reap(conn: Connection, policy: LeasePolicy, heartbeat_timeout: float, change
     )
     for row in expired:
         fail_attempts(
-            conn, [row], ErrorClass.SYSTEM,
-            f"lease on pilot {row.pilot_id} expired: no heartbeat for "
-            f"{policy.lease_timeout:.0f}s",
-            policy, changes,
-        )  # fmt: skip
+            conn,
+            [row],
+            ErrorClass.SYSTEM,
+            f"lease on pilot {row.pilot_id} expired: no heartbeat for {policy.lease_timeout:.0f}s",
+            policy,
+            changes,
+        )
     changes.flush(conn)
     return len(expired) + len(silent)
 

@@ -312,9 +312,14 @@ def fail_children(conn: Connection, dead_ids: list[int], changes: Changes) -> No
                 )
             )
             changes.transition(
-                child, owner, S.PENDING, S.FAILED, 0,
-                error_class=ErrorClass.DEPENDENCY.value, reason=reason,
-            )  # fmt: skip
+                child,
+                owner,
+                S.PENDING,
+                S.FAILED,
+                0,
+                error_class=ErrorClass.DEPENDENCY.value,
+                reason=reason,
+            )
         frontier = list(failed)
 
 
@@ -374,9 +379,14 @@ def cancel_jobs(
         changes.pilots.update(row.pilot_id for row in active if row.pilot_id is not None)
     for row in live:
         changes.transition(
-            row.id, row.owner, row.state, S.CANCELLED, row.attempt,
-            error_class=ErrorClass.CANCELLED.value, reason=reason,
-        )  # fmt: skip
+            row.id,
+            row.owner,
+            row.state,
+            S.CANCELLED,
+            row.attempt,
+            error_class=ErrorClass.CANCELLED.value,
+            reason=reason,
+        )
     fail_children(conn, ids, changes)
     changes.flush(conn)
     return ids

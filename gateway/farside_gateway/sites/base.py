@@ -264,8 +264,11 @@ class Site(abc.ABC):
         self.health.next_try = now + delay
         log.warning(
             "site %s: pilot submission failed (%d in a row), next try in %.0fs: %s",
-            self.name, self.health.failures, delay, error,
-        )  # fmt: skip
+            self.name,
+            self.health.failures,
+            delay,
+            error,
+        )
 
 
 def load_site(config: SiteConfig, gateway_url: str, state_dir: Path) -> Site:

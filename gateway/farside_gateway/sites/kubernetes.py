@@ -126,9 +126,11 @@ class KubernetesOptions(BaseModel):
         30, ge=0, description="Seconds between SIGTERM and SIGKILL when a pilot pod is deleted."
     )
     finished_pod_ttl: float = Field(
-        60.0, ge=0, description="Seconds a finished pilot pod is kept (for kubectl) before "
+        60.0,
+        ge=0,
+        description="Seconds a finished pilot pod is kept (for kubectl) before "
         "the gateway deletes it.",
-    )  # fmt: skip
+    )
 
 
 @dataclass
@@ -314,9 +316,7 @@ class KubernetesSite(Site):
         for pod in await self._pods():
             if pod.get("status", {}).get("phase") in _FINISHED:
                 finished[pod["metadata"]["name"]] = pod
-        self._finished_since = {
-            name: self._finished_since.get(name, now) for name in finished
-        }  # fmt: skip
+        self._finished_since = {name: self._finished_since.get(name, now) for name in finished}
         for name, since in list(self._finished_since.items()):
             if now - since < self.options.finished_pod_ttl:
                 continue

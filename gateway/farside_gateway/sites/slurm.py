@@ -120,8 +120,10 @@ class SlurmSite(Site):
         if opts.partition and opts.partition not in partitions:
             log.warning(
                 "site %s: partition %r is not among Slurm's (%s); sbatch will refuse pilots",
-                self.name, opts.partition, ", ".join(sorted(partitions)),
-            )  # fmt: skip
+                self.name,
+                opts.partition,
+                ", ".join(sorted(partitions)),
+            )
 
     async def stop(self) -> None:
         """Stop this gateway's pilots: SIGTERM (they report and say goodbye), then cancel."""
@@ -198,9 +200,12 @@ class SlurmSite(Site):
     async def observe(self, batch_ids: list[str]) -> dict[str, BatchStatus]:
         self._live.update(batch_ids)
         code, out, err = await self._run(
-            self.options.squeue, "--noheader", "--states=all",
-            f"--jobs={','.join(batch_ids)}", "--format=%i|%T|%r",
-        )  # fmt: skip
+            self.options.squeue,
+            "--noheader",
+            "--states=all",
+            f"--jobs={','.join(batch_ids)}",
+            "--format=%i|%T|%r",
+        )
         if code != 0 and _UNKNOWN_IDS not in err:
             # never take a failing squeue for "all gone": that would lose every pilot
             raise SlurmCommandError(f"squeue failed (exit {code}): {err.strip()}")
@@ -216,9 +221,13 @@ class SlurmSite(Site):
 
     async def _sacct(self, batch_ids: list[str]) -> dict[str, BatchStatus]:
         code, out, err = await self._run(
-            self.options.sacct, "--noheader", "--parsable2", "--allocations",
-            f"--jobs={','.join(batch_ids)}", "--format=JobIDRaw,State",
-        )  # fmt: skip
+            self.options.sacct,
+            "--noheader",
+            "--parsable2",
+            "--allocations",
+            f"--jobs={','.join(batch_ids)}",
+            "--format=JobIDRaw,State",
+        )
         if code != 0:
             if _ACCOUNTING_OFF in (err + out) or "not found" in err:
                 self._accounting = False  # it will not come back without a restart

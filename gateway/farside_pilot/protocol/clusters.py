@@ -75,9 +75,11 @@ class ClusterRequest(_Strict):
         default_factory=dict, description="more worker groups by name, e.g. a GPU group"
     )
     idle_timeout: float | None = Field(
-        None, gt=0, description="seconds without tasks after which the cluster stops; "
+        None,
+        gt=0,
+        description="seconds without tasks after which the cluster stops; "
         "None: the gateway's default",
-    )  # fmt: skip
+    )
 
 
 class ClusterScale(_Strict):
@@ -168,6 +170,8 @@ class DaskWorkerLease(_Strict):
         60.0, gt=0, description="seconds the worker tries to reach its scheduler before it ends"
     )
     lifetime: float | None = Field(
-        None, gt=0, description="the worker retires gracefully after this many seconds, "
+        None,
+        gt=0,
+        description="the worker retires gracefully after this many seconds, "
         "before the pilot's walltime watch would kill it",
-    )  # fmt: skip
+    )
