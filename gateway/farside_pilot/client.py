@@ -18,8 +18,8 @@ import httpx
 from pydantic import BaseModel
 
 from .protocol.errors import ApiError, GatewayUnreachable, ServerError, error_from_envelope
-from .protocol.models import (
-    API_PREFIX,
+from .protocol.models import API_PREFIX
+from .protocol.pilot_api import (
     AcquireRequest,
     AcquireResponse,
     HeartbeatRequest,

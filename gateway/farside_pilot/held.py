@@ -6,7 +6,8 @@ import time
 from dataclasses import dataclass, field
 
 from .limits import UsageSeries
-from .protocol.models import Assignment, Resources
+from .protocol.models import Resources
+from .protocol.pilot_api import Assignment
 from .workers import WorkerProcess
 
 

@@ -18,7 +18,7 @@ from .client import GatewayClient
 from .held import HeldJob
 from .outcomes import Outcomes, system_failure
 from .protocol.errors import ApiError, Conflict, NotFound
-from .protocol.models import Assignment, ReleaseRequest
+from .protocol.pilot_api import Assignment, ReleaseRequest
 from .runner import JobRunner
 
 log = logging.getLogger(__name__)

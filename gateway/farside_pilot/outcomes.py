@@ -12,7 +12,8 @@ from typing import Any
 from .client import GatewayClient
 from .held import HeldJob
 from .protocol.errors import Conflict, NotFound, PayloadTooLarge, result_too_large
-from .protocol.models import ErrorClass, JobUpdate
+from .protocol.models import ErrorClass
+from .protocol.pilot_api import JobUpdate
 from .reporter import Reporter
 from .worker import JobOutcome
 

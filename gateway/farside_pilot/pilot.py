@@ -40,7 +40,7 @@ from .protocol.errors import (
     GatewayUnreachable,
     Unauthorized,
 )
-from .protocol.models import (
+from .protocol.pilot_api import (
     AcquireRequest,
     FreeShape,
     HeartbeatRequest,

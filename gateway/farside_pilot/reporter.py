@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 from .client import GatewayClient
 from .protocol.errors import ApiError, Conflict
-from .protocol.models import JobUpdate, LogEntry, ReportRequest
+from .protocol.pilot_api import JobUpdate, LogEntry, ReportRequest
 from .worker import Stream
 
 log = logging.getLogger(__name__)

@@ -13,8 +13,9 @@ from typing import Any
 
 import httpx
 
-from farside_pilot.protocol.models import (
-    API_PREFIX,
+from farside_pilot.protocol.models import API_PREFIX, Resources
+from farside_pilot.protocol.payload import decode_outcome, dump_function, encode_call
+from farside_pilot.protocol.pilot_api import (
     AcquireRequest,
     AcquireResponse,
     Assignment,
@@ -26,9 +27,7 @@ from farside_pilot.protocol.models import (
     PilotRegistration,
     ReleaseRequest,
     ReportRequest,
-    Resources,
 )
-from farside_pilot.protocol.payload import decode_outcome, dump_function, encode_call
 
 PILOT_TOKEN = "pilot-own-token"
 

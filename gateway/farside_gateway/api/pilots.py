@@ -12,7 +12,8 @@ from fastapi import APIRouter, Query, Request, Response
 
 from farside_pilot.protocol import Conflict, InvalidRequest, PayloadTooLarge
 from farside_pilot.protocol.errors import result_too_large
-from farside_pilot.protocol.models import (
+from farside_pilot.protocol.models import Resources
+from farside_pilot.protocol.pilot_api import (
     AcquireRequest,
     AcquireResponse,
     Assignment,
@@ -25,7 +26,6 @@ from farside_pilot.protocol.models import (
     ReleaseResponse,
     ReportRequest,
     ReportResponse,
-    Resources,
 )
 
 from ..blobs import BlobTooLarge

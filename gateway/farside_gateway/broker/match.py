@@ -14,7 +14,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, and_, exists, or_, select
 
 from farside_pilot.protocol import InvalidRequest, format_memory, format_walltime
-from farside_pilot.protocol.models import MAX_WALLTIME, AcquireRequest, JobSpec, JobState
+from farside_pilot.protocol.models import MAX_WALLTIME, JobSpec, JobState
+from farside_pilot.protocol.pilot_api import AcquireRequest
 
 from ..config import SiteConfig
 from ..db.schema import jobs

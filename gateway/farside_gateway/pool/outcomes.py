@@ -9,7 +9,8 @@ from typing import Any
 from sqlalchemy import Connection, and_, bindparam, func, update
 
 from farside_pilot.protocol import JobState
-from farside_pilot.protocol.models import ACTIVE_STATES, JobUpdate
+from farside_pilot.protocol.models import ACTIVE_STATES
+from farside_pilot.protocol.pilot_api import JobUpdate
 
 from ..broker.match import NEED_COLUMNS
 from ..config import SiteConfig

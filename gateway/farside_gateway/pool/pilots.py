@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Connection, func, insert, select, update
 
 from farside_pilot.protocol import Conflict, Forbidden, NotFound
-from farside_pilot.protocol.models import PilotRegistration
+from farside_pilot.protocol.pilot_api import PilotRegistration
 
 from ..auth.tokens import Principal, issue_token, revoke_pilot_tokens
 from ..db.schema import AnyRow, pilots
