@@ -15,7 +15,7 @@ import httpx
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from farside_pilot.protocol.payload import dump_function, encode_call
+from farside_protocol.payload import dump_function, encode_call
 from harness import GatewayProcess
 from oidc_support import GATEWAY_CLIENT, SCOPE
 

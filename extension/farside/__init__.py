@@ -21,8 +21,7 @@ The exception tree (shared with the gateway and the pilot)::
     └── ConfigurationError        local configuration is missing or wrong
 """
 
-from farside_pilot import __version__
-from farside_pilot.protocol import (
+from farside_protocol import (
     ApiError,
     ConfigurationError,
     Conflict,
@@ -40,6 +39,7 @@ from farside_pilot.protocol import (
     TaskError,
     Unauthorized,
     WorkflowCancelled,
+    __version__,
 )
 
 from ._config import ClientConfig, resolve_config

@@ -13,9 +13,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, get_args
 
-from farside_pilot import __version__
-from farside_pilot.protocol import FarsideError, format_memory, format_walltime
-from farside_pilot.protocol.models import JobKind
+from farside_protocol import FarsideError, __version__, format_memory, format_walltime
+from farside_protocol.models import JobKind
 
 from ._cli_format import cell_width, gpu_use, listing, print_json, table, when
 from ._cli_platform import add_platform_commands

@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from farside_pilot.protocol import format_memory
+from farside_protocol import format_memory
 
 __all__ = ["cell_width", "gpu_use", "listing", "print_json", "table", "when"]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from farside_pilot.protocol import format_memory
+from farside_protocol import format_memory
 
 from ._cli_format import listing, print_json, when
 from ._gateway import Gateway
@@ -96,7 +96,7 @@ def _clusters(gw: Gateway, args: argparse.Namespace) -> int:
 
 
 def _cluster_stop(gw: Gateway, args: argparse.Namespace) -> int:
-    from farside_pilot.protocol.clusters import ClusterInfo
+    from farside_protocol.clusters import ClusterInfo
 
     info = ClusterInfo.model_validate_json(
         gw._api.request("DELETE", f"/clusters/{args.name}").content

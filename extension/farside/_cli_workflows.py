@@ -7,7 +7,7 @@ import argparse
 import json
 from collections.abc import Callable
 
-from farside_pilot.protocol.workflows import WorkflowInfo
+from farside_protocol.workflows import WorkflowInfo
 
 from ._cli_format import listing, print_json, when
 from ._gateway import Gateway

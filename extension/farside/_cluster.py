@@ -30,7 +30,7 @@ from distributed.deploy.cluster import Cluster
 from distributed.security import Security
 from tornado.ioloop import PeriodicCallback
 
-from farside_pilot.protocol.clusters import (
+from farside_protocol.clusters import (
     DEFAULT_GROUP,
     ClusterCredentials,
     ClusterInfo,

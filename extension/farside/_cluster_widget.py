@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as widgets
 from tornado.ioloop import PeriodicCallback
 
-from farside_pilot.protocol.clusters import ClusterInfo
+from farside_protocol.clusters import ClusterInfo
 
 if TYPE_CHECKING:
     from ._cluster import FarsideCluster

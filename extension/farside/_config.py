@@ -31,7 +31,7 @@ from pathlib import Path
 
 import platformdirs
 
-from farside_pilot.protocol import ConfigurationError, env
+from farside_protocol import ConfigurationError, env
 
 CLIENT_FILE = "client.json"
 

@@ -17,8 +17,8 @@ from collections.abc import Callable
 
 import httpx
 
-from farside_pilot.protocol import FarsideError
-from farside_pilot.protocol.models import EventBatch, JobEvent
+from farside_protocol import FarsideError
+from farside_protocol.models import EventBatch, JobEvent
 
 from ._http import Api, is_retryable, iter_messages
 

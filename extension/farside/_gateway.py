@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 import httpx
 
-from farside_pilot.protocol import FarsideError
-from farside_pilot.protocol.models import (
+from farside_protocol import FarsideError
+from farside_protocol.models import (
     CancelRequest,
     CancelResponse,
     JobDetail,
@@ -25,7 +25,6 @@ from farside_pilot.protocol.models import (
     JobInfo,
     JobList,
     JobSpec,
-    JobState,
     PilotInfo,
     RetryRequest,
     RetryResponse,
@@ -35,6 +34,7 @@ from farside_pilot.protocol.models import (
     SubmitResponse,
     WhoAmI,
 )
+from farside_protocol.states import JobState
 
 from ._config import resolve_config
 from ._events import EventListener
@@ -48,7 +48,7 @@ from ._resolution import Results
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
-    from farside_pilot.protocol.workflows import WorkflowInfo
+    from farside_protocol.workflows import WorkflowInfo
 
     from ._futures import MapResult
     from ._workflow import WorkflowRun

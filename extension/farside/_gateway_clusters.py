@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, cast
 from ._http import Api
 
 if TYPE_CHECKING:
-    from farside_pilot.protocol.clusters import ClusterInfo
+    from farside_protocol.clusters import ClusterInfo
 
     from ._cluster import FarsideCluster
     from ._gateway import Gateway
@@ -48,7 +48,7 @@ class ClusterMethods:
         >>> cluster = gw.new_cluster(workers=4, cores=1, memory="2 GiB")  # doctest: +SKIP
         >>> client = cluster.get_client()                                 # doctest: +SKIP
         """
-        from farside_pilot.protocol.clusters import ClusterInfo, ClusterRequest
+        from farside_protocol.clusters import ClusterInfo, ClusterRequest
 
         from ._cluster import FarsideCluster, group_spec
         from ._dask_config import cluster_setting
@@ -81,7 +81,7 @@ class ClusterMethods:
 
     def clusters(self, ended: bool = False) -> list[ClusterInfo]:
         """Your clusters (``ended=True``: stopped ones too), newest first."""
-        from farside_pilot.protocol.clusters import ClusterList
+        from farside_protocol.clusters import ClusterList
 
         params = {"ended": "true"} if ended else None
         return self._api.get("/clusters", ClusterList, params=params).clusters
@@ -91,7 +91,7 @@ class ClusterMethods:
     ) -> FarsideCluster:
         """Reconnect to a running cluster, e.g. from another kernel; closing this object
         leaves the cluster running unless ``shutdown_on_close=True``."""
-        from farside_pilot.protocol.clusters import ClusterInfo
+        from farside_protocol.clusters import ClusterInfo
 
         from ._cluster import FarsideCluster
 

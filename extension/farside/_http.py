@@ -2,7 +2,7 @@
 
 Every failure leaves here as a member of the one exception tree: a gateway that does not
 answer is :class:`~farside.GatewayUnreachable` (naming the address tried), an error
-envelope is rebuilt with :func:`~farside_pilot.protocol.error_from_envelope`.
+envelope is rebuilt with :func:`~farside_protocol.error_from_envelope`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import httpx
 from httpx_sse import EventSource, ServerSentEvent, connect_sse
 from pydantic import BaseModel
 
-from farside_pilot.protocol import (
+from farside_protocol import (
     API_PREFIX,
     ApiError,
     GatewayUnreachable,

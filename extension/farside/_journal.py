@@ -17,8 +17,8 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from farside_pilot.protocol.models import JobSpec
-from farside_pilot.protocol.payload import decode_call
+from farside_protocol.models import JobSpec
+from farside_protocol.payload import decode_call
 
 __all__ = ["Journal", "active_journal", "call_key"]
 
@@ -26,7 +26,7 @@ __all__ = ["Journal", "active_journal", "call_key"]
 def call_key(place: int, spec: JobSpec) -> str:
     """The journal key of the ``place``-th call of a body.
 
-    >>> from farside_pilot.protocol.payload import encode_call
+    >>> from farside_protocol.payload import encode_call
     >>> spec = JobSpec(payload=encode_call(b"fn", (1, 2), {}), name="add")
     >>> call_key(3, spec) == call_key(3, spec), call_key(3, spec).startswith("3:")
     (True, True)

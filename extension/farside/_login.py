@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx
 
-from farside_pilot.protocol import API_PREFIX, ConfigurationError, FarsideError
+from farside_protocol import API_PREFIX, ConfigurationError, FarsideError
 
 from ._config import config_dir
 

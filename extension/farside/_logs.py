@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import httpx
 
-from farside_pilot.protocol import FarsideError
-from farside_pilot.protocol.models import LogLine, LogPage
+from farside_protocol import FarsideError
+from farside_protocol.models import LogLine, LogPage
 
 from ._http import Api, is_retryable, iter_messages
 

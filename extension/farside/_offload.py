@@ -20,10 +20,11 @@ import uuid
 from collections.abc import Hashable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from farside_pilot.protocol import FarsideError, JobFailed, NotFound
-from farside_pilot.protocol.errors import RESULT_TOO_LARGE
-from farside_pilot.protocol.models import JobSpec, JobState, SubmitRequest, SubmitResponse
-from farside_pilot.protocol.payload import InputRef, encode_call
+from farside_protocol import FarsideError, JobFailed, NotFound
+from farside_protocol.errors import RESULT_TOO_LARGE
+from farside_protocol.models import JobSpec, SubmitRequest, SubmitResponse
+from farside_protocol.payload import InputRef, encode_call
+from farside_protocol.states import JobState
 
 from ._dask_config import setting
 from ._futures import FarsideFuture

@@ -20,7 +20,7 @@ from ._offload_plan import Part
 from ._progress import Bar
 
 if TYPE_CHECKING:
-    from farside_pilot.protocol.models import JobEvent
+    from farside_protocol.models import JobEvent
 
     from ._gateway import Gateway
 

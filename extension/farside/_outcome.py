@@ -14,9 +14,9 @@ import pickle
 from dataclasses import dataclass
 from typing import Any
 
-from farside_pilot.protocol import JobFailed, JobState, RemoteError, TaskError
-from farside_pilot.protocol.models import JobEvent
-from farside_pilot.protocol.payload import ErrorInfo, PayloadError, decode_outcome
+from farside_protocol import JobFailed, JobState, RemoteError, TaskError
+from farside_protocol.models import JobEvent
+from farside_protocol.payload import ErrorInfo, PayloadError, decode_outcome
 
 __all__ = ["Outcome", "exception_from_error", "outcome_of"]
 
@@ -33,7 +33,7 @@ class Outcome:
 def exception_from_error(info: ErrorInfo, job_id: int | None) -> BaseException:
     """The remote exception itself if it unpickles here, else a :class:`RemoteError`.
 
-    >>> from farside_pilot.protocol.payload import decode_outcome, encode_exception
+    >>> from farside_protocol.payload import decode_outcome, encode_exception
     >>> _, info = decode_outcome(encode_exception(KeyError("x")))
     >>> exc = exception_from_error(info, 7)
     >>> type(exc).__name__, exc.__notes__[0].splitlines()[0]

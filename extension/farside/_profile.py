@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from farside_pilot.protocol.models import TOKEN_PREFIXES
+from farside_protocol.models import TOKEN_PREFIXES
 
 DEFAULT_ENV = "FARSIDE_DEFAULT_ENV"
 DEFAULT_GPUS = "FARSIDE_DEFAULT_GPUS"

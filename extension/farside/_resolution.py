@@ -17,8 +17,9 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from farside_pilot.protocol import FarsideError, NotFound, TaskError
-from farside_pilot.protocol.models import JobDetail, JobEvent, JobState
+from farside_protocol import FarsideError, NotFound, TaskError
+from farside_protocol.models import JobDetail, JobEvent
+from farside_protocol.states import JobState
 
 from ._futures import FarsideFuture
 from ._http import Api, is_retryable

@@ -28,8 +28,8 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 import cloudpickle
 
-from farside_pilot.protocol.models import JobSpec, Resources
-from farside_pilot.protocol.payload import dump_function, encode_call
+from farside_protocol.models import JobSpec, Resources
+from farside_protocol.payload import dump_function, encode_call
 
 from ._futures import FarsideFuture, MapResult
 from ._gateway import SUBMIT_CHUNK, Gateway, get_gateway

@@ -24,9 +24,9 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
-from farside_pilot.protocol import FarsideError, WorkflowCancelled
-from farside_pilot.protocol.payload import encode_call
-from farside_pilot.protocol.workflows import (
+from farside_protocol import FarsideError, WorkflowCancelled
+from farside_protocol.payload import encode_call
+from farside_protocol.workflows import (
     WorkflowInfo,
     WorkflowList,
     WorkflowReport,

@@ -14,8 +14,8 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from farside_pilot.protocol import API_PREFIX
-from farside_pilot.protocol.models import ErrorEnvelope
+from farside_protocol import API_PREFIX
+from farside_protocol.models import ErrorEnvelope
 
 from . import __version__, monitor
 from .api import (

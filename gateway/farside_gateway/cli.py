@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from farside_pilot.protocol import ConfigurationError, FarsideError
+from farside_protocol import ConfigurationError, FarsideError
 
 from .config import GatewayConfig, load_config
 from .local_platform import TokenFiles, config_dir, state_dir

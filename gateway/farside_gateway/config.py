@@ -28,8 +28,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
-from farside_pilot.protocol import ConfigurationError
-from farside_pilot.protocol.models import Memory, Walltime
+from farside_protocol import ConfigurationError
+from farside_protocol.models import Memory, Walltime
 
 from .clusters.config import ClustersConfig
 

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import httpx
 
-from farside_pilot.protocol import ConfigurationError
+from farside_protocol import ConfigurationError
 
 #: where scripts/hub.sh installs the proxy unless FARSIDE_HUB_DIR says otherwise
 DEFAULT_PROXY = "/tmp/farside-hub/chp/node_modules/.bin/configurable-http-proxy"

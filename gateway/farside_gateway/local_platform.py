@@ -20,7 +20,7 @@ from pathlib import Path
 import platformdirs
 from sqlalchemy import Connection
 
-from farside_pilot.protocol import env
+from farside_protocol import env
 
 from .auth.tokens import new_token, store_token
 

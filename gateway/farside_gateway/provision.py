@@ -25,7 +25,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
-from farside_pilot.protocol import ErrorClass, JobState
+from farside_protocol import ErrorClass, JobState
 
 from .broker.match import NEED_COLUMNS, Need
 from .broker.plan import SiteView, head_size, place

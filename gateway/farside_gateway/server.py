@@ -19,7 +19,7 @@ from collections.abc import Callable, Generator, Sequence
 import uvicorn
 from sqlalchemy import Connection
 
-from farside_pilot.protocol import ConfigurationError
+from farside_protocol import ConfigurationError
 
 from .app import create_app
 from .config import GatewayConfig

@@ -1,13 +1,9 @@
 """farside pilot: runs on a batch slot, pulls work from the gateway over HTTPS, runs it.
 
-It never imports ``farside_gateway``; its whole contract is ``farside_pilot.protocol`` and
+It never imports ``farside_gateway``; its whole contract is ``farside_protocol`` and
 the ``FARSIDE_*`` environment variables.
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from farside_protocol import __version__
 
-try:
-    # one version for client, gateway and pilot: the installed distribution's
-    __version__ = version("farside")
-except PackageNotFoundError:  # run from a source tree that was never installed
-    __version__ = "0+unknown"
+__all__ = ["__version__"]

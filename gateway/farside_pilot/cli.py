@@ -6,9 +6,10 @@ import asyncio
 import logging
 import sys
 
+from farside_protocol.errors import ConfigurationError
+
 from .config import load_config
 from .pilot import Pilot
-from .protocol.errors import ConfigurationError
 
 
 def main(argv: list[str] | None = None) -> int:

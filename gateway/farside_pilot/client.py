@@ -3,7 +3,7 @@
 Every call retries connection errors and 5xx answers with jittered, capped backoff for up to
 ``grace`` seconds, so a gateway restart costs the pilot nothing: running jobs go on, and
 their reports go out when the gateway is back. Other errors are raised at once as the
-:mod:`farside_pilot.protocol.errors` class the gateway's envelope names.
+:mod:`farside_protocol.errors` class the gateway's envelope names.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel
 
-from .protocol.errors import ApiError, GatewayUnreachable, ServerError, error_from_envelope
-from .protocol.models import API_PREFIX
-from .protocol.pilot_api import (
+from farside_protocol.errors import ApiError, GatewayUnreachable, ServerError, error_from_envelope
+from farside_protocol.models import API_PREFIX
+from farside_protocol.pilot_api import (
     AcquireRequest,
     AcquireResponse,
     HeartbeatRequest,

@@ -1,7 +1,7 @@
 """The pilot's configuration: ``FARSIDE_*`` environment variables, overridden by flags.
 
 The variables are the contract with whoever starts the pilot (see
-:mod:`farside_pilot.protocol.env`); the flags exist for people starting one by hand.
+:mod:`farside_protocol.env`); the flags exist for people starting one by hand.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .protocol import env
-from .protocol.errors import ConfigurationError
-from .protocol.units import parse_memory, parse_walltime
+from farside_protocol import env
+from farside_protocol.errors import ConfigurationError
+from farside_protocol.units import parse_memory, parse_walltime
 
 
 @dataclass

@@ -18,8 +18,8 @@ import asyncio
 import logging
 import os
 
-from .protocol.clusters import DaskWorkerLease
-from .protocol.env import DASK_HOST
+from farside_protocol.clusters import DaskWorkerLease
+from farside_protocol.env import DASK_HOST
 
 
 class DaskWorkerError(RuntimeError):

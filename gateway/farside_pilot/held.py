@@ -5,9 +5,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from farside_protocol.models import Resources
+from farside_protocol.pilot_api import Assignment
+
 from .limits import UsageSeries
-from .protocol.models import Resources
-from .protocol.pilot_api import Assignment
 from .workers import WorkerProcess
 
 

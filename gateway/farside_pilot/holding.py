@@ -14,11 +14,12 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
+from farside_protocol.errors import ApiError, Conflict, NotFound
+from farside_protocol.pilot_api import Assignment, ReleaseRequest
+
 from .client import GatewayClient
 from .held import HeldJob
 from .outcomes import Outcomes, system_failure
-from .protocol.errors import ApiError, Conflict, NotFound
-from .protocol.pilot_api import Assignment, ReleaseRequest
 from .runner import JobRunner
 
 log = logging.getLogger(__name__)

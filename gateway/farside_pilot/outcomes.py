@@ -9,11 +9,12 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from farside_protocol.errors import Conflict, NotFound, PayloadTooLarge, result_too_large
+from farside_protocol.pilot_api import JobUpdate
+from farside_protocol.states import ErrorClass
+
 from .client import GatewayClient
 from .held import HeldJob
-from .protocol.errors import Conflict, NotFound, PayloadTooLarge, result_too_large
-from .protocol.models import ErrorClass
-from .protocol.pilot_api import JobUpdate
 from .reporter import Reporter
 from .worker import JobOutcome
 

@@ -27,20 +27,14 @@ from collections.abc import Awaitable
 
 import httpx
 
-from . import __version__
-from .client import GatewayClient
-from .config import PilotConfig, make_workdir
-from .held import HeldJob
-from .holding import Holding
-from .outcomes import Outcomes, killed_outcome
-from .protocol.errors import (
+from farside_protocol.errors import (
     ApiError,
     FarsideError,
     Forbidden,
     GatewayUnreachable,
     Unauthorized,
 )
-from .protocol.pilot_api import (
+from farside_protocol.pilot_api import (
     AcquireRequest,
     FreeShape,
     HeartbeatRequest,
@@ -48,6 +42,13 @@ from .protocol.pilot_api import (
     PilotRegistered,
     PilotRegistration,
 )
+
+from . import __version__
+from .client import GatewayClient
+from .config import PilotConfig, make_workdir
+from .held import HeldJob
+from .holding import Holding
+from .outcomes import Outcomes, killed_outcome
 from .reporter import Reporter
 from .runner import JobRunner
 from .slots import Prefetch, Shape, Slot

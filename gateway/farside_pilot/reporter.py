@@ -19,9 +19,10 @@ import logging
 import time
 from collections.abc import Callable
 
+from farside_protocol.errors import ApiError, Conflict
+from farside_protocol.pilot_api import JobUpdate, LogEntry, ReportRequest
+
 from .client import GatewayClient
-from .protocol.errors import ApiError, Conflict
-from .protocol.pilot_api import JobUpdate, LogEntry, ReportRequest
 from .worker import Stream
 
 log = logging.getLogger(__name__)

@@ -16,8 +16,9 @@ import signal
 import time
 from typing import Protocol
 
+from farside_protocol import env
+
 from .held import HeldJob
-from .protocol import env
 from .slots import Slot
 from .usage import UsageWatch
 from .worker import JobOutcome, Stream

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .protocol.models import Resources
+from farside_protocol.models import Resources
 
 SHORT_JOB = 0.05  # seconds; "well under" the 0.2 s at which a round trip stops mattering
 LONG_JOB = 0.2

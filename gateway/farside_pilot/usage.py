@@ -10,11 +10,12 @@ import asyncio
 import time
 from collections.abc import Callable, Mapping
 
+from farside_protocol.units import format_memory
+
 from .gpus import SAMPLE_INTERVAL as GPU_SAMPLE_INTERVAL
 from .gpus import GpuReading, read_gpus
 from .held import HeldJob
 from .limits import WATCH_INTERVAL, tree_cpu, tree_rss
-from .protocol.units import format_memory
 
 #: ``(job, resource, message)``: the job used more of ``resource`` than it asked for
 Overrun = Callable[[HeldJob, str, str], None]

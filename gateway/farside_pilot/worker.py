@@ -40,8 +40,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any, Literal
 
-from .lifeline import watch_parent
-from .protocol.payload import (
+from farside_protocol.payload import (
     PayloadError,
     decode_call,
     decode_outcome,
@@ -49,6 +48,8 @@ from .protocol.payload import (
     encode_value,
     substitute_inputs,
 )
+
+from .lifeline import watch_parent
 
 FUNCTION_CACHE_SIZE = 32
 Stream = Literal["stdout", "stderr", "system"]

@@ -22,7 +22,7 @@ import httpx
 from _common import emit, log, summary_ms
 
 from authz_support import sse_events
-from farside_pilot.protocol.payload import dump_function, encode_call
+from farside_protocol.payload import dump_function, encode_call
 from harness import GatewayProcess
 
 

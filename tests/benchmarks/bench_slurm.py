@@ -24,7 +24,7 @@ from typing import Any
 from _common import emit, log, running_gateway, wait_for_pilots, wait_until
 
 import farside
-from farside_pilot.protocol.models import PilotInfo
+from farside_protocol.models import PilotInfo
 
 
 def slurm_site(**overrides: Any) -> dict[str, Any]:

@@ -22,8 +22,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import cloudpickle
 
-from farside_pilot.protocol import JobState
-from farside_pilot.protocol.models import (
+from farside_protocol import JobState
+from farside_protocol.models import (
     CancelRequest,
     EventBatch,
     JobDetail,
@@ -35,7 +35,7 @@ from farside_pilot.protocol.models import (
     StateChange,
     SubmitRequest,
 )
-from farside_pilot.protocol.payload import decode_call, encode_exception, encode_value
+from farside_protocol.payload import decode_call, encode_exception, encode_value
 
 TOKEN = "fake-token"
 PING = 0.2

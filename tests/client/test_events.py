@@ -14,7 +14,7 @@ import farside
 from farside._config import ClientConfig
 from farside._events import EventListener
 from farside._http import Api, iter_messages
-from farside_pilot.protocol.models import EventBatch, JobEvent
+from farside_protocol.models import EventBatch, JobEvent
 
 
 def event(seq: int, job_id: int, state: str = "finished") -> JobEvent:

@@ -8,9 +8,9 @@ import time
 import pytest
 
 import farside
-from farside_pilot.protocol import JobState
-from farside_pilot.protocol.models import JobEvent
-from farside_pilot.protocol.payload import encode_value
+from farside_protocol import JobState
+from farside_protocol.models import JobEvent
+from farside_protocol.payload import encode_value
 
 from ._fakegw import TOKEN, FakeGateway
 

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 import farside
-from farside_pilot.protocol import ServiceUnavailable
+from farside_protocol import ServiceUnavailable
 
 from ._fakegw import FakeGateway
 

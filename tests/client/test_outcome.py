@@ -10,8 +10,8 @@ import pytest
 
 import farside
 from farside._outcome import outcome_of
-from farside_pilot.protocol.models import JobEvent
-from farside_pilot.protocol.payload import encode_exception, encode_value
+from farside_protocol.models import JobEvent
+from farside_protocol.payload import encode_exception, encode_value
 
 
 def terminal(state: str, **fields: object) -> JobEvent:

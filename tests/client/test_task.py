@@ -13,7 +13,7 @@ from pydantic import ValidationError
 import farside
 from farside import _task
 from farside._task import ships_by_value
-from farside_pilot.protocol.payload import decode_call
+from farside_protocol.payload import decode_call
 
 from ._fakegw import FakeGateway
 

@@ -12,7 +12,7 @@ import farside
 from farside import JobState
 from farside.widgets import JobMonitor, LogView
 from farside.widgets._board import JobBoard
-from farside_pilot.protocol.models import JobEvent, JobInfo, LogLine, Resources
+from farside_protocol.models import JobEvent, JobInfo, LogLine, Resources
 
 from ._fakegw import TOKEN, FakeGateway
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from farside.widgets import WorkflowMonitor
 from farside.widgets._workflow import workflow_html
-from farside_pilot.protocol.workflows import WorkflowInfo, WorkflowState
+from farside_protocol.workflows import WorkflowInfo, WorkflowState
 
 
 def info(state: str, children: dict[str, int], report: dict[str, Any], **kw: Any) -> WorkflowInfo:

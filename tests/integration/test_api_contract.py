@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from farside_pilot.protocol.payload import dump_function, encode_call
+from farside_protocol.payload import dump_function, encode_call
 from harness import GatewayProcess
 
 pytestmark = pytest.mark.integration

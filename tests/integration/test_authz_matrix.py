@@ -30,7 +30,7 @@ from authz_support import (
     wait_past_expiry,
 )
 from authz_world import ALICE_GROUP, IDENTITIES, Identity, World, world
-from farside_pilot.protocol import API_PREFIX
+from farside_protocol import API_PREFIX
 from oidc_support import oidc_issuer
 
 pytestmark = pytest.mark.integration

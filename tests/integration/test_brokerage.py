@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 import farside
-from farside_pilot.protocol.errors import InvalidRequest
+from farside_protocol.errors import InvalidRequest
 from harness import GatewayProcess, wait_until
 from scenarios import last_start_of, two_users_submit_at_once
 

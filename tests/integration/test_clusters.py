@@ -22,8 +22,8 @@ import pytest
 from distributed import Client
 
 import farside
-from farside_pilot.protocol import Conflict, InvalidRequest
-from farside_pilot.protocol.clusters import ClusterCredentials, ClusterInfo, WorkerStop
+from farside_protocol import Conflict, InvalidRequest
+from farside_protocol.clusters import ClusterCredentials, ClusterInfo, WorkerStop
 from harness import GatewayProcess, running_gateway, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.dask]

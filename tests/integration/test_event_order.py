@@ -9,7 +9,7 @@ import pytest
 
 from farside_gateway.db import Database
 from farside_gateway.pool.changes import Changes
-from farside_pilot.protocol import JobState
+from farside_protocol import JobState
 
 pytestmark = pytest.mark.postgres
 

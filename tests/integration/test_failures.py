@@ -9,7 +9,7 @@ import time
 import pytest
 
 import farside
-from farside_pilot.protocol import JobState
+from farside_protocol import JobState
 from harness import GatewayProcess, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import farside
-from farside_pilot.protocol.models import PilotInfo
+from farside_protocol.models import PilotInfo
 from harness import GatewayProcess, wait_until
 from htcondor_support import CondorGateways, condor, condor_gateways, site_jobs, start_pool
 

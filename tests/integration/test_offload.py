@@ -23,8 +23,8 @@ import psutil
 import pytest
 
 import farside
-from farside_pilot.protocol.models import API_PREFIX
-from farside_pilot.protocol.payload import encode_value
+from farside_protocol.models import API_PREFIX
+from farside_protocol.payload import encode_value
 from harness import GatewayProcess, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.dask]

@@ -21,7 +21,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from farside_pilot.protocol.payload import dump_function, encode_call
+from farside_protocol.payload import dump_function, encode_call
 from harness import GatewayProcess, wait_until
 from oidc_support import (
     OTHER_CLIENT,

@@ -9,7 +9,7 @@ import psutil
 import pytest
 
 import farside
-from farside_pilot.protocol.models import PilotInfo
+from farside_protocol.models import PilotInfo
 from harness import GatewayProcess, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

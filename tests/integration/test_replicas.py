@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from authz_support import sse_events
-from farside_pilot.protocol.payload import dump_function, encode_call
+from farside_protocol.payload import dump_function, encode_call
 from harness import GatewayProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import farside
-from farside_pilot.protocol import JobState
+from farside_protocol import JobState
 from harness import GatewayProcess, wait_until
 
 pytestmark = pytest.mark.integration

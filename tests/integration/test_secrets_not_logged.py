@@ -36,7 +36,7 @@ from authz_support import (
     submit,
     wait_past_expiry,
 )
-from farside_pilot.protocol import env
+from farside_protocol import env
 from harness import GatewayProcess, wait_until
 from oidc_support import (
     GATEWAY_CLIENT,

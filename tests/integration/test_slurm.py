@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 import farside
-from farside_pilot.protocol.models import PilotInfo
+from farside_protocol.models import PilotInfo
 from harness import GatewayProcess, wait_until
 from slurm_support import site_jobs, slurm_cluster, slurm_site, squeue
 

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 import farside
-from farside_pilot.protocol.workflows import WorkflowState
+from farside_protocol.workflows import WorkflowState
 from harness import GatewayProcess, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -248,7 +248,7 @@ def test_body_token_cannot_leave_its_scope(
 def test_journal_keys_are_only_for_workflow_bodies(
     gateway: GatewayProcess, client: farside.Gateway
 ) -> None:
-    from farside_pilot.protocol.payload import encode_call
+    from farside_protocol.payload import encode_call
 
     payload = encode_call(b"x", (), {})
     spec = {"payload": __import__("base64").b64encode(payload).decode(), "journal_key": "0:ab"}

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from farside_pilot.protocol.payload import dump_function, encode_call
 from farside_pilot.worker import JobOutcome
 from farside_pilot.workers import Message, WorkerProcess
+from farside_protocol.payload import dump_function, encode_call
 
 
 class WorkerHarness:

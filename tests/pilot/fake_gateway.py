@@ -13,9 +13,9 @@ from typing import Any
 
 import httpx
 
-from farside_pilot.protocol.models import API_PREFIX, Resources
-from farside_pilot.protocol.payload import decode_outcome, dump_function, encode_call
-from farside_pilot.protocol.pilot_api import (
+from farside_protocol.models import API_PREFIX, Resources
+from farside_protocol.payload import decode_outcome, dump_function, encode_call
+from farside_protocol.pilot_api import (
     AcquireRequest,
     AcquireResponse,
     Assignment,

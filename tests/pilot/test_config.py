@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from farside_pilot.config import load_config
-from farside_pilot.protocol import ConfigurationError
+from farside_protocol import ConfigurationError
 
 ENV = {
     "FARSIDE_GATEWAY_URL": "http://gw:8765/",

@@ -12,7 +12,7 @@ from distributed import Scheduler
 from distributed.security import Security
 
 from farside_pilot.dask_worker import DaskWorkerError, serve
-from farside_pilot.protocol.clusters import DaskWorkerLease
+from farside_protocol.clusters import DaskWorkerLease
 
 
 def _lease(address: str, security: Security, **extra: object) -> bytes:

@@ -9,7 +9,7 @@ from typing import Any
 import cloudpickle
 import pytest
 
-from farside_pilot.protocol.payload import (
+from farside_protocol.payload import (
     InputRef,
     PayloadError,
     decode_outcome,

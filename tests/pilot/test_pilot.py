@@ -332,7 +332,7 @@ def add_up(values: list[int], scale: int = 1) -> int:
 async def test_inputs_are_fetched_and_put_in_place_before_the_job_starts(
     gateway: FakeGateway, start: Callable[..., asyncio.Task[int]]
 ) -> None:
-    from farside_pilot.protocol.payload import InputRef, encode_value
+    from farside_protocol.payload import InputRef, encode_value
 
     plain = gateway.add_job(square, 3)
     with_inputs = gateway.add_job(
@@ -353,7 +353,7 @@ async def test_inputs_are_fetched_and_put_in_place_before_the_job_starts(
 async def test_an_input_the_gateway_does_not_have_fails_the_job(
     gateway: FakeGateway, start: Callable[..., asyncio.Task[int]]
 ) -> None:
-    from farside_pilot.protocol.payload import InputRef
+    from farside_protocol.payload import InputRef
 
     job = gateway.add_job(add_up, [InputRef(9)], inputs={})
     gateway.queue[-1].inputs = [9]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from farside_pilot.protocol.models import Resources
 from farside_pilot.slots import Prefetch, Shape, Slot
+from farside_protocol.models import Resources
 
 
 def need(cores: int = 1, memory: int = 1, gpus: int = 0) -> Resources:

@@ -10,8 +10,8 @@ import sys
 import textwrap
 from pathlib import Path
 
-from farside_pilot.protocol import source
-from farside_pilot.protocol.payload import dump_function
+from farside_protocol import source
+from farside_protocol.payload import dump_function
 
 # a process that stands for a pilot on another machine: it reads a pickled function from
 # stdin, calls it and prints the traceback it raised

@@ -10,7 +10,7 @@ import types
 
 import cloudpickle
 
-from farside_pilot.protocol.payload import ErrorInfo, decode_outcome, encode_call
+from farside_protocol.payload import ErrorInfo, decode_outcome, encode_call
 
 from .conftest import WorkerHarness
 

@@ -12,8 +12,8 @@ from farside_gateway.config import SiteConfig
 from farside_gateway.pool.fairshare import Claimant, ShareRules, plan
 from farside_gateway.pool.scouts import percentile
 from farside_gateway.provision import classify_batch_end
-from farside_pilot.protocol import ErrorClass, InvalidRequest
-from farside_pilot.protocol.models import JobSpec, Resources
+from farside_protocol import ErrorClass, InvalidRequest
+from farside_protocol.models import JobSpec, Resources
 
 GiB = 1024**3
 

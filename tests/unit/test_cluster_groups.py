@@ -7,8 +7,8 @@ import pytest
 
 from farside_gateway.clusters.groups import check_groups, fit_defaults
 from farside_gateway.config import GatewayConfig, SiteConfig
-from farside_pilot.protocol import InvalidRequest
-from farside_pilot.protocol.clusters import WorkerGroupSpec
+from farside_protocol import InvalidRequest
+from farside_protocol.clusters import WorkerGroupSpec
 
 SITES = [
     {"name": "short", "plugin": "local", "cores": 4, "memory": "8 GiB", "walltime": "1h"},

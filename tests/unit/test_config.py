@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from farside_gateway.config import load_config
-from farside_pilot.protocol import ConfigurationError
+from farside_protocol import ConfigurationError
 
 
 def _write(tmp_path: Path, text: str) -> Path:

@@ -20,7 +20,7 @@ from farside_gateway.sites.htcondor import (
     parse_submitted,
     submit_description,
 )
-from farside_pilot.protocol import ConfigurationError
+from farside_protocol import ConfigurationError
 
 
 def _site(tmp_path: Path, options: dict[str, Any] | None = None, **config: Any) -> HTCondorSite:

@@ -10,7 +10,7 @@ import pytest
 from farside_gateway.config import SiteConfig
 from farside_gateway.sites.base import BatchState, load_site
 from farside_gateway.sites.kubernetes import KubernetesSite, label_value, pod_status
-from farside_pilot.protocol import ConfigurationError
+from farside_protocol import ConfigurationError
 
 GiB = 1024**3
 

@@ -14,7 +14,7 @@ from dask._task_spec import DataNode, Task, TaskRef
 
 from farside._offload import _flatten, _nested
 from farside._offload_plan import Part, plan, run_part, task_graph
-from farside_pilot.protocol.payload import InputRef, substitute_inputs
+from farside_protocol.payload import InputRef, substitute_inputs
 
 
 class Captured:
@@ -141,7 +141,7 @@ def test_old_style_tuple_graphs_are_converted() -> None:
     assert len(get.parts) == 1
 
 
-@pytest.mark.parametrize("module", ["farside._offload_plan", "farside_pilot.protocol.payload"])
+@pytest.mark.parametrize("module", ["farside._offload_plan", "farside_protocol.payload"])
 def test_docstring_examples(module: str) -> None:
     import doctest
     import importlib

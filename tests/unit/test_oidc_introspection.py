@@ -13,7 +13,7 @@ import pytest
 from farside_gateway.auth.introspection import check_claims
 from farside_gateway.auth.oidc import REFUSED_SECONDS, OidcValidator
 from farside_gateway.config import OidcConfig
-from farside_pilot.protocol import Unauthorized
+from farside_protocol import Unauthorized
 
 ISSUER = "https://iam.example.org/"
 NOW = 1_000_000.0

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from farside_gateway.auth.oidc import OidcValidator, groups_from_claim, principal_from_claims
 from farside_gateway.config import OidcConfig, load_config
-from farside_pilot.protocol import ConfigurationError, Forbidden, Unauthorized
+from farside_protocol import ConfigurationError, Forbidden, Unauthorized
 
 ISSUER = "https://iam.example.org/"
 

@@ -5,7 +5,7 @@ import socket
 import pytest
 
 from farside_gateway.server import bind
-from farside_pilot.protocol import ConfigurationError
+from farside_protocol import ConfigurationError
 
 
 def test_busy_port_says_what_to_do() -> None:

@@ -13,7 +13,7 @@ from farside_gateway.config import SiteConfig
 from farside_gateway.sites import slurm
 from farside_gateway.sites.base import BatchState, BatchStatus, SubmitError, load_site
 from farside_gateway.sites.slurm import SlurmCommandError, SlurmSite
-from farside_pilot.protocol import ConfigurationError
+from farside_protocol import ConfigurationError
 
 
 def make_site(tmp_path: Path, **site: Any) -> SlurmSite:

@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 
 from farside_gateway.pool.changes import TRANSITIONS, Changes, IllegalTransition
-from farside_pilot.protocol import JobState
-from farside_pilot.protocol.models import TERMINAL_STATES
+from farside_protocol import JobState
+from farside_protocol.states import TERMINAL_STATES
 
 
 def test_final_states_are_final() -> None:

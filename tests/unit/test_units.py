@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from farside_pilot.protocol import format_memory, parse_memory, parse_walltime
+from farside_protocol import format_memory, parse_memory, parse_walltime
 
 
 @pytest.mark.parametrize(

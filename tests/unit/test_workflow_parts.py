@@ -15,14 +15,14 @@ import pytest
 from pydantic import ValidationError
 
 from farside._journal import Journal, call_key
-from farside_pilot.protocol.models import JobSpec
-from farside_pilot.protocol.payload import encode_call
-from farside_pilot.protocol.workflows import WorkflowReport, WorkflowState, workflow_state
+from farside_protocol.models import JobSpec
+from farside_protocol.payload import encode_call
+from farside_protocol.workflows import WorkflowReport, WorkflowState, workflow_state
 
 KEY_IN_A_FRESH_PROCESS = """
 from farside._journal import call_key
-from farside_pilot.protocol.models import JobSpec
-from farside_pilot.protocol.payload import encode_call
+from farside_protocol.models import JobSpec
+from farside_protocol.payload import encode_call
 point = {"learning_rate": 0.1 * 3, "depth": 4, "tags": ("a", "b"), "seed": None}
 print(call_key(7, JobSpec(payload=encode_call(b"f", (point,), {"n": 2.5}), name="evaluate")))
 """

@@ -25,7 +25,7 @@ from __future__ import annotations
 try:
     import ipywidgets as _ipywidgets  # type: ignore[import-untyped,unused-ignore]  # noqa: F401
 except ImportError as exc:  # pragma: no cover - the extra is installed in every test run
-    from farside_pilot.protocol import ConfigurationError
+    from farside_protocol import ConfigurationError
 
     raise ConfigurationError(
         "farside.widgets needs ipywidgets: pip install 'farside[dask]' (or ipywidgets>=8.1)"

@@ -15,8 +15,8 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from farside_pilot.protocol import JobState
-from farside_pilot.protocol.models import JobEvent, JobInfo
+from farside_protocol import JobState
+from farside_protocol.models import JobEvent, JobInfo
 
 __all__ = ["SHOWN_STATES", "Failure", "GroupCounts", "JobBoard", "shown_state"]
 

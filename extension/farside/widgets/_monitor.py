@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets  # type: ignore[import-untyped,unused-ignore]
 
-from farside_pilot.protocol.models import JobEvent, JobList
+from farside_protocol.models import JobEvent, JobList
 
 from .._events import EventListener
 from .._futures import MapResult

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
-from farside_pilot.protocol.workflows import WorkflowInfo
+from farside_protocol.workflows import WorkflowInfo
 
 from ._live import Painter
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from farside_pilot.protocol.clusters import (
+from farside_protocol.clusters import (
     ClusterCredentials,
     ClusterInfo,
     ClusterList,

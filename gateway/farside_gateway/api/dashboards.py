@@ -25,7 +25,7 @@ from fastapi.responses import RedirectResponse, StreamingResponse
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 
-from farside_pilot.protocol import FarsideError, ServiceUnavailable, Unauthorized
+from farside_protocol import FarsideError, ServiceUnavailable, Unauthorized
 
 from ..auth.tokens import Principal
 from ..clusters.dashboard import dashboard_path, dashboard_target

@@ -26,9 +26,8 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from farside_pilot import __version__
-from farside_pilot.protocol import FarsideError, Forbidden, Unauthorized
-from farside_pilot.protocol.clusters import (
+from farside_protocol import FarsideError, Forbidden, Unauthorized, __version__
+from farside_protocol.clusters import (
     DEFAULT_GROUP,
     ClusterInfo,
     ClusterRequest,

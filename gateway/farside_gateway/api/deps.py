@@ -15,8 +15,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from farside_pilot.protocol import Forbidden, Unauthorized
-from farside_pilot.protocol.models import API_PREFIX
+from farside_protocol import Forbidden, Unauthorized
+from farside_protocol.models import API_PREFIX
 
 from ..auth.hub import UnknownHubToken, looks_like_jwt
 from ..auth.oidc import is_farside_token

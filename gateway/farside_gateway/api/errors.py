@@ -1,7 +1,7 @@
 """One JSON error envelope for every failure, and the request size limit.
 
 ``{"error": {"code": "...", "message": "...", "details": {...}}}``: the codes are those of
-``farside_pilot.protocol.errors``, so clients re-raise the exception the gateway raised.
+``farside_protocol.errors``, so clients re-raise the exception the gateway raised.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from farside_pilot.protocol import ApiError, MalformedRequest, PayloadTooLarge
-from farside_pilot.protocol.errors import InvalidRequest, NotFound, ServerError
+from farside_protocol import ApiError, MalformedRequest, PayloadTooLarge
+from farside_protocol.errors import InvalidRequest, NotFound, ServerError
 
 log = logging.getLogger(__name__)
 

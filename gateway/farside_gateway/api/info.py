@@ -6,8 +6,8 @@ from fastapi import APIRouter, Response
 from pydantic import TypeAdapter
 from sqlalchemy import Connection, delete, insert
 
-from farside_pilot.protocol import NotFound
-from farside_pilot.protocol.models import (
+from farside_protocol import NotFound
+from farside_protocol.models import (
     MAX_WALLTIME,
     PilotInfo,
     Resources,

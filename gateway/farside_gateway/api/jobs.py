@@ -8,20 +8,20 @@ from fastapi import APIRouter, Query, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
-from farside_pilot.protocol import InvalidRequest
-from farside_pilot.protocol.models import (
+from farside_protocol import InvalidRequest
+from farside_protocol.models import (
     CancelRequest,
     CancelResponse,
     JobDetail,
     JobKind,
     JobList,
-    JobState,
     LogPage,
     RetryRequest,
     RetryResponse,
     SubmitRequest,
     SubmitResponse,
 )
+from farside_protocol.states import JobState
 
 from ..broker.match import check_runnable
 from ..pool import queries
@@ -147,7 +147,7 @@ async def debug(job_id: int, who: UserDep, rt: RuntimeDep) -> Response:
     responses={200: {"content": {"application/octet-stream": {}}}},
 )
 async def result(job_id: int, who: UserDep, rt: RuntimeDep) -> Response:
-    """The pickled outcome of a finished or failed job (see farside_pilot.protocol.payload)."""
+    """The pickled outcome of a finished or failed job (see farside_protocol.payload)."""
     inline, blob = await rt.db.read(queries.job_result, job_id, who.owner_filter)
     return await blob_response(rt, inline, blob)
 

@@ -10,10 +10,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
-from farside_pilot.protocol import Conflict, InvalidRequest, PayloadTooLarge
-from farside_pilot.protocol.errors import result_too_large
-from farside_pilot.protocol.models import Resources
-from farside_pilot.protocol.pilot_api import (
+from farside_protocol import Conflict, InvalidRequest, PayloadTooLarge
+from farside_protocol.errors import result_too_large
+from farside_protocol.models import Resources
+from farside_protocol.pilot_api import (
     AcquireRequest,
     AcquireResponse,
     Assignment,

@@ -15,7 +15,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import StreamingResponse
 
-from farside_pilot.protocol.models import EventBatch
+from farside_protocol.models import EventBatch
 
 from ..notify import wait_for_signal
 from ..pool import queries

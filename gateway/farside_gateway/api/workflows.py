@@ -7,8 +7,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from farside_pilot.protocol import Forbidden
-from farside_pilot.protocol.workflows import (
+from farside_protocol import Forbidden
+from farside_protocol.workflows import (
     WorkflowInfo,
     WorkflowList,
     WorkflowReport,

@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from farside_pilot.protocol import Forbidden, Unauthorized
+from farside_protocol import Forbidden, Unauthorized
 
 from ..config import HubConfig
 from .tokens import Principal, TokenCache

@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from farside_pilot.protocol import Unauthorized
+from farside_protocol import Unauthorized
 
 from ..config import OidcConfig
 

@@ -27,8 +27,8 @@ from typing import Any
 import httpx
 import jwt
 
-from farside_pilot.protocol import Forbidden, Unauthorized
-from farside_pilot.protocol.models import TOKEN_PREFIXES
+from farside_protocol import Forbidden, Unauthorized
+from farside_protocol.models import TOKEN_PREFIXES
 
 from ..config import OidcConfig
 from .introspection import IssuerUnreachable, introspect

@@ -15,7 +15,8 @@ from typing import Generic, Literal, TypedDict, TypeVar, Unpack
 
 from sqlalchemy import Connection, delete, insert, select
 
-from farside_pilot.protocol.models import ACTIVE_STATES, TOKEN_PREFIXES
+from farside_protocol.models import TOKEN_PREFIXES
+from farside_protocol.states import ACTIVE_STATES
 
 from ..db.schema import jobs, tokens
 

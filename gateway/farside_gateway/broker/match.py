@@ -13,9 +13,10 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, and_, exists, or_, select
 
-from farside_pilot.protocol import InvalidRequest, format_memory, format_walltime
-from farside_pilot.protocol.models import MAX_WALLTIME, JobSpec, JobState
-from farside_pilot.protocol.pilot_api import AcquireRequest
+from farside_protocol import InvalidRequest, format_memory, format_walltime
+from farside_protocol.models import MAX_WALLTIME, JobSpec
+from farside_protocol.pilot_api import AcquireRequest
+from farside_protocol.states import JobState
 
 from ..config import SiteConfig
 from ..db.schema import jobs

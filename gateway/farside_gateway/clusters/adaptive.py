@@ -15,7 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from farside_pilot.protocol.clusters import DEFAULT_GROUP, WorkerGroupSpec, group_of
+from farside_protocol.clusters import DEFAULT_GROUP, WorkerGroupSpec, group_of
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 
-from farside_pilot.protocol import Forbidden, NotFound, Unauthorized
+from farside_protocol import Forbidden, NotFound, Unauthorized
 
 from ..auth.tokens import Principal
 from ..db import Database

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import re
 
-from farside_pilot.protocol import InvalidRequest
-from farside_pilot.protocol.clusters import GROUP_PATTERN, WorkerGroupSpec
+from farside_protocol import InvalidRequest
+from farside_protocol.clusters import GROUP_PATTERN, WorkerGroupSpec
 
 from ..broker.match import check_runnable
 from ..config import SiteConfig

@@ -20,8 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from farside_pilot.protocol import Conflict, FarsideError, InvalidRequest, ServiceUnavailable
-from farside_pilot.protocol.clusters import (
+from farside_protocol import Conflict, FarsideError, InvalidRequest, ServiceUnavailable
+from farside_protocol.clusters import (
     DEFAULT_GROUP,
     ClusterInfo,
     ClusterRequest,

@@ -20,7 +20,7 @@ import hashlib
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
-from farside_pilot.protocol import ServerError
+from farside_protocol import ServerError
 
 #: what sealed text starts with; a PEM key (written before sealing existed) starts "-----"
 PREFIX = "fernet:"

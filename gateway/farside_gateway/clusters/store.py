@@ -14,8 +14,8 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, and_, func, insert, select, update
 
-from farside_pilot.protocol import Conflict, JobState, NotFound
-from farside_pilot.protocol.clusters import (
+from farside_protocol import Conflict, JobState, NotFound
+from farside_protocol.clusters import (
     ClusterGroup,
     ClusterInfo,
     ClusterWorker,
@@ -24,7 +24,8 @@ from farside_pilot.protocol.clusters import (
     group_of,
     worker_name,
 )
-from farside_pilot.protocol.models import DASK_WORKER, TERMINAL_STATES, JobSpec
+from farside_protocol.models import DASK_WORKER, JobSpec
+from farside_protocol.states import TERMINAL_STATES
 
 from ..db.schema import AnyRow, clusters, jobs
 from ..pool.changes import Changes

@@ -5,7 +5,7 @@
 * ``configuration.md`` from :class:`~farside_gateway.config.GatewayConfig` and
   :class:`~farside_gateway.config.SiteConfig` (field types, defaults, descriptions) and the
   example in :mod:`farside_gateway.config`'s docstring, which is validated on the way;
-* ``environment.md`` from :data:`farside_pilot.protocol.env.VARIABLES`;
+* ``environment.md`` from :data:`farside_protocol.env.VARIABLES`;
 * ``rest-api.md`` and ``openapi.json`` from the OpenAPI document of the ASGI app that
   :func:`farside_gateway.app.create_app` builds (no server is started).
 

@@ -8,8 +8,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from farside_pilot.protocol import errors, models
-from farside_pilot.protocol.models import EventBatch, LogPage
+from farside_protocol import errors, models
+from farside_protocol.models import EventBatch, LogPage
 
 from ..config import GatewayConfig, SiteConfig
 from .markdown import COMMAND, banner, rst_to_md, table
@@ -208,7 +208,7 @@ def rest_api_md(spec: dict[str, Any]) -> str:
         "Every failure, including validation errors (which the OpenAPI document lists as "
         "`422 HTTPValidationError`), is answered with one JSON envelope:\n\n",
         '```json\n{"error": {"code": "conflict", "message": "...", "details": {}}}\n```\n\n',
-        "`code` names the exception class of `farside_pilot.protocol.errors`; the client "
+        "`code` names the exception class of `farside_protocol.errors`; the client "
         "re-raises that class.\n\n",
         table(["code", "HTTP status", "exception", "meaning"], _error_rows()),
         "\n## Endpoints\n\n",

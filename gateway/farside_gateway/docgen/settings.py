@@ -15,8 +15,8 @@ import annotated_types
 from pydantic import BaseModel, BeforeValidator, SecretStr
 from pydantic.fields import FieldInfo
 
-from farside_pilot.protocol import env
-from farside_pilot.protocol.units import format_memory, parse_memory, parse_walltime
+from farside_protocol import env
+from farside_protocol.units import format_memory, parse_memory, parse_walltime
 
 from .. import config as config_module
 from ..config import GatewayConfig, SiteConfig
@@ -265,7 +265,7 @@ def environment_md() -> str:
     ]
     return "".join(
         [
-            banner("`farside_pilot/protocol/env.py`"),
+            banner("`farside_protocol/env.py`"),
             "\n# Environment variables\n\n",
             rst_to_md((env.__doc__ or "").split("``docs/")[0].strip()),
             "\n\n",

@@ -13,8 +13,8 @@ import panel as pn
 from bokeh.models import ColumnDataSource, LinearAxis, Range1d
 from bokeh.plotting import figure
 
-from farside_pilot.protocol import FarsideError, Resources, format_memory
-from farside_pilot.protocol.models import RetryRequest
+from farside_protocol import FarsideError, Resources, format_memory
+from farside_protocol.models import RetryRequest
 
 from ..auth.tokens import Principal
 from ..broker.match import check_runnable

@@ -19,7 +19,7 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from farside_pilot.protocol import ApiError
+from farside_protocol import ApiError
 
 from ..api.deps import principal_of_token, runtime
 from ..auth.tokens import Principal

@@ -22,7 +22,7 @@ import httpx
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
 
-from farside_pilot.protocol import ApiError
+from farside_protocol import ApiError
 
 from ..api.deps import principal_of_token, runtime
 from ..clusters.sealing import SealError

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, func, select
 
-from farside_pilot.protocol.models import TERMINAL_STATES, JobDetail, JobState
+from farside_protocol.models import JobDetail
+from farside_protocol.states import TERMINAL_STATES, JobState
 
 from ..db.schema import attempts, clusters, jobs, log_lines
 from ..pool.queries import job_detail

@@ -10,9 +10,9 @@ import json
 from collections.abc import Sequence
 from datetime import datetime
 
-from farside_pilot.protocol import format_memory, format_walltime
-from farside_pilot.protocol.models import JobDetail, SiteInfo
-from farside_pilot.protocol.workflows import WorkflowInfo
+from farside_protocol import format_memory, format_walltime
+from farside_protocol.models import JobDetail, SiteInfo
+from farside_protocol.workflows import WorkflowInfo
 
 from ..pool.fairshare import ShareRules
 from .queries import ErrorGroup, GroupProgress, UserUsage

@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 import panel as pn
 
-from farside_pilot.protocol import FarsideError
-from farside_pilot.protocol.models import SiteStatusChange
+from farside_protocol import FarsideError
+from farside_protocol.models import SiteStatusChange
 
 from ..api.info import change_site_status
 from ..auth.tokens import Principal

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, and_, or_, select, text, update
 
-from farside_pilot.protocol import JobState
-from farside_pilot.protocol.models import DASK_WORKER
-from farside_pilot.protocol.pilot_api import AcquireRequest
+from farside_protocol import JobState
+from farside_protocol.models import DASK_WORKER
+from farside_protocol.pilot_api import AcquireRequest
 
 from ..broker.match import queued_fitting
 from ..config import SiteConfig

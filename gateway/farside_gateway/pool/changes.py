@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
-from farside_pilot.protocol import JobState
+from farside_protocol import JobState
 
 from ..db.engine import insert_rows
 from ..db.schema import events

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, func, select
 
-from farside_pilot.protocol import JobState
+from farside_protocol import JobState
 
 from ..db.schema import jobs
 

@@ -12,8 +12,8 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, select, update
 
-from farside_pilot.protocol import Conflict, ErrorClass, JobState, NotFound
-from farside_pilot.protocol.pilot_api import LogEntry
+from farside_protocol import Conflict, ErrorClass, JobState, NotFound
+from farside_protocol.pilot_api import LogEntry
 
 from ..db.engine import insert_rows
 from ..db.schema import AnyRow, attempts, debug_requests, jobs, log_lines, pilots

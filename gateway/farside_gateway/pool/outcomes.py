@@ -8,9 +8,9 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, func, update
 
-from farside_pilot.protocol import JobState
-from farside_pilot.protocol.models import ACTIVE_STATES
-from farside_pilot.protocol.pilot_api import JobUpdate
+from farside_protocol import JobState
+from farside_protocol.pilot_api import JobUpdate
+from farside_protocol.states import ACTIVE_STATES
 
 from ..broker.match import NEED_COLUMNS
 from ..config import SiteConfig

@@ -11,15 +11,16 @@ from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, update
 
-from farside_pilot.protocol import Conflict, Forbidden, NotFound
-from farside_pilot.protocol.pilot_api import PilotRegistration
+from farside_protocol import Conflict, Forbidden, NotFound
+from farside_protocol.pilot_api import PilotRegistration
+from farside_protocol.states import PilotState
 
 from ..auth.tokens import Principal, issue_token, revoke_pilot_tokens
 from ..db.schema import AnyRow, pilots
 
 PILOT_TOKEN_TTL = 14 * 86400.0
 #: States of a pilot that may still run or report work.
-LIVE_PILOT_STATES = ("submitted", "running", "retiring")
+LIVE_PILOT_STATES = PilotState.live()
 
 
 def create_submitted(conn: Connection, site: str, now: float) -> tuple[int, str]:
@@ -27,7 +28,7 @@ def create_submitted(conn: Connection, site: str, now: float) -> tuple[int, str]
     pilot_id = int(
         conn.execute(
             insert(pilots)
-            .values(site=site, state="submitted", submitted_at=now, last_seen=now)
+            .values(site=site, state=PilotState.SUBMITTED, submitted_at=now, last_seen=now)
             .returning(pilots.c.id)
         ).scalar_one()
     )
@@ -55,7 +56,7 @@ def register(
     if reg.site != who.name:
         raise Forbidden(f"this token is for site {who.name!r}, not {reg.site!r}")
     values: dict[str, Any] = {
-        "state": "running",
+        "state": PilotState.RUNNING,
         "hostname": reg.hostname,
         "pid": reg.pid,
         "cores": reg.cores,
@@ -74,7 +75,7 @@ def register(
         pilot_id = who.pilot_id
         updated = conn.execute(
             update(pilots)
-            .where(pilots.c.id == pilot_id, pilots.c.state == "submitted")
+            .where(pilots.c.id == pilot_id, pilots.c.state == PilotState.SUBMITTED)
             .values(**values)
         )
         if updated.rowcount != 1:
@@ -104,15 +105,15 @@ def decide_retire(conn: Connection, pilot_id: int, site: str, min_warm: int) -> 
     """Let an idle pilot go unless that would leave its site below the warm minimum."""
     staying = conn.execute(
         select(func.count()).where(
-            pilots.c.site == site, pilots.c.state.in_(["submitted", "running"])
+            pilots.c.site == site, pilots.c.state.in_([PilotState.SUBMITTED, PilotState.RUNNING])
         )
     ).scalar_one()
     if staying <= min_warm:
         return False
     conn.execute(
         update(pilots)
-        .where(pilots.c.id == pilot_id, pilots.c.state == "running")
-        .values(state="retiring")
+        .where(pilots.c.id == pilot_id, pilots.c.state == PilotState.RUNNING)
+        .values(state=PilotState.RETIRING)
     )
     return True
 

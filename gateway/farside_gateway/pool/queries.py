@@ -8,9 +8,8 @@ from typing import Any
 
 from sqlalchemy import Connection, exists, func, select
 
-from farside_pilot.protocol import ErrorClass, JobState, NotFound
-from farside_pilot.protocol.models import (
-    TERMINAL_STATES,
+from farside_protocol import ErrorClass, JobState, NotFound
+from farside_protocol.models import (
     AttemptInfo,
     JobDetail,
     JobEvent,
@@ -21,6 +20,7 @@ from farside_pilot.protocol.models import (
     Resources,
     StateChange,
 )
+from farside_protocol.states import TERMINAL_STATES
 
 from ..db.schema import AnyRow, attempts, events, job_deps, jobs, log_lines, pilots
 from .pilots import LIVE_PILOT_STATES

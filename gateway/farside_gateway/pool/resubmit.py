@@ -8,8 +8,8 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from farside_pilot.protocol import InvalidRequest, NotFound
-from farside_pilot.protocol.models import JobSpec, Resources, RetryRequest
+from farside_protocol import InvalidRequest, NotFound
+from farside_protocol.models import JobSpec, Resources, RetryRequest
 
 from ..db.schema import job_deps, jobs
 from .changes import Changes

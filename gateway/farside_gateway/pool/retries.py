@@ -16,8 +16,9 @@ from typing import Any
 
 from sqlalchemy import Connection, select, update
 
-from farside_pilot.protocol import ErrorClass, JobState, format_memory, format_walltime
-from farside_pilot.protocol.models import MAX_WALLTIME
+from farside_protocol import ErrorClass, JobState, format_memory, format_walltime
+from farside_protocol.models import MAX_WALLTIME
+from farside_protocol.states import PilotState
 
 from ..auth.tokens import revoke_pilot_tokens
 from ..broker.match import Need, fits
@@ -200,8 +201,10 @@ def take_back(
     it to drop those jobs."""
     conn.execute(
         update(pilots)
-        .where(pilots.c.id == pilot_id, pilots.c.state.in_(["submitted", "running"]))
-        .values(state="retiring", reason=reason)
+        .where(
+            pilots.c.id == pilot_id, pilots.c.state.in_([PilotState.SUBMITTED, PilotState.RUNNING])
+        )
+        .values(state=PilotState.RETIRING, reason=reason)
     )
     if _fail_held(conn, pilot_id, ErrorClass.SYSTEM, reason, policy, changes):
         changes.pilots.add(pilot_id)  # its heartbeat answers at once: drop them
@@ -232,7 +235,7 @@ def reap(conn: Connection, policy: LeasePolicy, heartbeat_timeout: float, change
     """Fail expired leases and pilots that went silent; return how many jobs were affected."""
     silent = conn.execute(
         select(pilots.c.id).where(
-            pilots.c.state.in_(["running", "retiring"]),
+            pilots.c.state.in_([PilotState.RUNNING, PilotState.RETIRING]),
             pilots.c.last_seen < changes.now - heartbeat_timeout,
         )
     ).all()
@@ -268,6 +271,8 @@ def reap(conn: Connection, policy: LeasePolicy, heartbeat_timeout: float, change
 def grant_grace(conn: Connection, now: float, timeout: float) -> None:
     """After a gateway restart: live pilots and their leases get a full timeout from now."""
     conn.execute(
-        update(pilots).where(pilots.c.state.in_(["running", "retiring"])).values(last_seen=now)
+        update(pilots)
+        .where(pilots.c.state.in_([PilotState.RUNNING, PilotState.RETIRING]))
+        .values(last_seen=now)
     )
     conn.execute(update(jobs).where(jobs.c.state.in_(ACTIVE)).values(lease_expires=now + timeout))

@@ -20,8 +20,9 @@ from dataclasses import replace
 
 from sqlalchemy import Connection, and_, select, update
 
-from farside_pilot.protocol import JobState, format_memory, format_walltime
-from farside_pilot.protocol.models import MAX_WALLTIME, TERMINAL_STATES
+from farside_protocol import JobState, format_memory, format_walltime
+from farside_protocol.models import MAX_WALLTIME
+from farside_protocol.states import TERMINAL_STATES
 
 from ..broker.match import NEED_COLUMNS, Need, fits
 from ..config import ScoutConfig, SiteConfig

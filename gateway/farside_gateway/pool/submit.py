@@ -18,8 +18,9 @@ from sqlalchemy import (
     update,
 )
 
-from farside_pilot.protocol import ErrorClass, InvalidRequest, JobState, NotFound
-from farside_pilot.protocol.models import ACTIVE_STATES, TERMINAL_STATES, JobSpec
+from farside_protocol import ErrorClass, InvalidRequest, JobState, NotFound
+from farside_protocol.models import JobSpec
+from farside_protocol.states import ACTIVE_STATES, TERMINAL_STATES
 
 from ..db.schema import attempts, job_deps, jobs
 from .changes import Changes

@@ -21,9 +21,10 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, func, insert, select, update
 
-from farside_pilot.protocol import Conflict, NotFound
-from farside_pilot.protocol.models import TERMINAL_STATES, JobSpec, Resources
-from farside_pilot.protocol.workflows import (
+from farside_protocol import Conflict, NotFound
+from farside_protocol.models import JobSpec, Resources
+from farside_protocol.states import TERMINAL_STATES
+from farside_protocol.workflows import (
     WorkflowInfo,
     WorkflowSpec,
     WorkflowStarted,

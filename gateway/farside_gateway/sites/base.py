@@ -44,7 +44,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from farside_pilot.protocol import ConfigurationError, env
+from farside_protocol import ConfigurationError, env
 
 from ..config import SiteConfig
 

@@ -47,7 +47,7 @@ from typing import Any
 
 from pydantic import ConfigDict, Field, field_validator
 
-from farside_pilot.protocol import ConfigurationError
+from farside_protocol import ConfigurationError
 
 from .base import (
     BatchScriptOptions,

@@ -34,7 +34,7 @@ import kr8s.asyncio
 from kr8s.asyncio.objects import Pod
 from pydantic import BaseModel, ConfigDict, Field
 
-from farside_pilot.protocol import ConfigurationError, env
+from farside_protocol import ConfigurationError, env
 
 from .base import BatchState, BatchStatus, PilotLaunch, Site, SubmitError
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from pydantic import ConfigDict, Field
 
-from farside_pilot.protocol import ConfigurationError
+from farside_protocol import ConfigurationError
 
 from .base import (
     BatchScriptOptions,

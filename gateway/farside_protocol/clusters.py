@@ -17,7 +17,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from .models import MAX_GPUS, JobState, Memory, Name, Resources, Walltime, _Strict
+from .models import MAX_GPUS, Memory, Name, Resources, Walltime, _Strict
+from .states import JobState
 
 #: worker group names: short, safe in Dask worker names and in logs
 GroupName = str

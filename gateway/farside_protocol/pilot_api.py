@@ -13,7 +13,6 @@ from .models import (
     MAX_CORES,
     MAX_GPUS,
     Base64,
-    ErrorClass,
     JobKind,
     Memory,
     Name,
@@ -21,6 +20,7 @@ from .models import (
     Resources,
     _Strict,
 )
+from .states import ErrorClass
 
 
 class PilotRegistration(_Strict):

@@ -1,8 +1,10 @@
 """The wire contract between the farside client, gateway and pilot.
 
-Both sides import this package; nothing here imports the gateway. See ``models`` for the
-REST bodies, ``env`` for the ``FARSIDE_*`` variables, ``payload`` for what a job carries,
-``errors`` for the exception tree and ``units`` for memory and walltime strings.
+Client, gateway and pilot all import this package; it imports none of them. See ``states``
+for job, pilot and site states and error classes (plain enums), ``models`` for the users'
+REST bodies and ``pilot_api`` for the pilots', ``env`` for the ``FARSIDE_*`` variables,
+``payload`` for what a job carries, ``errors`` for the exception tree and ``units`` for
+memory and walltime strings.
 
 Names load lazily (PEP 562): a job's worker process imports ``payload`` alone and so
 stays free of pydantic, which only the HTTP side needs.
@@ -11,9 +13,16 @@ stays free of pydantic, which only the HTTP side needs.
 from __future__ import annotations
 
 import importlib
+from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 from . import env
+
+try:
+    # one version for client, gateway and pilot: the installed distribution's
+    __version__ = version("farside")
+except PackageNotFoundError:  # run from a source tree that was never installed
+    __version__ = "0+unknown"
 
 if TYPE_CHECKING:
     from .errors import (
@@ -36,13 +45,14 @@ if TYPE_CHECKING:
         WorkflowCancelled,
         error_from_envelope,
     )
-    from .models import (
+    from .models import API_PREFIX, Resources
+    from .states import (
         ACTIVE_STATES,
-        API_PREFIX,
         TERMINAL_STATES,
         ErrorClass,
         JobState,
-        Resources,
+        PilotState,
+        SiteStatus,
     )
     from .units import (
         format_memory,
@@ -70,12 +80,14 @@ _HOMES = {
     "Unauthorized": "errors",
     "WorkflowCancelled": "errors",
     "error_from_envelope": "errors",
-    "ACTIVE_STATES": "models",
+    "ACTIVE_STATES": "states",
     "API_PREFIX": "models",
-    "TERMINAL_STATES": "models",
-    "ErrorClass": "models",
-    "JobState": "models",
+    "TERMINAL_STATES": "states",
+    "ErrorClass": "states",
+    "JobState": "states",
     "Resources": "models",
+    "PilotState": "states",
+    "SiteStatus": "states",
     "format_memory": "units",
     "format_walltime": "units",
     "parse_memory": "units",
@@ -109,13 +121,16 @@ __all__ = [
     "MalformedRequest",
     "NotFound",
     "PayloadTooLarge",
+    "PilotState",
     "RemoteError",
     "Resources",
     "ServerError",
     "ServiceUnavailable",
+    "SiteStatus",
     "TaskError",
     "Unauthorized",
     "WorkflowCancelled",
+    "__version__",
     "env",
     "error_from_envelope",
     "format_memory",

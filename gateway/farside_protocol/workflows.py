@@ -16,7 +16,8 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from .models import Base64, JobState, Name, Resources, _Strict
+from .models import Base64, Name, Resources, _Strict
+from .states import JobState
 
 #: the most a body may report as its progress (JSON text), so a run's row stays small
 MAX_REPORT_BYTES = 16 * 1024
@@ -53,7 +54,7 @@ class WorkflowSpec(_Strict):
     """A run to start: the body's pickled call and what its job needs."""
 
     name: Name
-    payload: Base64 = Field(description="the body's pickled call (farside_pilot.protocol.payload)")
+    payload: Base64 = Field(description="the body's pickled call (farside_protocol.payload)")
     resources: Resources = Field(
         default_factory=Resources,
         description="of the body's job; its walltime is the run's longest life without a "

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 from datetime import datetime
-from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -24,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from .states import ErrorClass, JobState, SiteStatus
 from .units import parse_memory, parse_walltime
 
 API_PREFIX = "/api/v1"
@@ -35,34 +35,6 @@ MAX_MEMORY = 64 * 1024**4
 MAX_WALLTIME = 30 * 86400
 MAX_GPUS = 64
 MAX_JOBS_PER_SUBMIT = 10_000
-
-
-class JobState(StrEnum):
-    PENDING = "pending"
-    QUEUED = "queued"
-    ASSIGNED = "assigned"
-    RUNNING = "running"
-    FINISHED = "finished"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-    @property
-    def terminal(self) -> bool:
-        return self in TERMINAL_STATES
-
-
-TERMINAL_STATES = frozenset({JobState.FINISHED, JobState.FAILED, JobState.CANCELLED})
-ACTIVE_STATES = frozenset({JobState.ASSIGNED, JobState.RUNNING})
-
-
-class ErrorClass(StrEnum):
-    """Why an attempt failed; decides whether and how it is retried."""
-
-    USER = "user"  # the function raised: retried only if max_attempts allows
-    SYSTEM = "system"  # lost pilot, killed batch job, node failure: retried, attempts not used
-    RESOURCE = "resource"  # out of memory, walltime exceeded
-    DEPENDENCY = "dependency"  # a parent job failed or was cancelled
-    CANCELLED = "cancelled"
 
 
 class _Strict(BaseModel):
@@ -119,7 +91,7 @@ JournalKey = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za
 
 
 class JobSpec(_Strict):
-    """One job to submit; ``payload`` is the pickled call (``farside_pilot.protocol.payload``)."""
+    """One job to submit; ``payload`` is the pickled call (``farside_protocol.payload``)."""
 
     kind: JobKind = Field(
         "function", description="users submit functions; the gateway makes dask-worker leases"
@@ -312,9 +284,6 @@ class WhoAmI(_Strict):
     workflow_id: int | None = Field(
         None, description="a workflow body's token: the run it acts within"
     )
-
-
-SiteStatus = Literal["online", "draining", "offline"]
 
 
 class SiteInfo(_Strict):
