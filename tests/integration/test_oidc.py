@@ -87,6 +87,7 @@ def test_users_see_their_own_jobs_with_groups_from_the_token(
             "kind": "user",
             "pilot_id": None,
             "groups": ["analysts", "atlas"],
+            "workflow_id": None,  # a token of a workflow's body names its run
         }
         assert b.get("/whoami").json()["groups"] == ["cms"]
         assert root.get("/whoami").json()["kind"] == "admin"

@@ -76,6 +76,7 @@ def test_opaque_tokens_map_to_the_same_users_as_jwts(
             "kind": "user",
             "pilot_id": None,
             "groups": ["analysts", "atlas"],
+            "workflow_id": None,  # a token of a workflow's body names its run
         }
         assert root.get("/whoami").json()["kind"] == "admin"
         (job_id,) = a.post("/jobs", json={"jobs": [job(name="opaque")]}).json()["job_ids"]
