@@ -98,13 +98,19 @@ def _page_teardown(namespace: dict[str, object]) -> None:
     from dask_gateway import GatewayCluster as DaskGatewayCluster
     from distributed import Client
 
-    from farside import Gateway
+    import farside._gateway as gateways
+    from farside import Gateway, WorkflowRun
     from farside._cluster import FarsideCluster
 
     for kind in (Client, FarsideCluster, DaskGatewayCluster, Gateway):
         for value in list(namespace.values()):
             if isinstance(value, kind):
                 value.close()
+            elif kind is Gateway and isinstance(value, WorkflowRun):
+                value.gateway.close()
+    # the default gateway a task made for itself when the page named none
+    if gateways._default is not None:
+        gateways._default.close()
     os.chdir(str(namespace["_cwd_before"]))
 
 
