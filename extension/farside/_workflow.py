@@ -19,6 +19,8 @@ evaluated twice.
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import functools
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -153,13 +155,10 @@ class WorkflowRun(Generic[R]):
                 time.sleep(PAUSED_POLL if left is None else min(PAUSED_POLL, left))
                 continue
             (body,) = self.gateway._adopt([info.body_job_id])
-            try:
-                # ends when the body ends: finished, failed, or cancelled by a pause or kill
+            # ends when the body ends: finished, failed, or cancelled by a pause or kill;
+            # whichever it is (or the timeout), the run's state says what comes next
+            with contextlib.suppress(TimeoutError, concurrent.futures.CancelledError):
                 body.exception(timeout=left)
-            except TimeoutError:
-                continue
-            except Exception:  # concurrent.futures' CancelledError: look at the run again
-                continue
 
     def logs(self, follow: bool = False) -> list[str] | Iterator[str]:
         """The lines the current body printed (``follow=True``: live, until it ends)."""

@@ -174,6 +174,16 @@ class OidcValidator:
         self._introspection_endpoint = endpoint if isinstance(endpoint, str) else None
         return meta
 
+    async def endpoints(self) -> dict[str, str]:
+        """The issuer's authorization and token endpoints, from its checked discovery
+        document (the web monitor's browser login)."""
+        async with httpx.AsyncClient(timeout=10.0, transport=self._transport) as client:
+            meta = await self._discovery(client)
+        try:
+            return {k: str(meta[k]) for k in ("authorization_endpoint", "token_endpoint")}
+        except KeyError as exc:
+            raise Unauthorized(f"the OIDC issuer {self.issuer} publishes no {exc}") from None
+
     async def _fetch_keys(self) -> None:
         async with httpx.AsyncClient(timeout=10.0, transport=self._transport) as client:
             meta = await self._discovery(client)

@@ -45,14 +45,6 @@ def _challenge(verifier: str) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
-async def _endpoints(issuer: str) -> dict[str, str]:
-    async with httpx.AsyncClient(timeout=10.0) as client:
-        answer = await client.get(issuer.rstrip("/") + "/.well-known/openid-configuration")
-        answer.raise_for_status()
-        meta = answer.json()
-    return {k: str(meta[k]) for k in ("authorization_endpoint", "token_endpoint")}
-
-
 @router.get(PATH + "/oidc")
 async def start(request: Request) -> Response:
     rt = runtime(request)
@@ -60,9 +52,9 @@ async def start(request: Request) -> Response:
     if rt.oidc is None or not client_id:
         return login_page_with_error("This gateway has no OIDC login for browsers.", 404)
     try:
-        endpoints = await _endpoints(rt.oidc.issuer)
-    except (httpx.HTTPError, ValueError, KeyError) as exc:
-        return login_page_with_error(f"The OIDC issuer cannot be reached: {exc}", 502)
+        endpoints = await rt.oidc.endpoints()
+    except ApiError as exc:
+        return login_page_with_error(exc.message, 502)
     state, verifier = secrets.token_urlsafe(24), secrets.token_urlsafe(48)
     query = {
         "response_type": "code",
@@ -111,11 +103,13 @@ async def finish(request: Request) -> Response:
         "code_verifier": flow["verifier"],
     }
     try:
-        endpoints = await _endpoints(rt.oidc.issuer)
+        endpoints = await rt.oidc.endpoints()
         async with httpx.AsyncClient(timeout=10.0) as client:
             answer = await client.post(endpoints["token_endpoint"], data=form)
         answer.raise_for_status()
         token = str(answer.json()["access_token"])
+    except ApiError as exc:
+        return login_page_with_error(exc.message, 502)
     except (httpx.HTTPError, ValueError, KeyError) as exc:
         return login_page_with_error(f"The OIDC issuer refused the login: {exc}", 502)
     try:

@@ -117,6 +117,5 @@ def store_outcomes(
             usage=bindparam("_usage"),
             **measured,
         ),
-        # outcomes the gateway makes itself (a lost pilot's jobs) measured none of these
-        [{"_gpu_memory": None, "_gpu_utilization": None, "_usage": None, **p} for p in params],
+        params,
     )

@@ -69,6 +69,9 @@ def fail_attempts(
             "_wall": None,
             "_cpu": None,
             "_rss": None,
+            "_gpu_memory": None,
+            "_gpu_utilization": None,
+            "_usage": None,
             "_result": None,
             "_blob": None,
             "_size": None,
@@ -93,9 +96,9 @@ def fail_attempts(
                     wall_time=params["_wall"],
                     cpu_time=params["_cpu"],
                     max_rss=params["_rss"],
-                    max_gpu_memory=params.get("_gpu_memory"),
-                    gpu_utilization=params.get("_gpu_utilization"),
-                    usage=params.get("_usage"),
+                    max_gpu_memory=params["_gpu_memory"],
+                    gpu_utilization=params["_gpu_utilization"],
+                    usage=params["_usage"],
                 )
             )
             conn.execute(

@@ -147,9 +147,8 @@ def record_report(
     conn.execute(
         update(workflows).where(workflows.c.id == run.id).values(report=json.dumps(values))
     )
-    # watchers (the widget, run.progress()) follow the body job's events
-    body = _body(conn, run)
-    changes.owners.add(body.owner)
+    # watchers (the widget, run.progress(), the monitor) are woken by their owner's events
+    changes.owners.add(run.owner)
 
 
 def body_tokens(conn: Connection, rows: list[AnyRow]) -> dict[int, str]:
