@@ -11,8 +11,11 @@
 #   docs       the Python examples of the README and docs/ (Sybil) and the workflow notebooks, against a real gateway
 #   browser    JupyterHub + configurable-http-proxy (scripts/hub.sh) + the OIDC provider
 #              (scripts/oidc.sh), driven in headless Chromium (scripts/browser.sh)
+#   deploy     the container images (scripts/images.sh: buildah), the Helm chart (helm and
+#              kubectl from scripts/helm.sh) and its install into the test Kubernetes,
+#              whose image node runs the images (scripts/kubernetes.sh image-node)
 # With arguments, they go to one pytest run instead, e.g. scripts/test.sh -m "not postgres" -x
-# FARSIDE_TEST_SUITES picks suites for an argument-less run (default: all six).
+# FARSIDE_TEST_SUITES picks suites for an argument-less run (default: all seven).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -29,12 +32,12 @@ if [ "$#" -gt 0 ]; then
   echo "== pytest $*"
   exec .venv/bin/pytest "$@"
 fi
-for suite in ${FARSIDE_TEST_SUITES:-default dask docs htcondor kubernetes browser}; do
+for suite in ${FARSIDE_TEST_SUITES:-default dask docs htcondor kubernetes browser deploy}; do
   case "$suite" in
     default)
       echo "== pytest: default suite"
       .venv/bin/pytest --durations=25 \
-        -m "not htcondor and not kubernetes and not browser and not dask and not docs" ;;
+        -m "not htcondor and not kubernetes and not browser and not dask and not docs and not deploy" ;;
     dask)
       echo "== pytest: Dask suite"
       .venv/bin/pytest --durations=10 -m "dask and not browser" ;;
@@ -54,6 +57,12 @@ for suite in ${FARSIDE_TEST_SUITES:-default dask docs htcondor kubernetes browse
       bash scripts/hub.sh
       bash scripts/browser.sh
       .venv/bin/pytest -m browser ;;
-    *) echo "unknown suite $suite (default, dask, docs, htcondor, kubernetes, browser)" >&2; exit 2 ;;
+    deploy)
+      echo "== pytest: deploy suite"
+      bash scripts/images.sh
+      bash scripts/helm.sh >/dev/null
+      bash scripts/kubernetes.sh image-node >/dev/null
+      .venv/bin/pytest --durations=10 -m deploy ;;
+    *) echo "unknown suite $suite (default, dask, docs, htcondor, kubernetes, browser, deploy)" >&2; exit 2 ;;
   esac
 done

@@ -206,6 +206,12 @@ class Gateway(ClusterMethods):
         results = compute(*collections, scheduler=self.offload, **options)  # type: ignore[no-untyped-call]
         return tuple(results)
 
+    def future(self, job_id: int) -> FarsideFuture[Any]:
+        """The future of a job submitted earlier, by this kernel or another (one that was
+        restarted, a script, a colleague's map you may read): it settles from the stored
+        outcome if the job has ended, else when it does."""
+        return self._adopt([int(job_id)])[0]
+
     def _track(self, job_ids: list[int]) -> list[FarsideFuture[Any]]:
         return self._results.track(job_ids)
 

@@ -214,5 +214,13 @@ def _profile_hook(profiles: tuple[Profile, ...]) -> Any:
         profile = pick(profiles, spawner.user_options or {})
         spawner.log.info("%s spawns with farside profile %s", spawner.user.name, profile.slug)
         spawner.environment = {**spawner.environment, **profile.server_environment()}
+        # KubeSpawner's traits; a spawner of local processes has neither
+        if profile.image is not None and hasattr(spawner, "image"):
+            spawner.image = profile.image
+        if profile.gpus and hasattr(spawner, "extra_resource_limits"):
+            spawner.extra_resource_limits = {
+                **spawner.extra_resource_limits,
+                "nvidia.com/gpu": str(profile.gpus),
+            }
 
     return hook

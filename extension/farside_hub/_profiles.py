@@ -27,7 +27,10 @@ class Profile:
 
     ``slug`` names it in forms and URLs; ``env`` is the farside environment jobs ask for by
     default (one a site lists in ``environments``; None: any); ``gpus`` the GPUs per job by
-    default; ``environment`` extra variables for the server.
+    default; ``environment`` extra variables for the server. ``image`` is the server's
+    container image where the spawner runs images (KubeSpawner: the chart's notebook-cpu,
+    notebook-ml, notebook-gpu); spawners without images ignore it. On such a spawner a
+    profile with ``gpus`` also gives the server that many GPUs.
     """
 
     slug: str
@@ -36,6 +39,7 @@ class Profile:
     env: str | None = None
     gpus: int = 0
     environment: Mapping[str, str] = field(default_factory=dict)
+    image: str | None = None
 
     def server_environment(self) -> dict[str, str]:
         variables = {PROFILE: self.slug, DEFAULT_GPUS: str(self.gpus)}

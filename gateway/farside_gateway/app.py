@@ -1,7 +1,8 @@
 """The ASGI application: ``create_app(config)``.
 
 Every endpoint under ``/api/v1`` needs a bearer token (a farside token or an OIDC access
-token), except ``GET /api/v1/auth``, which tells clients how to log in. ``/openapi.json``
+token), except ``GET /api/v1/auth``, which tells clients how to log in, and ``GET /api/v1/health``
+(for probes). ``/openapi.json``
 and ``/docs`` describe the API and carry no data, so they are open.
 """
 
@@ -23,6 +24,7 @@ from .api import (
     clusters,
     dashboards,
     dask_gateway,
+    health,
     info,
     jobs,
     metrics,
@@ -71,7 +73,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     )
     app.state.runtime = runtime
     install_error_handlers(app)
-    for module in (jobs, streams, pilots, info, auth, clusters, workflows, metrics):
+    for module in (jobs, streams, pilots, info, auth, health, clusters, workflows, metrics):
         app.include_router(module.router, prefix=API_PREFIX, responses=ERROR_RESPONSES)
     # at the root, where dask-gateway users expect it: /clusters/{name}/status
     app.include_router(dashboards.router)

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from farside_protocol import ConfigurationError, FarsideError
+from farside_protocol import ConfigurationError, FarsideError, env
 
 from .config import GatewayConfig, load_config
 from .local_platform import TokenFiles, config_dir, state_dir
@@ -41,7 +42,8 @@ def _load(args: argparse.Namespace, **defaults: object) -> GatewayConfig:
         "host": args.host,
         "port": args.port,
         "state_dir": args.state_dir,
-        "database_url": args.database_url,
+        # flag, then environment (a Kubernetes Secret), then the file
+        "database_url": args.database_url or os.environ.get(env.DATABASE_URL) or None,
     }
     return load_config(args.config, defaults, **overrides)
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from farside_protocol import env
+from farside_protocol import __version__, env
 from farside_protocol.errors import ConfigurationError
 from farside_protocol.units import parse_memory, parse_walltime
 
@@ -64,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Every flag defaults to its FARSIDE_* environment variable.",
     )
     add = parser.add_argument
+    add("--version", action="version", version=f"farside-pilot {__version__}")
     add("--gateway-url", help=f"gateway base URL (${env.GATEWAY_URL})")
     add("--token", help=f"registration token (${env.PILOT_TOKEN})")
     add("--site", help=f"site name (${env.SITE}, default local)")

@@ -21,6 +21,7 @@ class EnvVar:
 GATEWAY_URL = "FARSIDE_GATEWAY_URL"
 TOKEN = "FARSIDE_TOKEN"
 CONFIG_DIR = "FARSIDE_CONFIG_DIR"
+DATABASE_URL = "FARSIDE_DATABASE_URL"
 PILOT_TOKEN = "FARSIDE_PILOT_TOKEN"
 PILOT_ID = "FARSIDE_PILOT_ID"
 SITE = "FARSIDE_SITE"
@@ -45,6 +46,13 @@ VARIABLES: tuple[EnvVar, ...] = (
         "client, farside up",
         "Directory of the local platform's client.json and token files.",
         "the platform's user config dir (~/.config/farside on Linux)",
+    ),
+    EnvVar(
+        DATABASE_URL,
+        "farside gateway, farside up",
+        "SQLAlchemy URL of the gateway's database, over the configuration file's "
+        "`database_url` (a `--database-url` flag wins over both); keeps the password out of "
+        "the file, e.g. from a Kubernetes Secret.",
     ),
     EnvVar(
         PILOT_TOKEN,

@@ -20,6 +20,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    WithJsonSchema,
     model_validator,
 )
 
@@ -55,8 +56,31 @@ Base64 = Annotated[
     BeforeValidator(_b64decode),
     PlainSerializer(lambda b: base64.b64encode(b).decode("ascii"), return_type=str),
 ]
-Memory = Annotated[int, BeforeValidator(parse_memory), Field(ge=0, le=MAX_MEMORY)]
-Walltime = Annotated[int, BeforeValidator(parse_walltime), Field(ge=1, le=MAX_WALLTIME)]
+# what a sender may write: bytes or seconds, or text that parse_memory/parse_walltime read
+_MEMORY_IN = {
+    "anyOf": [
+        {"type": "integer", "minimum": 0, "maximum": MAX_MEMORY},
+        {"type": "string", "description": "e.g. '4 GiB', '512 MB'"},
+    ]
+}
+_WALLTIME_IN = {
+    "anyOf": [
+        {"type": "integer", "minimum": 1, "maximum": MAX_WALLTIME},
+        {"type": "string", "description": "e.g. '2h', '1 day', '01:30:00'"},
+    ]
+}
+Memory = Annotated[
+    int,
+    BeforeValidator(parse_memory),
+    Field(ge=0, le=MAX_MEMORY),
+    WithJsonSchema(_MEMORY_IN, mode="validation"),
+]
+Walltime = Annotated[
+    int,
+    BeforeValidator(parse_walltime),
+    Field(ge=1, le=MAX_WALLTIME),
+    WithJsonSchema(_WALLTIME_IN, mode="validation"),
+]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 
 

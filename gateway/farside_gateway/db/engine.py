@@ -20,7 +20,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Connection, Engine, Table, create_engine, event, make_url
+from sqlalchemy import Connection, Engine, Table, create_engine, event, make_url, text
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -50,11 +50,19 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_size=16, max_overflow=8, pool_pre_ping=True)
 
 
+#: advisory lock key held while migrating (any constant that no other code uses)
+MIGRATION_LOCK = 0x66617273  # "fars"
+
+
 def migrate(engine: Engine) -> None:
     """Bring the schema to the newest revision (idempotent)."""
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            # replicas that start together (a Deployment's pods) take turns; the second
+            # finds the schema at head and does nothing
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
 

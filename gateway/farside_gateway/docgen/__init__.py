@@ -7,7 +7,10 @@
   example in :mod:`farside_gateway.config`'s docstring, which is validated on the way;
 * ``environment.md`` from :data:`farside_protocol.env.VARIABLES`;
 * ``rest-api.md`` and ``openapi.json`` from the OpenAPI document of the ASGI app that
-  :func:`farside_gateway.app.create_app` builds (no server is started).
+  :func:`farside_gateway.app.create_app` builds (no server is started);
+* ``helm-values.md``, and beside the docs the Helm chart's ``values.yaml`` and
+  ``values.schema.json``, from :mod:`farside_gateway.docgen.helm_values` (whose schema
+  embeds the gateway's own settings models).
 
 ``--check`` writes nothing: it exits 1 and names the files that are missing or differ from
 what the code says, so CI fails when a field changes and the docs were not regenerated.
@@ -23,6 +26,7 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
+from .helm_values import helm_values_md, values_schema_json, values_yaml
 from .markdown import COMMAND, REFERENCE
 from .rest import openapi_json, openapi_spec, rest_api_md
 from .settings import config_example, configuration_md, environment_md
@@ -30,6 +34,9 @@ from .settings import config_example, configuration_md, environment_md
 __all__ = ["COMMAND", "config_example", "configuration_md", "generate", "main", "stale_files"]
 
 # ---------------------------------------------------------------- driver
+
+#: the chart's generated files, relative to the docs directory like the pages
+CHART = Path("..") / "charts" / "farside"
 
 
 def generate() -> dict[Path, str]:
@@ -40,6 +47,9 @@ def generate() -> dict[Path, str]:
         REFERENCE / "environment.md": environment_md(),
         REFERENCE / "rest-api.md": rest_api_md(spec),
         REFERENCE / "openapi.json": openapi_json(spec),
+        REFERENCE / "helm-values.md": helm_values_md(),
+        CHART / "values.yaml": values_yaml(),
+        CHART / "values.schema.json": values_schema_json(),
     }
 
 

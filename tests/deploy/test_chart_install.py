@@ -1,0 +1,255 @@
+"""The Helm chart in the project's real Kubernetes: every object it renders accepted by the
+API server (server-side dry run), then installed on the node whose agent runs each
+container inside its image (buildah), so the chart runs the images scripts/images.sh built:
+a client submits through the chart's gateway and gets results from pilot pods, and
+``helm upgrade`` keeps the jobs, the results and the generated secrets."""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from tests.conftest import _postgres_database
+from tests.deploy_support import (
+    CHART,
+    IMAGE_NODE_LABEL,
+    ROOT,
+    Helm,
+    documents,
+    require_images,
+    tool_dir,
+)
+from tests.harness import wait_until
+from tests.kubernetes_support import Cluster
+
+pytestmark = [pytest.mark.deploy, pytest.mark.postgres]
+
+KEY, VALUE = IMAGE_NODE_LABEL
+ON_IMAGE_NODE: dict[str, Any] = {
+    "nodeSelector": {KEY: VALUE},
+    "tolerations": [{"key": KEY, "operator": "Equal", "value": VALUE, "effect": "NoSchedule"}],
+}
+
+
+@pytest.fixture(scope="module")
+def image_cluster() -> Iterator[Cluster]:
+    """The test cluster with its image node (scripts/kubernetes.sh image-node)."""
+    done = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "kubernetes.sh"), "image-node"],
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
+    if done.returncode != 0:
+        pytest.fail(f"scripts/kubernetes.sh image-node failed:\n{done.stderr[-3000:]}")
+    cluster = Cluster(done.stdout.strip().splitlines()[-1])
+    yield cluster
+    cluster.close()
+
+
+@pytest.fixture(scope="module")
+def kube_helm(image_cluster: Cluster) -> Helm:
+    return Helm(tool_dir(), image_cluster.kubeconfig)
+
+
+@pytest.fixture
+def namespace(kube_helm: Helm) -> Iterator[str]:
+    name = f"farside-{uuid.uuid4().hex[:8]}"
+    kube_helm.kubectl("create", "namespace", name)
+    yield name
+    kube_helm.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_every_object_the_chart_renders_is_accepted_by_the_api_server(
+    kube_helm: Helm, namespace: str, tmp_path: Path
+) -> None:
+    values = {
+        "hub": {
+            "publicUrl": "https://hub.example.org",
+            "oidc": {"issuer": "https://iam.example.org/", "clientSecret": "s"},
+        },
+        "gateway": {"replicas": 2, "blobs": {"accessMode": "ReadWriteMany"}},
+    }
+    path = tmp_path / "values.json"
+    path.write_text(json.dumps(values))
+    rendered = kube_helm.helm(
+        "template", "dry", str(CHART), "--namespace", namespace, "--values", str(path)
+    ).stdout
+    kinds = sorted({d["kind"] for d in documents(rendered)})
+    assert kinds == [
+        "ConfigMap",
+        "Deployment",
+        "NetworkPolicy",
+        "PersistentVolumeClaim",
+        "Role",
+        "RoleBinding",
+        "Secret",
+        "Service",
+        "ServiceAccount",
+        "StatefulSet",
+    ]
+    manifest = tmp_path / "rendered.yaml"
+    manifest.write_text(rendered)
+    done = kube_helm.kubectl(
+        "apply", "--dry-run=server", "--namespace", namespace, "-f", str(manifest)
+    )
+    accepted = [line for line in done.stdout.splitlines() if "(server dry run)" in line]
+    assert len(accepted) == len(documents(rendered)), done.stdout
+
+
+def _secret(helm: Helm, namespace: str, name: str) -> dict[str, str]:
+    raw = json.loads(helm.kubectl("get", "secret", name, "-n", namespace, "-o", "json").stdout)
+    return {k: base64.b64decode(v).decode() for k, v in raw["data"].items()}
+
+
+def _blob_volume(helm: Helm, namespace: str, claim: str, tmp_path: Path) -> str:
+    """A PersistentVolume for the release's blob claim (the test cluster has no provisioner)."""
+    name = f"{namespace}-blobs"
+    volume = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {"name": name},
+        "spec": {
+            "capacity": {"storage": "10Gi"},
+            "accessModes": ["ReadWriteOnce"],
+            "persistentVolumeReclaimPolicy": "Delete",
+            "hostPath": {"path": str(tmp_path / "blobs-volume")},
+            "claimRef": {"namespace": namespace, "name": claim},
+        },
+    }
+    path = tmp_path / "pv.json"
+    path.write_text(json.dumps(volume))
+    helm.kubectl("apply", "-f", str(path))
+    return name
+
+
+def _token(database_url: str, user: str) -> str:
+    command = [sys.executable, "-m", "farside_gateway", "token", "--user", user]
+    done = subprocess.run(
+        [*command, "--database-url", database_url],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout.strip().splitlines()[-1]
+
+
+def where_am_i(x: int) -> dict[str, Any]:
+    import os
+    import sys
+
+    with open("/etc/os-release") as fh:
+        release = fh.read()
+    return {
+        "x2": 2 * x,
+        "prefix": sys.prefix,
+        "bookworm": "bookworm" in release,
+        "uid": os.getuid(),
+        "pod": os.environ.get("FARSIDE_PILOT_BATCH_ID"),
+    }
+
+
+@pytest.mark.timeout(900)
+def test_install_submit_and_upgrade_keep_the_data(
+    kube_helm: Helm, image_cluster: Cluster, namespace: str, tmp_path: Path
+) -> None:
+    import farside
+
+    require_images("gateway", "pilot")
+    database = _postgres_database()
+    database_url = next(database)
+    release = "rel"
+    port = _free_port()  # pods share the host's network on the test node
+    values = {
+        **ON_IMAGE_NODE,
+        "imageRegistry": "localhost/farside",
+        "imagePullPolicy": "Never",
+        "hub": {"enabled": False},
+        "postgresql": {"enabled": False, "externalUrl": database_url},
+        "gateway": {
+            "service": {"port": port},
+            "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {}},
+            "config": {"heartbeat_interval": 2, "heartbeat_timeout": 20},
+        },
+        "pilots": {
+            "maxPilots": 2,
+            "memory": "1 GiB",
+            "idleTimeout": 120,
+            "options": {
+                "node_selector": ON_IMAGE_NODE["nodeSelector"],
+                "tolerations": ON_IMAGE_NODE["tolerations"],
+                "requests": {"cpu": "100m"},
+                "finished_pod_ttl": 5,
+            },
+        },
+    }
+    values_file = tmp_path / "values.json"
+    values_file.write_text(json.dumps(values))
+    volume = _blob_volume(kube_helm, namespace, f"{release}-farside-blobs", tmp_path)
+    try:
+        kube_helm.helm(
+            "install", release, str(CHART), "-n", namespace, "--values", str(values_file),
+            "--wait", "--timeout", "5m",
+        )  # fmt: off
+        url = f"http://127.0.0.1:{port}"
+        assert httpx.get(f"{url}/api/v1/health", timeout=10).json()["status"] == "ok"
+        secrets = _secret(kube_helm, namespace, f"{release}-farside-secrets")
+
+        gw = farside.Gateway(url, token=_token(database_url, "alice"), set_as_default=False)
+        try:
+            before = gw.submit(where_am_i, 21)
+            result = before.result(timeout=240)
+            assert result["x2"] == 42
+            # it ran in the pilot image, as its user, in a pod the gateway made
+            assert result["prefix"] == "/opt/farside"
+            assert result["bookworm"]
+            assert result["uid"] == 1000
+            pods = image_cluster.pods("farside.site=kubernetes", namespace=namespace)
+            assert result["pod"] in [p["metadata"]["name"] for p in pods]
+            pod = next(p for p in pods if p["metadata"]["name"] == result["pod"])
+            assert pod["spec"]["containers"][0]["image"] == "localhost/farside/pilot:0.1.0"
+            first_job = before.job_id
+        finally:
+            gw.close()
+
+        kube_helm.helm(
+            "upgrade", release, str(CHART), "-n", namespace, "--reuse-values",
+            "--set", "pilots.maxPilots=3", "--wait", "--timeout", "5m",
+        )  # fmt: off
+        # the generated secrets are read back, not made again
+        assert _secret(kube_helm, namespace, f"{release}-farside-secrets") == secrets
+        gw = farside.Gateway(url, token=_token(database_url, "alice"), set_as_default=False)
+        try:
+            wait_until(lambda: _healthy(url), timeout=120, interval=0.5)
+            job = gw.job(first_job)
+            assert job.state == "finished"
+            assert gw.future(first_job).result(timeout=30)["x2"] == 42
+            assert gw.submit(where_am_i, 5).result(timeout=240)["x2"] == 10
+        finally:
+            gw.close()
+    finally:
+        kube_helm.helm("uninstall", release, "-n", namespace, "--wait", check=False)
+        kube_helm.kubectl("delete", "pv", volume, "--wait=false", check=False)
+        next(database, None)
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/api/v1/health", timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
