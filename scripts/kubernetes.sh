@@ -2,6 +2,7 @@
 # A private Kubernetes API for the tests: etcd, kube-apiserver, kube-controller-manager and
 # kube-scheduler on 127.0.0.1, plus the project's process-based node agent
 # (scripts/k8s/node_agent.py; NOT a kubelet: pods run as host processes, images ignored).
+# `image-node` adds a second node whose pods run their (locally built) images with buildah.
 #
 # The three Kubernetes binaries are built once from Debian's `kubernetes` source package
 # (bookworm: 1.20.2, the last release Debian shipped) with Debian's Go; etcd is Debian's
@@ -10,6 +11,7 @@
 #
 #   scripts/kubernetes.sh          build if needed, start (idempotent), print the kubeconfig
 #   scripts/kubernetes.sh build    only build
+#   scripts/kubernetes.sh image-node   also start the image node (needs root and buildah)
 #   scripts/kubernetes.sh stop     stop everything it started (state is kept)
 #   scripts/kubernetes.sh reset    stop and forget the cluster's state (etcd data, keys)
 #
@@ -17,6 +19,15 @@
 # $FARSIDE_INFRA_DIR/k8s), FARSIDE_K8S_PORT (API server, default 16443),
 # FARSIDE_K8S_ETCD_PORT (default 12379; peers on +1), FARSIDE_K8S_PYTHON (the node
 # agent's Python, needs kr8s; default the repository's .venv).
+#
+# The image node, farside-image-node, runs the node agent with `--runtime buildah`: each
+# container inside its image (local images only, never pulled: build them with
+# scripts/images.sh), with volumes, Services' variables and readiness probes, all on the
+# host network (see scripts/k8s/image_runtime.py). It is labelled and tainted
+# farside.dev/runtime=buildah(:NoSchedule), so only pods that ask for it land there:
+#   nodeSelector: {farside.dev/runtime: buildah}
+#   tolerations: [{key: farside.dev/runtime, value: buildah, effect: NoSchedule}]
+# Its containers' logs are in $STATE/image-pods, claims' data in $STATE/volumes.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DIR=${FARSIDE_INFRA_DIR:-/var/tmp/farside-infra}/k8s
@@ -26,6 +37,7 @@ PORT=${FARSIDE_K8S_PORT:-16443}
 ETCD_PORT=${FARSIDE_K8S_ETCD_PORT:-12379}
 PY=${FARSIDE_K8S_PYTHON:-$ROOT/.venv/bin/python}
 NODE=farside-node
+IMAGE_NODE=farside-image-node
 SOURCE_SUITE=bookworm  # the last Debian release with a `kubernetes` source package
 COMPONENTS=(kube-apiserver kube-controller-manager kube-scheduler)
 
@@ -106,7 +118,8 @@ launch() {  # launch NAME PATTERN COMMAND...: start detached unless alive, log t
 
 stop() {
   local name pid
-  for name in node-agent kube-scheduler kube-controller-manager kube-apiserver etcd; do
+  for name in image-node-agent node-agent kube-scheduler kube-controller-manager \
+    kube-apiserver etcd; do
     [ -s "$STATE/$name.pid" ] || continue
     pid=$(cat "$STATE/$name.pid")
     if kill -0 "$pid" 2>/dev/null; then
@@ -178,8 +191,8 @@ wait_for() {  # wait_for SECONDS WHAT COMMAND...
   die "$what not ready after ${seconds}s; logs in $STATE/*.log"
 }
 
-node_ready() {
-  api "/api/v1/nodes/$NODE" | "$PY" -c 'import json,sys
+node_ready() {  # node_ready NAME
+  api "/api/v1/nodes/$1" | "$PY" -c 'import json,sys
 c = {x["type"]: x["status"] for x in json.load(sys.stdin)["status"].get("conditions", [])}
 sys.exit(c.get("Ready") != "True")'
 }
@@ -231,7 +244,7 @@ start() {
   launch node-agent "node_agent.py" "$PY" "$ROOT/scripts/k8s/node_agent.py" \
     --kubeconfig "$STATE/kubeconfig" --node "$NODE" --log-dir "$STATE/pods" \
     --pids-file "$STATE/pods.pids" --label farside.dev/pool=test
-  wait_for 60 "node $NODE" node_ready
+  wait_for 60 "node $NODE" node_ready "$NODE"
   # a Ready condition may be left from an earlier agent: this one must still be alive
   alive node-agent node_agent.py || die "the node agent exited; see $STATE/node-agent.log"
   # the controller-manager creates it; until then pods in `default` are refused
@@ -243,13 +256,34 @@ start() {
   echo "$STATE/kubeconfig"
 }
 
+image_node_possible() {
+  [ "$(id -u)" = 0 ] ||
+    die "the image node needs root: buildah runs its containers as root (chroot isolation)"
+  command -v buildah >/dev/null ||
+    die "the image node needs buildah: apt-get install buildah (scripts/images.sh does, and builds the images)"
+}
+
+image_node() {  # after start: the second node, whose pods run their images with buildah
+  export STORAGE_DRIVER=${STORAGE_DRIVER:-vfs}  # where scripts/images.sh puts the images
+  mkdir -p "$STATE/image-pods"
+  launch image-node-agent "--node $IMAGE_NODE" "$PY" "$ROOT/scripts/k8s/node_agent.py" \
+    --kubeconfig "$STATE/kubeconfig" --node "$IMAGE_NODE" --runtime buildah \
+    --log-dir "$STATE/image-pods" --state-dir "$STATE" --pids-file "$STATE/image-pods.pids" \
+    --label farside.dev/runtime=buildah --taint farside.dev/runtime=buildah:NoSchedule
+  wait_for 60 "node $IMAGE_NODE" node_ready "$IMAGE_NODE"
+  alive image-node-agent "--node $IMAGE_NODE" ||
+    die "the image node agent exited; see $STATE/image-node-agent.log"
+  say "image node $IMAGE_NODE ready (pods need its nodeSelector and toleration)"
+}
+
 mkdir -p "$DIR"
 exec 9>"$DIR/lock"
 flock 9  # one start/build at a time; a second caller waits, then finds it running
 case "${1:-start}" in
   build) build ;;
   start) build && start ;;
+  image-node) image_node_possible && build && start && image_node ;;
   stop) stop ;;
   reset) stop && rm -rf "$STATE" && say "state removed" ;;
-  *) die "usage: $0 [start|build|stop|reset]" ;;
+  *) die "usage: $0 [start|build|image-node|stop|reset]" ;;
 esac

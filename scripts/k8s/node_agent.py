@@ -1,23 +1,34 @@
-"""farside's process-based node agent for the test cluster. It is NOT a kubelet.
+"""farside's node agent for the test cluster. It is NOT a kubelet.
 
-There is no container runtime here: images are ignored, and every container of a pod bound
-to this node runs as a plain process of this host (its ``command`` + ``args``, in its
-``workingDir``, as the agent's user). What it does do, as a kubelet would through the API:
+It serves one node through the API, as a kubelet would, and hands the containers to a
+runtime (``--runtime``, see ``runtime.py``):
 
-* registers a Ready ``Node`` (capacity from the flags, labels from ``--label``) and keeps
-  its status and ``kube-node-lease`` lease fresh, so the node controller never evicts;
-* watches pods whose ``spec.nodeName`` is this node and starts each container with the
-  pod's environment: literal ``value``\\ s and downward-API ``fieldRef``\\ s
+* ``process`` (the default): no container runtime. Images are ignored, and every
+  container of a pod bound to this node runs as a plain process of this host (its
+  ``command`` + ``args``, in its ``workingDir``, as the agent's user); no volumes, no
+  probes.
+* ``buildah``: each container runs its image (local images only, never pulled) through
+  ``buildah run``, with volumes, Services' variables and host names, and readiness
+  probes; see ``image_runtime.py`` and ``volumes.py``. It needs root and buildah.
+
+What the agent does for either:
+
+* registers a Ready ``Node`` (capacity from the flags, labels from ``--label``, taints
+  from ``--taint``) and keeps its status fresh, so the node controller never evicts;
+* watches pods whose ``spec.nodeName`` is this node and starts their containers with the
+  pod's environment: literal ``value``\\ s, downward-API ``fieldRef``\\ s
   (``metadata.name``, ``metadata.namespace``, ``metadata.uid``, ``spec.nodeName``,
-  ``spec.serviceAccountName``, ``status.podIP``, ``status.hostIP``, labels and annotations)
-  and ``resourceFieldRef``\\ s; other sources (secrets, config maps) fail the pod;
-* reports the pod's phase: ``Running``, then ``Succeeded`` (every container exited 0) or
-  ``Failed``, with each container's exit code (128+N for signal N) and reason;
-* on deletion sends SIGTERM to each container's process group, SIGKILL after the grace
-  period, then removes the pod object, as a kubelet does.
+  ``spec.serviceAccountName``, ``status.podIP``, ``status.hostIP``, labels and
+  annotations), ``resourceFieldRef``\\ s, ``secretKeyRef``\\ s, ``configMapKeyRef``\\ s and
+  ``envFrom``; a pod whose secret or config map does not exist yet stays ``Pending``;
+* reports the pod's phase: ``Running`` (``Ready`` once its readiness probes pass, where
+  the runtime runs them), then ``Succeeded`` (every container exited 0) or ``Failed``,
+  with each container's exit code (128+N for signal N) and reason;
+* on deletion sends SIGTERM to each container, SIGKILL after the grace period, then
+  removes the pod object, as a kubelet does.
 
-It does not enforce resource limits, pull images, mount volumes, probe, restart containers
-or serve ``kubectl logs``/``exec``. Each container's stdout and stderr go to
+It does not enforce resource limits, pull images, restart containers or serve
+``kubectl logs``/``exec``. Each container's stdout and stderr go to
 ``<log-dir>/<namespace>_<pod>/<container>.log``.
 scripts/kubernetes.sh starts it: ``python scripts/k8s/node_agent.py --kubeconfig K ...``.
 """
@@ -40,11 +51,21 @@ from typing import Any
 import kr8s
 import kr8s.asyncio
 from kr8s._api import Api
+from runtime import (
+    HOST_IP,
+    PodError,
+    PodWaiting,
+    ProcessRuntime,
+    Runtime,
+    Started,
+    signal_group,
+    start_time,
+)
 
 log = logging.getLogger("node-agent")
-HOST_IP = "127.0.0.1"
 HEARTBEAT = 10.0
 MERGE = "application/merge-patch+json"
+RETRY = 3.0  # seconds between attempts to start a pod that waits for a secret or a claim
 
 
 def _now() -> str:
@@ -58,10 +79,16 @@ class NodeAgent:
         self.args = args
         self.log_dir = Path(args.log_dir)
         self.running: dict[str, asyncio.Task[None]] = {}  # pod uid -> its supervisor
-        self.procs: dict[str, list[asyncio.subprocess.Process]] = {}
+        self.procs: dict[str, list[Started]] = {}
         self.stopping: set[str] = set()
         self.tasks: set[asyncio.Task[None]] = set()  # held, or the loop may drop them
         self.pids_file = Path(args.pids_file) if args.pids_file else None
+        self.runtime: Runtime = ProcessRuntime(self.call)
+        if args.runtime == "buildah":
+            from image_runtime import BuildahRuntime  # only this runtime needs buildah
+
+            state_dir = Path(args.state_dir) if args.state_dir else self.log_dir.parent
+            self.runtime = BuildahRuntime(self.call, self.node, state_dir, api.auth.server)
 
     async def call(self, method: str, url: str, namespace: str | None = None, **kw: Any) -> Any:
         body = kw.pop("body", None)
@@ -78,7 +105,7 @@ class NodeAgent:
             "kubernetes.io/hostname": self.node,
             "kubernetes.io/os": "linux",
             "kubernetes.io/arch": "amd64",
-            "farside.dev/node-agent": "process",
+            "farside.dev/node-agent": self.runtime.kind,
         }
         labels.update(dict(item.split("=", 1) for item in self.args.label))
         node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": self.node}}
@@ -88,7 +115,9 @@ class NodeAgent:
             if exc.response is None or exc.response.status_code != 409:
                 raise
         # labels may have changed since an earlier run; a merge patch keeps others
-        patch = {"metadata": {"labels": labels}}
+        patch: dict[str, Any] = {"metadata": {"labels": labels}}
+        if self.args.taint:
+            patch["spec"] = {"taints": [_taint(item) for item in self.args.taint]}
         await self.call("PATCH", f"nodes/{self.node}", body=patch, content_type=MERGE)
         await self.heartbeat()
 
@@ -102,6 +131,7 @@ class NodeAgent:
         }
         if self.args.gpus:
             capacity[self.args.gpu_resource] = str(self.args.gpus)
+        images = self.runtime.kind != "process"
         status = {
             "capacity": capacity,
             "allocatable": capacity,
@@ -114,7 +144,7 @@ class NodeAgent:
                     "type": "Ready",
                     "status": "True",
                     "reason": "NodeAgentReady",
-                    "message": "farside process-based node agent (not a kubelet)",
+                    "message": f"farside {self.runtime.kind}-based node agent (not a kubelet)",
                     "lastHeartbeatTime": now,
                     "lastTransitionTime": now,
                 }
@@ -122,8 +152,8 @@ class NodeAgent:
             "nodeInfo": {
                 **dict.fromkeys(("kernelVersion", "kubeProxyVersion", "machineID", "bootID"), ""),
                 "kubeletVersion": "v1.20.2-farside-node-agent",
-                "osImage": "host processes",
-                "containerRuntimeVersion": "process://host",
+                "osImage": "local images, host network" if images else "host processes",
+                "containerRuntimeVersion": self.runtime.version,
                 "operatingSystem": "linux",
                 "architecture": "amd64",
             },
@@ -179,19 +209,31 @@ class NodeAgent:
     async def run_pod(self, pod: dict[str, Any]) -> None:
         meta, spec = pod["metadata"], pod["spec"]
         uid, name = meta["uid"], f"{meta['namespace']}/{meta['name']}"
-        try:
-            procs = [await self.spawn(pod, c) for c in spec["containers"]]
-        except Exception as exc:
-            log.warning("pod %s cannot start: %s", name, exc)
-            await self.fail(pod, "CreateContainerError", str(exc))
+        started = await self.start(pod)
+        if started is None:
             return
-        self.procs[uid] = procs
+        self.procs[uid] = started
         self.record_pids()
-        log.info("pod %s running as pids %s", name, [p.pid for p in procs])
-        await self.patch_status(pod, "Running", [{"running": {"startedAt": _now()}}] * len(procs))
-        returned = await asyncio.gather(*(p.wait() for p in procs))
+        log.info("pod %s running as pids %s", name, [s.proc.pid for s in started])
+        containers = spec["containers"]
+        probes = [c.get("readinessProbe") if self.runtime.probes else None for c in containers]
+        running = [{"running": {"startedAt": _now()}}] * len(started)
+        ready = [probe is None for probe in probes]
+        readiness = None
+        if uid in self.stopping:  # deleted while starting: stop_pod found nothing to stop
+            await self.end(started, _grace(pod))
+        else:
+            with contextlib.suppress(kr8s.ServerError):  # gone: its deletion event follows
+                await self.patch_status(pod, "Running", running, ready=ready)
+            if not all(ready):
+                readiness = asyncio.create_task(self.readiness(pod, started, probes, running))
+        returned = await asyncio.gather(*(s.proc.wait() for s in started))
+        if readiness is not None:
+            readiness.cancel()
+            await asyncio.gather(readiness, return_exceptions=True)
         self.procs.pop(uid, None)  # their pids may be reused from now on
         self.record_pids()
+        await self.runtime.ended(started)
         codes = [128 - c if c < 0 else c for c in returned]  # killed by signal N: 128+N
         log.info("pod %s exited %s", name, codes)
         if uid in self.stopping:
@@ -210,59 +252,77 @@ class NodeAgent:
         with contextlib.suppress(kr8s.ServerError):
             await self.patch_status(pod, phase, terminated)
 
-    async def spawn(
-        self, pod: dict[str, Any], container: dict[str, Any]
-    ) -> asyncio.subprocess.Process:
-        argv = [*container.get("command", []), *container.get("args", [])]
-        if not argv:
-            raise ValueError(
-                f"container {container['name']!r} has no command; this node agent ignores "
-                "images, so it needs the command to run on the host"
+    async def start(self, pod: dict[str, Any]) -> list[Started] | None:
+        """The pod's started containers, or None if it failed or went away first."""
+        meta = pod["metadata"]
+        name = f"{meta['namespace']}/{meta['name']}"
+        reported = ""
+        while meta["uid"] not in self.stopping:
+            try:
+                return await self.runtime.start(pod, self.log_dir)
+            except PodWaiting as exc:
+                if exc.message != reported:  # once per reason, not every retry
+                    log.info("pod %s waits: %s", name, exc.message)
+                    reported = exc.message
+                    waiting = {"waiting": {"reason": exc.reason, "message": exc.message}}
+                    with contextlib.suppress(kr8s.ServerError):
+                        n = len(pod["spec"]["containers"])
+                        await self.patch_status(pod, "Pending", [waiting] * n, exc.message)
+                await asyncio.sleep(RETRY)
+            except PodError as exc:
+                log.warning("pod %s cannot start: %s", name, exc.message)
+                await self.fail(pod, exc.reason, exc.message)
+                return None
+            except Exception as exc:
+                log.warning("pod %s cannot start: %s", name, exc)
+                await self.fail(pod, "CreateContainerError", str(exc))
+                return None
+        return None
+
+    async def readiness(
+        self,
+        pod: dict[str, Any],
+        started: list[Started],
+        probes: list[dict[str, Any] | None],
+        running: list[dict[str, Any]],
+    ) -> None:
+        """Run the readiness probes at their periods; report each change of readiness."""
+        loop = asyncio.get_running_loop()
+        ready = [probe is None for probe in probes]
+        streak = [0] * len(probes)  # consecutive results: > 0 successes, < 0 failures
+        due = [loop.time() + float((p or {}).get("initialDelaySeconds", 0)) for p in probes]
+        while True:
+            now = loop.time()
+            turn = [i for i, p in enumerate(probes) if p is not None and due[i] <= now]
+            results = await asyncio.gather(
+                *(self.runtime.probe(pod, started[i], probes[i] or {}) for i in turn)
             )
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
-            "HOME": os.environ.get("HOME", "/tmp"),
-            "HOSTNAME": pod["metadata"]["name"],
-        }
-        for var in container.get("env", []):
-            env[var["name"]] = _env_value(pod, container, var)
-        log_path = self.log_dir / f"{pod['metadata']['namespace']}_{pod['metadata']['name']}"
-        log_path.mkdir(parents=True, exist_ok=True)
-        cwd = container.get("workingDir")
-        if cwd:
-            os.makedirs(cwd, exist_ok=True)
-        with (log_path / f"{container['name']}.log").open("ab") as out:
-            return await asyncio.create_subprocess_exec(
-                *argv,
-                env=env,
-                cwd=cwd,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=out,
-                stderr=asyncio.subprocess.STDOUT,
-                start_new_session=True,
-            )
+            before = list(ready)
+            for i, ok in zip(turn, results, strict=True):
+                probe = probes[i] or {}
+                streak[i] = max(streak[i], 0) + 1 if ok else min(streak[i], 0) - 1
+                if streak[i] >= int(probe.get("successThreshold", 1)):
+                    ready[i] = True
+                elif -streak[i] >= int(probe.get("failureThreshold", 3)):
+                    ready[i] = False
+                due[i] = now + float(probe.get("periodSeconds", 10))
+            if ready != before:
+                log.info("pod %s/%s ready: %s", *_names(pod), ready)
+                with contextlib.suppress(kr8s.ServerError):
+                    await self.patch_status(pod, "Running", running, ready=ready)
+            pending = [due[i] for i, p in enumerate(probes) if p is not None]
+            await asyncio.sleep(max(0.0, min(pending) - loop.time()))
 
     async def stop_pod(self, pod: dict[str, Any], final_delete: bool) -> None:
         meta = pod["metadata"]
         uid = meta["uid"]
-        grace = meta.get("deletionGracePeriodSeconds")
-        if grace is None:
-            grace = pod["spec"].get("terminationGracePeriodSeconds", 30)
-        procs = self.procs.pop(uid, [])
+        started = self.procs.pop(uid, [])
         self.record_pids()
-        for proc in procs:
-            _signal_group(proc.pid, signal.SIGTERM)
-        if procs:
-            waiting = asyncio.gather(*(p.wait() for p in procs))
-            try:
-                await asyncio.wait_for(waiting, timeout=grace)
-            except TimeoutError:
-                for proc in procs:
-                    _signal_group(proc.pid, signal.SIGKILL)
-                await asyncio.gather(*(p.wait() for p in procs))
+        await self.end(started, _grace(pod))
         task = self.running.pop(uid, None)
         if task is not None:
             await asyncio.gather(task, return_exceptions=True)
+        await self.runtime.forget(pod)
         if final_delete:
             # as a kubelet does once the containers are gone: remove the object for good
             with contextlib.suppress(kr8s.ServerError):
@@ -274,38 +334,47 @@ class NodeAgent:
                 )
         log.info("pod %s/%s stopped", meta["namespace"], meta["name"])
 
+    async def end(self, started: list[Started], grace: float) -> None:
+        """SIGTERM, then SIGKILL whatever still runs after ``grace`` seconds."""
+        for one in started:
+            self.runtime.signal(one, signal.SIGTERM)
+        if not started:
+            return
+        try:
+            await asyncio.wait_for(asyncio.gather(*(s.proc.wait() for s in started)), grace)
+        except TimeoutError:
+            for one in started:
+                self.runtime.signal(one, signal.SIGKILL)
+            await asyncio.gather(*(s.proc.wait() for s in started))
+
     # ------------------------------------------------------------------ orphans
 
     def record_pids(self) -> None:
         """Write the pods' process groups, so a later agent can end them if this one dies."""
         if self.pids_file is None:
             return
-        lines = [f"{p.pid} {_start_time(p.pid)}" for ps in self.procs.values() for p in ps]
-        self.pids_file.write_text("".join(line + "\n" for line in lines))
+        pids = [s.proc.pid for ss in self.procs.values() for s in ss]
+        self.pids_file.write_text("".join(f"{pid} {start_time(pid)}\n" for pid in pids))
 
-    def kill_orphans(self) -> None:
+    async def kill_orphans(self) -> None:
         """SIGKILL the pods' processes an earlier agent left (their pods are marked Failed)."""
-        if self.pids_file is None or not self.pids_file.exists():
-            return
-        for line in self.pids_file.read_text().split("\n"):
-            pid, _, started = line.partition(" ")
-            # the start time tells a left-over process from an unrelated one that got its pid
-            if pid.isdigit() and started and _start_time(int(pid)) == started:
-                log.info("killing process group %s left by an earlier node agent", pid)
-                _signal_group(int(pid), signal.SIGKILL)
-        self.pids_file.unlink()
+        if self.pids_file is not None and self.pids_file.exists():
+            for line in self.pids_file.read_text().split("\n"):
+                pid, _, started = line.partition(" ")
+                # the start time tells a left-over process from one that got its pid since
+                if pid.isdigit() and started and start_time(int(pid)) == started:
+                    log.info("killing process group %s left by an earlier node agent", pid)
+                    signal_group(int(pid), signal.SIGKILL)
+            self.pids_file.unlink()
+        await self.runtime.cleanup()
 
     async def shutdown(self) -> None:
         """SIGTERM: end every pod's processes (grace 5 s); the pods are lost with the node."""
-        procs = [p for ps in self.procs.values() for p in ps]
-        for proc in procs:
-            _signal_group(proc.pid, signal.SIGTERM)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.gather(*(p.wait() for p in procs)), 5)
-        for proc in procs:
-            _signal_group(proc.pid, signal.SIGKILL)
+        started = [s for ss in self.procs.values() for s in ss]
+        await self.end(started, 5)
         self.procs.clear()
         self.record_pids()
+        await self.runtime.cleanup()
 
     async def fail(self, pod: dict[str, Any], reason: str, message: str) -> None:
         states = [{"terminated": {"exitCode": 128, "reason": reason, "message": message}}]
@@ -313,15 +382,22 @@ class NodeAgent:
             await self.patch_status(pod, "Failed", states * len(pod["spec"]["containers"]), message)
 
     async def patch_status(
-        self, pod: dict[str, Any], phase: str, states: list[dict[str, Any]], message: str = ""
+        self,
+        pod: dict[str, Any],
+        phase: str,
+        states: list[dict[str, Any]],
+        message: str = "",
+        ready: list[bool] | None = None,
     ) -> None:
         now = _now()
-        ready = "True" if phase == "Running" else "False"
+        running = phase == "Running"
+        flags = [running and r for r in (ready or [running] * len(states))]
+        all_ready = "True" if running and all(flags) else "False"
         conditions = [
             ("PodScheduled", "True"),
             ("Initialized", "True"),
-            ("ContainersReady", ready),
-            ("Ready", ready),
+            ("ContainersReady", all_ready),
+            ("Ready", all_ready),
         ]
         status: dict[str, Any] = {
             "phase": phase,
@@ -337,12 +413,12 @@ class NodeAgent:
                     "name": c["name"],
                     "image": c.get("image", ""),
                     "imageID": "",
-                    "ready": ready == "True",
+                    "ready": flag,
                     "restartCount": 0,
-                    "started": phase == "Running",
+                    "started": running,
                     "state": state,
                 }
-                for c, state in zip(pod["spec"]["containers"], states, strict=True)
+                for c, state, flag in zip(pod["spec"]["containers"], states, flags, strict=True)
             ],
         }
         if message:
@@ -357,49 +433,24 @@ class NodeAgent:
         )
 
 
-def _env_value(pod: dict[str, Any], container: dict[str, Any], var: dict[str, Any]) -> str:
-    if "valueFrom" not in var:
-        return str(var.get("value", ""))
-    source = var["valueFrom"]
-    if "fieldRef" in source:
-        path: str = source["fieldRef"]["fieldPath"]
-        meta, spec = pod["metadata"], pod["spec"]
-        for prefix, table in (
-            ("metadata.labels", "labels"),
-            ("metadata.annotations", "annotations"),
-        ):
-            if path.startswith(prefix + "['"):
-                return str(meta.get(table, {}).get(path[len(prefix) + 2 : -2], ""))
-        fields = {
-            "metadata.name": meta["name"],
-            "metadata.namespace": meta["namespace"],
-            "metadata.uid": meta["uid"],
-            "spec.nodeName": spec.get("nodeName", ""),
-            "spec.serviceAccountName": spec.get("serviceAccountName", ""),
-            "status.podIP": HOST_IP,
-            "status.hostIP": HOST_IP,
-        }
-        if path not in fields:
-            raise ValueError(f"env {var['name']}: unsupported fieldRef {path!r}")
-        return str(fields[path])
-    if "resourceFieldRef" in source:
-        ref = source["resourceFieldRef"]
-        kind, _, resource = ref["resource"].partition(".")
-        return str(container.get("resources", {}).get(kind, {}).get(resource, "0"))
-    raise ValueError(f"env {var['name']}: this node agent supports only fieldRef sources")
+def _grace(pod: dict[str, Any]) -> float:
+    grace = pod["metadata"].get("deletionGracePeriodSeconds")
+    if grace is None:
+        grace = pod["spec"].get("terminationGracePeriodSeconds", 30)
+    return float(grace)
 
 
-def _start_time(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[-1].split()[19]
-    except (OSError, IndexError):
-        return ""
+def _names(pod: dict[str, Any]) -> tuple[str, str]:
+    return pod["metadata"]["namespace"], pod["metadata"]["name"]
 
 
-def _signal_group(pid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, sig)
+def _taint(item: str) -> dict[str, str]:
+    """``key=value:Effect`` (or ``key:Effect``), as kubectl taint writes it."""
+    spec, _, effect = item.rpartition(":")
+    key, _, value = spec.partition("=")
+    return (
+        {"key": key, "value": value, "effect": effect} if value else {"key": key, "effect": effect}
+    )
 
 
 async def main() -> None:
@@ -407,6 +458,7 @@ async def main() -> None:
     add = parser.add_argument
     add("--kubeconfig", default=os.environ.get("KUBECONFIG"))
     add("--node", default="farside-node")
+    add("--runtime", choices=("process", "buildah"), default="process")
     # a node of host processes: advertise room for many small pilot pods, not the host's size
     add("--cpu", default=str(max(8, os.cpu_count() or 1)))
     add("--memory", default="64Gi")
@@ -414,7 +466,9 @@ async def main() -> None:
     add("--gpu-resource", default="nvidia.com/gpu")
     add("--pods", type=int, default=110)
     add("--label", action="append", default=[], help="node label k=v (repeatable)")
+    add("--taint", action="append", default=[], help="node taint k=v:Effect (repeatable)")
     add("--log-dir", default="pods", help="where containers' output goes")
+    add("--state-dir", help="buildah: where volumes are kept (default: the log dir's parent)")
     add("--pids-file", help="where to keep the pods' process ids")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -424,13 +478,13 @@ async def main() -> None:
         warnings.simplefilter("ignore", UserWarning)
         api = await kr8s.asyncio.api(kubeconfig=args.kubeconfig)
     agent = NodeAgent(api, args)
-    agent.kill_orphans()
+    await agent.kill_orphans()
     await agent.register()
-    log.info("node %s registered (process-based node agent, not a kubelet)", agent.node)
+    log.info("node %s registered (%s node agent, not a kubelet)", agent.node, args.runtime)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-    work = asyncio.gather(agent.heartbeat_loop(), agent.watch())
+    work = asyncio.gather(agent.heartbeat_loop(), agent.watch(), agent.runtime.duties())
     await stop.wait()
     work.cancel()
     with contextlib.suppress(asyncio.CancelledError):

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -75,3 +78,87 @@ def test_a_job_submitted_on_one_replica_reaches_a_stream_on_the_other_at_once(
     when, batch = arrived[0]
     assert [e["job_id"] for e in batch["events"]] == [job_id]
     assert when - sent < 14
+
+
+def squared_slowly(i: int) -> int:
+    import time
+
+    time.sleep(0.02)
+    return i * i
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_replica_killed_under_load_loses_no_job_and_no_result(tmp_path: Path) -> None:
+    """Two replicas behind one front (as behind a Service); pilots and the client use only
+    the front. One replica is SIGKILLed while jobs run: every job still ends, once, with
+    its result, and the client's result stream carries on through the other replica."""
+    import sqlalchemy
+
+    import farside
+    from conftest import _postgres_database
+    from harness import wait_until
+    from tcp_proxy import TcpFront
+
+    n = 400
+    settings = {
+        "sites": [{"name": "local", "min_warm": 0, "max_pilots": 0}],
+        "heartbeat_interval": 1.0,
+        "heartbeat_timeout": 10.0,
+    }
+    for url in _postgres_database():
+        ports = _free_port(), _free_port()
+        front = TcpFront([("127.0.0.1", port) for port in ports]).start()
+        first = GatewayProcess(tmp_path / "a", url, public_url=front.url, **settings)
+        second = GatewayProcess(tmp_path / "b", url, public_url=front.url, **settings)
+        pilots: list[subprocess.Popen[bytes]] = []
+        try:
+            first.start(port=ports[0])
+            second.start(port=ports[1])
+            env = {**os.environ, "FARSIDE_PILOT_TOKEN": first.site_token}
+            for k in range(2):
+                command = [sys.executable, "-m", "farside_pilot", "--gateway-url", front.url]
+                command += ["--site", "local", "--cores", "2", "--idle-timeout", "120"]
+                command += ["--workdir", str(tmp_path / f"pilot{k}")]
+                with (tmp_path / f"pilot{k}.log").open("ab") as log:
+                    pilots.append(
+                        subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+                    )
+            gw = farside.Gateway(front.url, token=first.user_token, set_as_default=False)
+            try:
+                results = gw.map(squared_slowly, range(n))
+                engine = sqlalchemy.create_engine(url)
+
+                def finished(engine: sqlalchemy.Engine = engine) -> int:
+                    with engine.connect() as conn:
+                        query = "select count(*) from jobs where state = 'finished'"
+                        return int(conn.execute(sqlalchemy.text(query)).scalar_one())
+
+                wait_until(lambda: finished() >= n // 4, timeout=120, interval=0.1)
+                first.kill()  # mid-load: leases held, reports in flight, streams open
+                assert finished() < n, "the load ended before the replica was killed"
+                assert list(results) == [i * i for i in range(n)]
+                with engine.connect() as conn:
+                    rows = conn.execute(
+                        sqlalchemy.text("select state, count(*) from jobs group by state")
+                    ).all()
+                engine.dispose()
+                assert dict(rows) == {"finished": n}
+            finally:
+                gw.close()
+        finally:
+            for pilot in pilots:
+                pilot.terminate()
+            for pilot in pilots:
+                pilot.wait(30)
+            first.cleanup()
+            second.cleanup()
+            front.close()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

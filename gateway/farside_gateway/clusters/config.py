@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 
 class ClustersConfig(BaseModel):
@@ -55,6 +55,20 @@ class ClustersConfig(BaseModel):
     check_interval: float = Field(
         2.0, gt=0, description="Seconds between passes that reconcile workers with targets."
     )
+    adopt_after: float = Field(
+        15.0,
+        gt=0,
+        description="Replicas sharing a PostgreSQL database: a replica not seen for this "
+        "many seconds is gone, and another adopts its clusters (their schedulers outlive it "
+        "for `orphan_grace`).",
+    )
+    orphan_grace: float = Field(
+        60.0,
+        ge=0,
+        description="Seconds a scheduler whose gateway replica is gone keeps running, waiting "
+        "for another replica to adopt it (PostgreSQL only; a gateway on SQLite has no other "
+        "replica, and its schedulers end with it).",
+    )
     worker_death_timeout: float = Field(
         60.0, gt=0, description="Seconds a worker keeps trying to reach a lost scheduler."
     )
@@ -87,3 +101,13 @@ class ClustersConfig(BaseModel):
         description="Scheduler processes kept started (distributed imported) and waiting, so "
         "that a new cluster is ready in well under a second.",
     )
+
+    @model_validator(mode="after")
+    def _grace_outlasts_adoption(self) -> ClustersConfig:
+        if 0 < self.orphan_grace <= self.adopt_after + self.check_interval:
+            raise ValueError(
+                f"clusters.orphan_grace ({self.orphan_grace:g}s) must outlast adopt_after + "
+                f"check_interval ({self.adopt_after + self.check_interval:g}s), or a "
+                "scheduler ends before another replica can adopt it (0: no waiting)"
+            )
+        return self

@@ -1,10 +1,11 @@
 """The lifecycle of interactive clusters: create, scale, reconcile, stop.
 
 The database holds each cluster's targets and state, so any replica may take a user's
-request; the replica that started a cluster's scheduler (``instance``) acts on it in its
-reconcile pass: it submits and cancels worker leases to meet the targets, retires
-surplus workers on the scheduler before cancelling their leases, stops a cluster whose
-client is gone and which has no work, and notices a scheduler that ended.
+request; the replica that manages a cluster's scheduler (``instance``: the one that
+started it, or one that adopted it, see :mod:`.adoption`) acts on it in its reconcile
+pass: it submits and cancels worker leases to meet the targets, retires surplus workers on
+the scheduler before cancelling their leases, stops a cluster whose client is gone and
+which has no work, and notices a scheduler that ended (:mod:`.keeper`).
 """
 
 from __future__ import annotations
@@ -34,11 +35,12 @@ from ..auth.tokens import Principal
 from ..config import GatewayConfig
 from ..db import Database
 from ..pool.submit import cancel_jobs
-from . import store
+from . import adoption, store
 from .adaptive import adapt_step
 from .dashboard import dashboard_path
 from .groups import check_groups, fit_defaults
-from .process import SchedulerProcess, SchedulerStartError, Spares, prune_logs
+from .keeper import SchedulerKeeper
+from .process import SchedulerStartError, Spares, prune_logs
 from .scheduler_rpc import RPC_TIMEOUT, SchedulerRpc
 from .sealing import Sealer
 from .sni_proxy import SchedulerProxy
@@ -87,10 +89,11 @@ class ClusterManager:
         self.terms = store.LeaseTerms(death_timeout=self.settings.worker_death_timeout)
         self.sealer = Sealer([k.get_secret_value() for k in self.settings.encryption_keys])
         self.rpc = SchedulerRpc(self.sealer)
-        self._procs: dict[str, SchedulerProcess] = {}
-        self._watchers: dict[str, asyncio.Task[None]] = {}
+        self.keeper = SchedulerKeeper(self.rpc, self._mark_ended, self._row)
+        # replicas exist only on a shared PostgreSQL: only there do schedulers wait to be
+        # adopted when their gateway is gone
+        self.replicated = not db.is_sqlite
         self._locks: dict[str, asyncio.Lock] = {}
-        self._stop_reasons: dict[str, str] = {}
         self._pruned_at = 0.0
         self.proxy: SchedulerProxy | None = None
 
@@ -104,11 +107,11 @@ class ClusterManager:
                 "of this process only, so other gateway replicas cannot hand out the "
                 "credentials of its clusters; set the same encryption_keys on every replica"
             )
-        # schedulers end with the process that started them (their stdin closes): clusters
-        # this instance ran before a restart are gone
+        # the clusters this instance ran before a restart: on SQLite their schedulers ended
+        # with it (their stdin closed); with replicas they may still wait to be adopted
         stale = await self.db.read(store.live_clusters, None, self.instance)
         for row in stale:
-            await self._mark_ended(row.name, "stopped", "the gateway restarted; start a new one")
+            await self.keeper.adopt(row, "the gateway restarted", state_if_ended="stopped")
         if self.settings.enabled and self.settings.spare_schedulers:
             self.spares.fill()
         if self.settings.enabled and self.settings.proxy_port is not None:
@@ -126,12 +129,23 @@ class ClusterManager:
         return str(row.scheduler_address) if row.state == "running" else None
 
     async def close(self) -> None:
-        """The gateway stops: so do its clusters (workers cancelled, schedulers ended)."""
+        """The gateway stops. With other replicas alive its clusters go on under one of
+        them; else they stop too (workers cancelled, schedulers ended)."""
         if self.proxy is not None:
             await self.proxy.stop()
-        for name in list(self._procs):
-            await self._stop(name, "the gateway stopped")
+        since = self.now() - self.settings.adopt_after
+        if self.replicated and await self.db.read(adoption.others_alive, self.instance, since):
+            names = self.keeper.hand_over()
+            if names:
+                log.info("handing clusters %s over to the other replicas", ", ".join(names))
+        else:
+            await self.keeper.stop_all("the gateway stopped")
+        with contextlib.suppress(Exception):  # the database may be what is failing
+            await self.db.write(adoption.forget, self.instance)
         await self.spares.close()
+
+    async def _row(self, name: str) -> Any:
+        return await self.db.read(store.get_cluster, name, None)
 
     # ------------------------------------------------------------ requests
 
@@ -192,6 +206,7 @@ class ClusterManager:
                     "dashboard_host": self.settings.dashboard_host,
                     "dashboard_prefix": dashboard_path(name),
                     "idle_timeout": idle,
+                    "orphan_grace": self.settings.orphan_grace if self.replicated else 0,
                 }
             )
         except (SchedulerStartError, OSError) as exc:
@@ -205,8 +220,7 @@ class ClusterManager:
             if ready.dashboard_port
             else None
         )
-        self._procs[name] = proc
-        self._watchers[name] = asyncio.create_task(self._watch(name, proc), name=f"watch-{name}")
+        self.keeper.started(name, proc)
         await self.db.write(
             store.set_cluster,
             name,
@@ -339,21 +353,25 @@ class ClusterManager:
             await self.db.write(
                 store.set_cluster, name, state="stopping", reason="closed by its owner"
             )
-            if name in self._procs:
-                await self._stop(name, "closed by its owner")
+            if self.keeper.manages(name):
+                await self.keeper.stop(name, "closed by its owner")
         return await self.info(who, name)
 
     # ------------------------------------------------------------ the reconcile pass
 
     async def run_once(self) -> None:
         await self._prune_logs()
-        rows = await self.db.read(store.live_clusters, None, self.instance)
         now = self.now()
+        if self.replicated:
+            await self._adopt_orphans(now)
+        rows = await self.db.read(store.live_clusters, None, self.instance)
         for row in rows:
             if row.state == "stopping":
-                await self._stop(row.name, row.reason or "stopped")
+                await self.keeper.stop(row.name, row.reason or "stopped")
                 continue
-            if row.state != "running" or row.name not in self._procs:
+            if row.state != "running" or not self.keeper.manages(row.name):
+                continue
+            if row.name in self.keeper.adopted and not await self.keeper.keep_alive(row):
                 continue
             lapse = now - (row.last_client_seen or row.created_at)
             if self.proxy is not None and self.proxy.connections[row.name] > 0:
@@ -361,7 +379,7 @@ class ClusterManager:
                 await self.db.write(store.set_cluster, row.name, last_client_seen=now)
                 lapse = 0.0
             if lapse > self.settings.client_timeout and await self.rpc.idle(row):
-                await self._stop(
+                await self.keeper.stop(
                     row.name,
                     f"no client heartbeat for {lapse:.0f}s and no tasks: the kernel that "
                     "used it is gone",
@@ -370,6 +388,18 @@ class ClusterManager:
             if row.adapt:
                 await self._adapt(row)
             await self.reconcile(row.name)
+
+    async def _adopt_orphans(self, now: float) -> None:
+        """Say this replica is alive; take on the clusters of replicas that are not."""
+        await self.db.write(adoption.beat, self.instance, now)
+        since = now - self.settings.adopt_after
+        for row in await self.db.read(adoption.orphans, self.instance, since):
+            if await self.db.write(adoption.claim, row.name, row.instance, self.instance):
+                gone = f"its gateway replica {row.instance} is gone"
+                if row.state == "stopping":
+                    self.keeper.adopted.add(row.name)  # the pass below ends it
+                else:
+                    await self.keeper.adopt(row, gone)
 
     async def _adapt(self, row: Any) -> None:
         owner = Principal("user", row.owner)
@@ -413,7 +443,7 @@ class ClusterManager:
         if now - self._pruned_at < PRUNE_INTERVAL:
             return
         self._pruned_at = now
-        keep = [p.log_path for p in self._procs.values()] + self.spares.log_paths
+        keep = self.keeper.log_paths + self.spares.log_paths
         try:
             deleted = await asyncio.to_thread(
                 prune_logs, str(self.log_dir), keep, self.settings.log_retention, now
@@ -425,33 +455,6 @@ class ClusterManager:
             log.info("deleted %d scheduler logs older than log_retention", len(deleted))
 
     # ------------------------------------------------------------ ending
-
-    async def _stop(self, name: str, reason: str) -> None:
-        self._stop_reasons[name] = reason
-        proc = self._procs.get(name)
-        if proc is not None:
-            await proc.stop()
-        watcher = self._watchers.pop(name, None)
-        if watcher is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
-        if proc is None:
-            await self._mark_ended(name, "stopped", reason)
-
-    async def _watch(self, name: str, proc: SchedulerProcess) -> None:
-        code = await proc.wait()
-        self._procs.pop(name, None)
-        reason = self._stop_reasons.pop(name, None)
-        state = "stopped"
-        if reason is None and code == 0:
-            row = await self.db.read(store.get_cluster, name, None)
-            reason = f"idle for {row.idle_timeout:g}s: the scheduler stopped itself"
-        elif reason is None:
-            state = "failed"
-            reason = f"the scheduler process ended with status {code}; see {proc.log_path}"
-        await self._mark_ended(name, state, reason)
-        # only now: _stop awaits this task through _watchers until the cluster is marked
-        self._watchers.pop(name, None)
 
     async def _mark_ended(self, name: str, state: str, reason: str) -> None:
         def end(conn: Any, changes: Any) -> None:

@@ -8,6 +8,9 @@ most of a scheduler's start-up). Settings: ``name``, ``tls_cert``, ``tls_key`` (
 
 It ends when the scheduler closes (idle past ``idle_timeout``, or told to) or when its stdin
 closes: the gateway that started it is gone, and a scheduler nobody manages must not stay.
+With ``orphan_grace`` (replicas on one PostgreSQL) it waits that long first: another
+replica that adopts the cluster calls the scheduler's ``farside_keepalive`` handler on each
+of its passes, and the scheduler stays as long as those calls come.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import json
 import logging
 import sys
 import threading
+import time
 from typing import Any
 
 import distributed
@@ -72,16 +76,44 @@ async def serve(settings: dict[str, Any]) -> None:
     ready = {"address": address, "dashboard_port": service.port if service else None}
     print(json.dumps(ready), flush=True)
     log.info("cluster %s: scheduler at %s", settings.get("name"), address)
+    kept = Keepalive()
+    scheduler.handlers["farside_keepalive"] = kept.beat
     closed = asyncio.Event()
     _watch_stdin(asyncio.get_running_loop(), closed)
-    watch = asyncio.create_task(closed.wait())
+    watch = asyncio.create_task(_orphaned(closed, kept, float(settings.get("orphan_grace") or 0)))
     finished = asyncio.create_task(scheduler.finished())
     done, _ = await asyncio.wait({watch, finished}, return_when=asyncio.FIRST_COMPLETED)
     if watch in done:
-        log.info("the gateway is gone: closing the scheduler")
+        log.info("the gateway is gone and no other replica adopted it: closing the scheduler")
     await scheduler.close()
     for task in (watch, finished):
         task.cancel()
+
+
+class Keepalive:
+    """When a gateway replica last said it manages this scheduler."""
+
+    def __init__(self) -> None:
+        self.last = time.monotonic()
+
+    def beat(self, comm: Any = None) -> str:  # a distributed handler: comm comes first
+        self.last = time.monotonic()
+        return "ok"
+
+
+async def _orphaned(closed: asyncio.Event, kept: Keepalive, grace: float) -> None:
+    """Return once the starting gateway is gone (stdin closed) and no replica has kept the
+    scheduler alive for ``grace`` seconds."""
+    await closed.wait()
+    if grace <= 0:
+        return
+    log.info("the gateway that started it is gone: waiting %gs for another to adopt it", grace)
+    kept.last = max(kept.last, time.monotonic())
+    while True:  # each keepalive moves the end further away
+        left = grace - (time.monotonic() - kept.last)
+        if left <= 0:
+            return
+        await asyncio.sleep(left)
 
 
 def main() -> None:

@@ -274,8 +274,9 @@ debug_requests = Table(
 )
 Index("ix_debug_requests_pilot", debug_requests.c.pilot_id)
 
-# Interactive Dask clusters. The scheduler is a process of the gateway replica named in
-# ``instance``; that replica acts on the targets and states other replicas write here.
+# Interactive Dask clusters. The scheduler was started by a gateway replica and is managed
+# by the one named in ``instance`` (the same, or one that adopted it after the first was
+# gone); that replica acts on the targets and states other replicas write here.
 # Worker leases are jobs of kind 'dask-worker' whose group_name is the cluster's name and
 # whose name is the Dask worker's name.
 clusters = Table(
@@ -307,6 +308,16 @@ clusters = Table(
 )
 Index("ix_clusters_owner_state", clusters.c.owner, clusters.c.state)
 Index("ix_clusters_instance_state", clusters.c.instance, clusters.c.state)
+
+# Each gateway replica's last sign of life (written by its cluster pass). A replica that
+# has not been seen for [clusters] adopt_after seconds is gone: another one takes over
+# its clusters, whose schedulers wait for that (clusters.scheduler's orphan grace).
+gateway_instances = Table(
+    "gateway_instances",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("seen_at", Float, nullable=False),
+)
 
 #: A result row of any shape (SQLAlchemy 2.1's Row is variadic).
 AnyRow: TypeAlias = "Row[*tuple[Any, ...]]"
