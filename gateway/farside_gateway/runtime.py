@@ -27,6 +27,7 @@ from .notify import Notifier
 from .pgbus import PgBus
 from .pool.changes import Changes
 from .pool.fairshare import ShareRules
+from .pool.heartbeats import HeartbeatBatcher
 from .pool.outcomes import LeasePolicy
 from .pool.retries import grant_grace, reap
 from .pool.scouts import release_scouted
@@ -71,6 +72,8 @@ class Runtime:
             max_resource_attempts=config.max_resource_attempts,
             sites=tuple(config.sites),
         )
+        # 2,000 beats a second from 10,000 pilots: written in batches (pool/heartbeats.py)
+        self.heartbeats = HeartbeatBatcher(self.db, self.lease_policy, self.now)
         fair = config.fair_share
         self.share_rules = ShareRules(
             groups=dict(fair.groups),
@@ -231,6 +234,7 @@ class Runtime:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.heartbeats.close()
         if self.bus is not None:
             await self.bus.stop()
         await asyncio.to_thread(self.db.close)

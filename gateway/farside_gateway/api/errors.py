@@ -91,14 +91,17 @@ class BodyLimit:
         if scope["type"] != "http" or exempt:
             await self.app(scope, receive, send)
             return
-        too_large = PayloadTooLarge(
-            f"request body exceeds the gateway's limit of {self.limit} bytes; send less per "
-            "request (e.g. split a map into smaller submissions)",
-            {"limit": self.limit},
-        )
+
+        def too_large() -> PayloadTooLarge:  # made only when needed: this runs per request
+            return PayloadTooLarge(
+                f"request body exceeds the gateway's limit of {self.limit} bytes; send less "
+                "per request (e.g. split a map into smaller submissions)",
+                {"limit": self.limit},
+            )
+
         for name, value in scope.get("headers", []):
             if name == b"content-length" and value.isdigit() and int(value) > self.limit:
-                await envelope_response(too_large)(scope, receive, send)
+                await envelope_response(too_large())(scope, receive, send)
                 return
         seen = 0
         exceeded = False
@@ -120,7 +123,7 @@ class BodyLimit:
             if exceeded:
                 if message["type"] == "http.response.start" and not started:
                     started = True
-                    await envelope_response(too_large)(scope, receive, send)
+                    await envelope_response(too_large())(scope, receive, send)
                 return
             if message["type"] == "http.response.start":
                 started = True
@@ -128,4 +131,4 @@ class BodyLimit:
 
         await self.app(scope, counting_receive, guarded_send)
         if exceeded and not started:
-            await envelope_response(too_large)(scope, receive, send)
+            await envelope_response(too_large())(scope, receive, send)

@@ -36,7 +36,7 @@ from ..pool import pilots as pilot_records
 from ..pool import queries
 from ..pool import workflows as workflow_runs
 from ..pool.acquire import PilotSlot, acquire, release_unstarted
-from ..pool.leases import give_back, heartbeat, held_jobs, report
+from ..pool.leases import give_back, held_jobs, report
 from ..pool.outcomes import PreparedUpdate
 from ..pool.retries import release_pilot
 from ..pool.workflows import BODY
@@ -173,18 +173,20 @@ async def pilot_heartbeat(
     """Renew the pilot's leases; answers early when a held job must be dropped."""
     pilot_of(who, pilot_id)
     rt.metrics.heartbeats.inc()
-    row = await rt.db.read(pilot_records.get_pilot, pilot_id)
-    if row.state not in LIVE:
-        return json_response(HeartbeatResponse(drop=body.held, retire=True))
+    # before the write: a change made while it runs must still wake the wait below
     waiter = rt.notifier.pilots.waiter(pilot_id)
-    drop, debug = await rt.db.write(heartbeat, pilot_id, body.held, rt.lease_policy, rt.now())
+    beat = await rt.heartbeats.beat(pilot_id, body.held)
+    if beat.state not in LIVE:
+        return json_response(HeartbeatResponse(drop=body.held, retire=True))
+    drop, debug = beat.drop, beat.debug
     wait = min(body.wait, rt.config.max_poll, rt.config.heartbeat_interval)
     # holding the answer paces the heartbeats and makes them the channel for cancellations
     # and stack-dump requests
     woken = not drop and not debug and wait > 0 and not rt.stopping.is_set()
     if woken and await wait_for_signal(waiter, wait) and body.held:
-        drop, debug = await rt.db.write(heartbeat, pilot_id, body.held, rt.lease_policy, rt.now())
-    answer = HeartbeatResponse(drop=drop, retire=row.state == "retiring", debug=debug)
+        beat = await rt.heartbeats.beat(pilot_id, body.held)
+        drop, debug = beat.drop, beat.debug
+    answer = HeartbeatResponse(drop=drop, retire=beat.state == "retiring", debug=debug)
     return json_response(answer)
 
 

@@ -16,7 +16,7 @@ from farside_protocol import Conflict, ErrorClass, JobState, NotFound
 from farside_protocol.pilot_api import LogEntry
 
 from ..db.engine import insert_rows
-from ..db.schema import AnyRow, attempts, debug_requests, jobs, log_lines, pilots
+from ..db.schema import AnyRow, attempts, debug_requests, jobs, log_lines
 from .changes import Changes
 from .outcomes import (
     ACTIVE,
@@ -30,39 +30,6 @@ from .retries import fail_attempts
 from .submit import release_children
 
 S = JobState
-
-
-def heartbeat(
-    conn: Connection, pilot_id: int, held: list[int], policy: LeasePolicy, now: float
-) -> tuple[list[int], list[int]]:
-    """Renew the pilot's leases; return the held jobs it must drop (cancelled, taken away)
-    and those whose owners asked for a stack dump (each asked once)."""
-    conn.execute(update(pilots).where(pilots.c.id == pilot_id).values(last_seen=now))
-    conn.execute(
-        update(jobs)
-        .where(jobs.c.pilot_id == pilot_id, jobs.c.state.in_(ACTIVE))
-        .values(lease_expires=now + policy.lease_timeout)
-    )
-    taken = conn.execute(
-        debug_requests.delete()
-        .where(debug_requests.c.pilot_id == pilot_id)
-        .returning(debug_requests.c.job_id)
-    ).all()
-    debug = sorted(row.job_id for row in taken)
-    if not held:
-        return [], debug
-    # a job this pilot finished is settled, not taken away: it need not be dropped
-    still = {
-        row.id
-        for row in conn.execute(
-            select(jobs.c.id).where(
-                jobs.c.id.in_(held),
-                jobs.c.pilot_id == pilot_id,
-                jobs.c.state.in_([*ACTIVE, S.FINISHED.value]),
-            )
-        )
-    }
-    return sorted(set(held) - still), debug
 
 
 def request_debug(conn: Connection, job_id: int, owner: str | None, changes: Changes) -> int:
