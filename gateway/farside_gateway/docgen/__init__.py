@@ -10,7 +10,7 @@
   :func:`farside_gateway.app.create_app` builds (no server is started);
 * ``helm-values.md``, and beside the docs the Helm chart's ``values.yaml`` and
   ``values.schema.json``, from :mod:`farside_gateway.docgen.helm_values` (whose schema
-  embeds the gateway's own settings models).
+  embeds the gateway's own settings models), written by :mod:`.helm_files`.
 
 ``--check`` writes nothing: it exits 1 and names the files that are missing or differ from
 what the code says, so CI fails when a field changes and the docs were not regenerated.
@@ -26,7 +26,7 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
-from .helm_values import helm_values_md, values_schema_json, values_yaml
+from .helm_files import helm_values_md, values_schema_json, values_yaml
 from .markdown import COMMAND, REFERENCE
 from .rest import openapi_json, openapi_spec, rest_api_md
 from .settings import config_example, configuration_md, environment_md

@@ -1,5 +1,6 @@
 """The Helm chart's values, as models: the source of ``charts/farside/values.yaml``,
-``values.schema.json`` and ``docs/reference/helm-values.md``.
+``values.schema.json`` and ``docs/reference/helm-values.md`` (written by
+:mod:`.helm_files`).
 
 ``gateway.config`` is the gateway's own :class:`~farside_gateway.config.GatewayConfig` and
 ``pilots.options`` the Kubernetes site's
@@ -12,28 +13,24 @@ here with its default and its explanation once.
 
 from __future__ import annotations
 
-import copy
-import json
-import textwrap
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field
-from pydantic.fields import FieldInfo
 
 from ..config import GatewayConfig
 from ..sites.kubernetes import KubernetesOptions
-from .markdown import banner, table
 
 PullPolicy = Literal["Always", "IfNotPresent", "Never"]
 ServiceType = Literal["ClusterIP", "NodePort", "LoadBalancer"]
 
 
-class _Values(BaseModel):
+class ValuesModel(BaseModel):
+    """A group of values (a mapping in values.yaml); a key it does not name is refused."""
+
     model_config = ConfigDict(extra="forbid")
 
 
-class Resources(_Values):
+class Resources(ValuesModel):
     """Kubernetes resource requests and limits of a container."""
 
     requests: dict[str, str] = Field(
@@ -44,14 +41,14 @@ class Resources(_Values):
     )
 
 
-class Service(_Values):
+class Service(ValuesModel):
     """How the component is exposed inside (and perhaps outside) the cluster."""
 
     type: ServiceType = Field("ClusterIP", description="Service type.")
     port: int = Field(8765, ge=1, le=65535, description="Service port.")
 
 
-class Persistence(_Values):
+class Persistence(ValuesModel):
     """A PersistentVolumeClaim the component keeps its files on."""
 
     size: str = Field("10Gi", description="Requested size.")
@@ -63,7 +60,7 @@ class Persistence(_Values):
     )
 
 
-class Gateway(_Values):
+class Gateway(ValuesModel):
     """The workload gateway: a Deployment behind one Service."""
 
     replicas: int = Field(
@@ -105,7 +102,7 @@ class Gateway(_Values):
     )
 
 
-class Pilots(_Values):
+class Pilots(ValuesModel):
     """The Kubernetes site whose pilots are pods in the release's namespace."""
 
     enabled: bool = Field(True, description="Add the site; off: only `gateway.config.sites`.")
@@ -130,7 +127,7 @@ class Pilots(_Values):
     )
 
 
-class Postgresql(_Values):
+class Postgresql(ValuesModel):
     """The database of the pool: bundled, or one you run."""
 
     enabled: bool = Field(True, description="Run PostgreSQL as a StatefulSet of this release.")
@@ -153,7 +150,7 @@ class Postgresql(_Values):
     )
 
 
-class Profile(_Values):
+class Profile(ValuesModel):
     """One choice on the hub's spawn page."""
 
     slug: str = Field(pattern=r"^[a-z0-9-]+$", description="Name in forms and URLs.")
@@ -191,7 +188,7 @@ def _default_profiles() -> list[Profile]:
     ]
 
 
-class HubOidc(_Values):
+class HubOidc(ValuesModel):
     """Where users log in (INDIGO IAM or any OIDC provider)."""
 
     issuer: str = Field("", description="Issuer URL; required with `hub.enabled`.")
@@ -207,7 +204,7 @@ class HubOidc(_Values):
     adminGroups: list[str] = Field(default_factory=list, description="Hub and gateway admins.")
 
 
-class Hub(_Values):
+class Hub(ValuesModel):
     """JupyterHub with KubeSpawner: users' notebook servers as pods, the gateway a service."""
 
     enabled: bool = Field(True, description="Run JupyterHub.")
@@ -231,7 +228,7 @@ class Hub(_Values):
     resources: Resources = Field(default_factory=Resources, description="The hub's resources.")
 
 
-class NetworkPolicy(_Values):
+class NetworkPolicy(ValuesModel):
     """Who may talk to whom inside the release."""
 
     enabled: bool = Field(
@@ -245,7 +242,7 @@ class NetworkPolicy(_Values):
     )
 
 
-class ChartValues(_Values):
+class ChartValues(ValuesModel):
     """Values of the `farside` Helm chart."""
 
     imageRegistry: str = Field(
@@ -271,164 +268,8 @@ class ChartValues(_Values):
     )
 
 
-# ---------------------------------------------------------------- schema
-
-
-_EMBEDDED: dict[str, type[BaseModel]] = {
+#: what a field's ``schema_of`` marker names: its values are checked against this model
+EMBEDDED: dict[str, type[BaseModel]] = {
     "GatewayConfig": GatewayConfig,
     "KubernetesOptions": KubernetesOptions,
 }
-
-
-def _embedded(name: str) -> dict[str, Any]:
-    return _EMBEDDED[name].model_json_schema(mode="validation")
-
-
-def _inline(schema: dict[str, Any], defs: dict[str, Any], prefix: str) -> dict[str, Any]:
-    """Move an embedded model's ``$defs`` into ``defs`` under ``prefix`` and point its
-    references there, so several models live in one document without clashing names."""
-    schema = copy.deepcopy(schema)
-    local = schema.pop("$defs", {})
-    text = json.dumps(schema)
-    for key in local:
-        text = text.replace(f'"#/$defs/{key}"', f'"#/$defs/{prefix}{key}"')
-    for key, body in local.items():
-        body_text = json.dumps(body)
-        for other in local:
-            body_text = body_text.replace(f'"#/$defs/{other}"', f'"#/$defs/{prefix}{other}"')
-        defs[prefix + key] = json.loads(body_text)
-    result: dict[str, Any] = json.loads(text)
-    return result
-
-
-def _replace_embedded(node: Any, defs: dict[str, Any]) -> Any:
-    if isinstance(node, dict):
-        name = node.get("schema_of")
-        if isinstance(name, str):
-            embedded = _inline(_embedded(name), defs, name + ".")
-            keep = {k: v for k, v in node.items() if k in ("description", "title")}
-            embedded.pop("title", None)
-            return {**embedded, **keep}
-        return {k: _replace_embedded(v, defs) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_replace_embedded(v, defs) for v in node]
-    return node
-
-
-def values_schema() -> dict[str, Any]:
-    """JSON Schema (draft 7 subset that Helm checks) of the chart's values."""
-    schema = ChartValues.model_json_schema(mode="validation")
-    own: dict[str, Any] = schema.pop("$defs", {})
-    embedded: dict[str, Any] = {}
-    schema = dict(_replace_embedded(schema, embedded))
-    own = {k: _replace_embedded(v, embedded) for k, v in own.items()}
-    schema["$defs"] = dict(sorted({**own, **embedded}.items()))
-    schema["$schema"] = "http://json-schema.org/draft-07/schema#"
-    return schema
-
-
-def values_schema_json() -> str:
-    return json.dumps(values_schema(), indent=2, sort_keys=False) + "\n"
-
-
-# ---------------------------------------------------------------- values.yaml
-
-VALUES_HEADER = """\
-# Values of the farside chart. GENERATED by `python -m farside_gateway.docgen` from
-# gateway/farside_gateway/docgen/helm_values.py: edit the models there, not this file.
-# values.schema.json (same source) is what `helm install` checks your values against;
-# docs/reference/helm-values.md explains each one.
-
-"""
-
-
-def _comment(text: str, indent: str) -> list[str]:
-    return [indent + "# " + line for line in textwrap.wrap(text, 88 - len(indent) - 2)]
-
-
-def _scalar(value: Any) -> str:
-    dumped = str(yaml.safe_dump(value, default_flow_style=True, width=1000, allow_unicode=True))
-    return dumped.removesuffix("\n...\n").strip()
-
-
-def _emit(model: type[BaseModel], data: dict[str, Any], depth: int, out: list[str]) -> None:
-    indent = "  " * depth
-    for name, field in model.model_fields.items():
-        if out and depth == 0:
-            out.append("")
-        out += _comment(field.description or "", indent)
-        value = data[name]
-        nested = field.annotation
-        if isinstance(nested, type) and issubclass(nested, _Values):
-            out.append(f"{indent}{name}:")
-            _emit(nested, value, depth + 1, out)
-        elif isinstance(value, list) and value and isinstance(value[0], dict):
-            block = yaml.safe_dump(value, default_flow_style=False, sort_keys=False, width=1000)
-            out.append(f"{indent}{name}:")
-            out += [f"{indent}  {line}" for line in block.rstrip("\n").split("\n")]
-        else:
-            out.append(f"{indent}{name}: {_scalar(value)}")
-
-
-def values_yaml() -> str:
-    """``values.yaml``: every value at its default, each with its description above it."""
-    out: list[str] = []
-    _emit(ChartValues, ChartValues().model_dump(mode="json"), 0, out)
-    return VALUES_HEADER + "\n".join(out) + "\n"
-
-
-# ---------------------------------------------------------------- reference page
-
-_EMBEDDED_DOCS = {
-    "GatewayConfig": "any key of [the gateway's configuration](configuration.md)",
-    "KubernetesOptions": "any option of [the Kubernetes site](../how-to/kubernetes.md)",
-}
-
-
-def _doc_default(field: FieldInfo, value: Any) -> str:
-    extra = field.json_schema_extra
-    if isinstance(extra, dict) and isinstance(extra.get("doc_default"), str):
-        return str(extra["doc_default"])
-    if value in ("", [], {}):
-        return "empty"
-    return "`" + _scalar(value) + "`"
-
-
-def _rows(model: type[BaseModel], data: dict[str, Any], prefix: str) -> list[list[str]]:
-    rows: list[list[str]] = []
-    for name, field in model.model_fields.items():
-        key = prefix + name
-        nested = field.annotation
-        if isinstance(nested, type) and issubclass(nested, _Values):
-            rows += _rows(nested, data[name], key + ".")
-            continue
-        description = field.description or ""
-        extra = field.json_schema_extra
-        if isinstance(extra, dict) and isinstance(extra.get("schema_of"), str):
-            description += f" Takes {_EMBEDDED_DOCS[str(extra['schema_of'])]}."
-        if name == "profiles":
-            fields = ", ".join(f"`{n}` ({f.description})" for n, f in Profile.model_fields.items())
-            description += f" Each has {fields}."
-            rows.append([f"`{key}`", "cpu, ml, ml-gpu", description])
-            continue
-        rows.append([f"`{key}`", _doc_default(field, data[name]), description])
-    return rows
-
-
-def helm_values_md() -> str:
-    """``docs/reference/helm-values.md``: one row per value, in values.yaml's order."""
-    rows = _rows(ChartValues, ChartValues().model_dump(mode="json"), "")
-    intro = (
-        "# Helm chart values\n\n"
-        "The values of `charts/farside` (see [deploy on Kubernetes](../how-to/helm.md)). "
-        "`helm install` checks them against `values.schema.json`, generated from the same "
-        "models as this page; `gateway.config` and `pilots.options` are checked against the "
-        "gateway's own settings models, so a key the gateway would refuse fails the install "
-        "with its path.\n\n"
-    )
-    return (
-        banner("gateway/farside_gateway/docgen/helm_values.py")
-        + "\n"
-        + intro
-        + table(["value", "default", "meaning"], rows)
-    )
