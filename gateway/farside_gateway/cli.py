@@ -241,10 +241,23 @@ def gateway_main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="leave pilots running when the gateway stops (they reconnect when it is back)",
     )
+    parser.add_argument(
+        "--cluster-host",
+        metavar="ADDRESS",
+        help="this replica's own address for its Dask schedulers: clients and workers "
+        "connect there, other replicas reach their dashboards there (sets [clusters] "
+        "contact_host and dashboard_host; e.g. a pod's IP)",
+    )
     args = parser.parse_args(argv)
     _setup_logging(args.log_level)
     try:
         config = _load(args)
+        if args.cluster_host:
+            # per replica, unlike the shared file: each pod passes its own IP
+            clusters = config.clusters.model_copy(
+                update={"contact_host": args.cluster_host, "dashboard_host": args.cluster_host}
+            )
+            config = config.model_copy(update={"clusters": clusters})
         tokens = TokenFiles(args.token_dir) if args.token_dir else None
         return _run(config, tokens, False, False, False, stop_pilots=not args.keep_pilots)
     except FarsideError as exc:

@@ -224,6 +224,18 @@ def test_install_submit_and_upgrade_keep_the_data(
             pod = next(p for p in pods if p["metadata"]["name"] == result["pod"])
             assert pod["spec"]["containers"][0]["image"] == "localhost/farside/pilot:0.1.0"
             first_job = before.job_id
+
+            # an interactive Dask cluster: its scheduler a process of the gateway pod (at
+            # the pod's IP, --cluster-host), its worker a lease on a pilot pod, the client
+            # here (the test node's pods have this host's address)
+            from distributed import Client
+
+            with (
+                gw.new_cluster(workers=1, cores=1, memory="512 MiB") as cluster,
+                Client(cluster) as client,
+            ):
+                client.wait_for_workers(1, timeout=120)
+                assert client.submit(sum, [1, 2, 3]).result(timeout=60) == 6
         finally:
             gw.close()
 
