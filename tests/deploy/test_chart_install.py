@@ -87,8 +87,16 @@ def test_every_object_the_chart_renders_is_accepted_by_the_api_server(
     }
     path = tmp_path / "values.json"
     path.write_text(json.dumps(values))
+    # --validate: rendered against this cluster's API versions (policy/v1beta1 on 1.20)
     rendered = kube_helm.helm(
-        "template", "dry", str(CHART), "--namespace", namespace, "--values", str(path)
+        "template",
+        "dry",
+        str(CHART),
+        "--namespace",
+        namespace,
+        "--values",
+        str(path),
+        "--validate",
     ).stdout
     kinds = sorted({d["kind"] for d in documents(rendered)})
     assert kinds == [
@@ -96,6 +104,8 @@ def test_every_object_the_chart_renders_is_accepted_by_the_api_server(
         "Deployment",
         "NetworkPolicy",
         "PersistentVolumeClaim",
+        "Pod",  # helm test's
+        "PodDisruptionBudget",
         "Role",
         "RoleBinding",
         "Secret",
@@ -203,11 +213,22 @@ def test_install_submit_and_upgrade_keep_the_data(
     volume = _blob_volume(kube_helm, namespace, f"{release}-farside-blobs", tmp_path)
     try:
         kube_helm.helm(
-            "install", release, str(CHART), "-n", namespace, "--values", str(values_file),
-            "--wait", "--timeout", "5m",
-        )  # fmt: off
+            "install",
+            release,
+            str(CHART),
+            "-n",
+            namespace,
+            "--values",
+            str(values_file),
+            "--wait",
+            "--timeout",
+            "5m",
+        )
         url = f"http://127.0.0.1:{port}"
         assert httpx.get(f"{url}/api/v1/health", timeout=10).json()["status"] == "ok"
+        # the chart's own test: a pod of the release reaches the gateway through its Service
+        tested = kube_helm.helm("test", release, "-n", namespace, "--timeout", "2m")
+        assert "Phase:          Succeeded" in tested.stdout, tested.stdout
         secrets = _secret(kube_helm, namespace, f"{release}-farside-secrets")
 
         gw = farside.Gateway(url, token=_token(database_url, "alice"), set_as_default=False)
@@ -240,9 +261,18 @@ def test_install_submit_and_upgrade_keep_the_data(
             gw.close()
 
         kube_helm.helm(
-            "upgrade", release, str(CHART), "-n", namespace, "--reuse-values",
-            "--set", "pilots.maxPilots=3", "--wait", "--timeout", "5m",
-        )  # fmt: off
+            "upgrade",
+            release,
+            str(CHART),
+            "-n",
+            namespace,
+            "--reuse-values",
+            "--set",
+            "pilots.maxPilots=3",
+            "--wait",
+            "--timeout",
+            "5m",
+        )
         # the generated secrets are read back, not made again
         assert _secret(kube_helm, namespace, f"{release}-farside-secrets") == secrets
         gw = farside.Gateway(url, token=_token(database_url, "alice"), set_as_default=False)
