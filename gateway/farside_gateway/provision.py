@@ -27,6 +27,7 @@ from sqlalchemy import Connection, func, select
 
 from farside_protocol import ErrorClass, JobState
 
+from . import replicas
 from .broker.match import NEED_COLUMNS, Need
 from .broker.plan import SiteView, head_size, place
 from .config import SiteConfig
@@ -111,6 +112,8 @@ class Provisioner:
 
     async def run_once(self) -> None:
         rt = self.rt
+        if not await self._leading():
+            return
         # an admin's change that lands while we read must not be undone by what we read
         version = rt.status_version
         overrides = await rt.db.read(site_overrides)
@@ -132,6 +135,17 @@ class Provisioner:
                     await self.submit(site, wanted[site.name])
                 except Exception:
                     log.exception("provisioning site %s failed; will retry", site.name)
+
+    async def _leading(self) -> bool:
+        """Whether this replica provisions: the only one on SQLite, the leader among
+        replicas on PostgreSQL (:mod:`farside_gateway.replicas`)."""
+        rt = self.rt
+        if rt.db.is_sqlite:
+            return True
+        since = rt.now() - rt.config.clusters.adopt_after
+        leader = await rt.db.read(replicas.leader, since)
+        # before any replica has said it is alive (a first start), everyone may act
+        return leader is None or leader == rt.clusters.instance
 
     def _view(
         self, cfg: SiteConfig, alive: list[AnyRow], snapshot: Snapshot, healthy: bool

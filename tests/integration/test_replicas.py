@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -162,3 +163,48 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def pool(tmp_path: Path) -> Iterator[Any]:
+    """A migrated, empty PostgreSQL pool (farside_gateway.db.Database)."""
+    from conftest import _postgres_database
+    from farside_gateway.db import Database
+
+    for url in _postgres_database():
+        db = Database(url)
+        try:
+            db.migrate()
+            yield db
+        finally:
+            db.close()
+
+
+async def test_only_the_leading_replica_provisions(pool: Any, tmp_path: Path) -> None:
+    """The live replica with the smallest name leads; a gone one leads no more; only the
+    leader's provisioner passes act (two replicas planning one queue would both submit
+    the pilots it needs)."""
+    from types import SimpleNamespace
+
+    from farside_gateway import replicas
+    from farside_gateway.config import GatewayConfig
+    from farside_gateway.provision import Provisioner
+
+    config = GatewayConfig(state_dir=tmp_path, clusters={"adopt_after": 15.0})
+    now = 1000.0
+    pool.run_sync(replicas.beat, "host:/b", now)
+    pool.run_sync(replicas.beat, "host:/a", now - 30)  # not seen for 30 s: gone
+    pool.run_sync(replicas.beat, "host:/c", now - 1)
+
+    def leading(instance: str) -> Any:
+        clusters = SimpleNamespace(instance=instance)
+        rt = SimpleNamespace(db=pool, config=config, now=lambda: now, clusters=clusters)
+        return Provisioner(rt)._leading()
+
+    assert pool.run_sync(replicas.leader, now - 15) == "host:/b"
+    assert await leading("host:/b")
+    assert not await leading("host:/c")
+    assert not await leading("host:/a")
+    # the leader stops cleanly: the next one leads at once
+    pool.run_sync(replicas.forget, "host:/b")
+    assert await leading("host:/c")

@@ -15,7 +15,6 @@ import contextlib
 import logging
 import os
 import secrets
-import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +30,7 @@ from farside_protocol.clusters import (
     group_of,
 )
 
+from .. import replicas
 from ..auth.tokens import Principal
 from ..config import GatewayConfig
 from ..db import Database
@@ -83,7 +83,7 @@ class ClusterManager:
         self.db = db
         self.write = write
         self.now = now
-        self.instance = f"{socket.gethostname()}:{config.state_dir.resolve()}"
+        self.instance = replicas.instance_name(config.state_dir)
         self.log_dir = Path(config.state_dir) / "clusters"
         self.spares = Spares(self.settings.spare_schedulers, str(self.log_dir))
         self.terms = store.LeaseTerms(death_timeout=self.settings.worker_death_timeout)
@@ -101,6 +101,8 @@ class ClusterManager:
 
     async def start(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        if self.replicated:  # alive from the start: the provisioner's first pass asks
+            await self.db.write(replicas.beat, self.instance, self.now())
         if self.sealer.ephemeral and not self.db.is_sqlite and self.settings.enabled:
             log.warning(
                 "[clusters] encryption_keys is not set: cluster TLS keys are sealed with a key "
@@ -134,14 +136,14 @@ class ClusterManager:
         if self.proxy is not None:
             await self.proxy.stop()
         since = self.now() - self.settings.adopt_after
-        if self.replicated and await self.db.read(adoption.others_alive, self.instance, since):
+        if self.replicated and await self.db.read(replicas.others_alive, self.instance, since):
             names = self.keeper.hand_over()
             if names:
                 log.info("handing clusters %s over to the other replicas", ", ".join(names))
         else:
             await self.keeper.stop_all("the gateway stopped")
         with contextlib.suppress(Exception):  # the database may be what is failing
-            await self.db.write(adoption.forget, self.instance)
+            await self.db.write(replicas.forget, self.instance)
         await self.spares.close()
 
     async def _row(self, name: str) -> Any:
@@ -391,7 +393,7 @@ class ClusterManager:
 
     async def _adopt_orphans(self, now: float) -> None:
         """Say this replica is alive; take on the clusters of replicas that are not."""
-        await self.db.write(adoption.beat, self.instance, now)
+        await self.db.write(replicas.beat, self.instance, now)
         since = now - self.settings.adopt_after
         for row in await self.db.read(adoption.orphans, self.instance, since):
             if await self.db.write(adoption.claim, row.name, row.instance, self.instance):
