@@ -24,11 +24,11 @@ import os
 import platform
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
-from farside_protocol import ConfigurationError
+from farside_protocol import ConfigurationError, SiteStatus
 from farside_protocol.models import Memory, Walltime
 
 from .clusters.config import ClustersConfig
@@ -56,8 +56,8 @@ class SiteConfig(BaseModel):
     plugin: str = Field(
         "local", description="Site plugin, by its entry-point name in group `farside.sites`."
     )
-    status: Literal["online", "draining", "offline"] = Field(
-        "online",
+    status: SiteStatus = Field(
+        SiteStatus.ONLINE,
         description="`online` takes new work; `draining` and `offline` take none and start no "
         "pilots (jobs already on a pilot run to the end).",
     )

@@ -25,7 +25,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
-from farside_protocol import ErrorClass, JobState
+from farside_protocol import ErrorClass, JobState, PilotState, SiteStatus
 
 from . import replicas
 from .broker.match import NEED_COLUMNS, Need
@@ -150,8 +150,8 @@ class Provisioner:
     def _view(
         self, cfg: SiteConfig, alive: list[AnyRow], snapshot: Snapshot, healthy: bool
     ) -> SiteView:
-        running = sum(1 for p in alive if p.state == "running")
-        queued = sum(1 for p in alive if p.state == "submitted")
+        running = sum(1 for p in alive if p.state == PilotState.RUNNING)
+        queued = sum(1 for p in alive if p.state == PilotState.SUBMITTED)
         cores, memory, gpus = snapshot.held.get(cfg.name, (0, 0, 0))
         slots = running + queued
         return SiteView(
@@ -171,7 +171,7 @@ class Provisioner:
         batch_ids = [p.batch_id for p in live if p.batch_id]
         observed = await site.observe(batch_ids) if batch_ids else {}
         now = rt.now()
-        offline = site.config.status == "offline"
+        offline = site.config.status == SiteStatus.OFFLINE
         alive = []
         for pilot in live:
             status = observed.get(pilot.batch_id, _GONE) if pilot.batch_id else None
@@ -188,7 +188,7 @@ class Provisioner:
                     error_class=error_class,
                     resource=resource,
                 )
-                if pilot.state == "submitted":
+                if pilot.state == PilotState.SUBMITTED:
                     # it never started: as bad as a refused submission, so back off rather
                     # than replace it at once, pass after pass
                     site.submission_failed(
@@ -199,7 +199,7 @@ class Provisioner:
                 await self._stop(site, pilot, "its site was set offline")
                 continue
             if (
-                pilot.state == "submitted"
+                pilot.state == PilotState.SUBMITTED
                 and now - (pilot.submitted_at or now) > rt.config.pilot_start_timeout
             ):
                 reason = (

@@ -10,7 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
-from farside_protocol import Conflict, InvalidRequest, PayloadTooLarge
+from farside_protocol import Conflict, InvalidRequest, PayloadTooLarge, PilotState, SiteStatus
 from farside_protocol.errors import result_too_large
 from farside_protocol.models import Resources
 from farside_protocol.pilot_api import (
@@ -47,7 +47,7 @@ from .jobs import blob_response, json_response
 log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/pilots", tags=["pilots"])
-LIVE = ("running", "retiring")
+LIVE = (PilotState.RUNNING, PilotState.RETIRING)
 
 
 @router.post("", status_code=201, response_model=PilotRegistered)
@@ -87,12 +87,12 @@ async def acquire_jobs(
 
     # re-read on every pass of the long-poll: an admin may drain the site meanwhile
     def taking() -> bool:
-        return site is not None and site.status == "online" and state == "running"
+        return site is not None and site.status == SiteStatus.ONLINE and state == PilotState.RUNNING
 
     loop = asyncio.get_running_loop()
     idle_timeout = body.idle_timeout or (site.idle_timeout if site is not None else 0.0)
     wait = min(body.wait, rt.config.max_poll)
-    retire = state == "retiring"
+    retire = state == PilotState.RETIRING
     if body.idle_seconds > 0 and not retire:
         if body.idle_seconds >= idle_timeout:
             retire = await _may_go(rt, pilot_id, slot.site)
@@ -186,7 +186,7 @@ async def pilot_heartbeat(
     if woken and await wait_for_signal(waiter, wait) and body.held:
         beat = await rt.heartbeats.beat(pilot_id, body.held)
         drop, debug = beat.drop, beat.debug
-    answer = HeartbeatResponse(drop=drop, retire=beat.state == "retiring", debug=debug)
+    answer = HeartbeatResponse(drop=drop, retire=beat.state == PilotState.RETIRING, debug=debug)
     return json_response(answer)
 
 
@@ -205,7 +205,7 @@ async def release_jobs(
 async def _may_go(rt: Runtime, pilot_id: int, site_name: str) -> bool:
     """An idle pilot may leave unless its site would fall below its warm minimum."""
     site = rt.config.site(site_name)
-    min_warm = site.min_warm if site is not None and site.status == "online" else 0
+    min_warm = site.min_warm if site is not None and site.status == SiteStatus.ONLINE else 0
     gone: bool = await rt.db.write(pilot_records.decide_retire, pilot_id, site_name, min_warm)
     return gone
 

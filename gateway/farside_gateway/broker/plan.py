@@ -20,6 +20,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from farside_protocol import SiteStatus
+
 from ..config import SiteConfig
 from .match import Need, fits
 
@@ -78,7 +80,7 @@ def rank(view: SiteView, need: Need) -> tuple[int, int, float, int]:
 
 def place(views: Sequence[SiteView], needs: Sequence[Need]) -> dict[str, int]:
     """New pilots per site for these queued jobs (best first), plus warm minimums."""
-    online = [v for v in views if v.config.status == "online"]
+    online = [v for v in views if v.config.status == SiteStatus.ONLINE]
     for need in needs:
         candidates = [v for v in online if fits(v.config, need)]
         for view in sorted(candidates, key=lambda v: rank(v, need)):
@@ -100,5 +102,5 @@ def place(views: Sequence[SiteView], needs: Sequence[Need]) -> dict[str, int]:
 def head_size(sites: Sequence[SiteConfig]) -> int:
     """How many queued jobs, at most, all online sites' pilots could hold at once; more
     of the queue cannot change this pass's decisions."""
-    total = sum(s.max_pilots * s.cores for s in sites if s.status == "online")
+    total = sum(s.max_pilots * s.cores for s in sites if s.status == SiteStatus.ONLINE)
     return min(10_000, total + 1)

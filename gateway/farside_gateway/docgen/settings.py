@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import inspect
 import json
 import re
@@ -107,6 +108,8 @@ def _type_text(annotation: Any, metadata: Sequence[object] = ()) -> str:
         return text + (", optional" if len(parts) < len(get_args(annotation)) else "")
     if origin is Literal:
         return "one of " + ", ".join(f"`{a}`" for a in get_args(annotation))
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return "one of " + ", ".join(f"`{m.value}`" for m in annotation)
     if origin is list:
         (item,) = get_args(annotation)
         if item is SiteConfig:

@@ -8,14 +8,14 @@ from collections.abc import Callable
 
 import panel as pn
 
-from farside_protocol import FarsideError
+from farside_protocol import FarsideError, SiteStatus
 from farside_protocol.models import SiteStatusChange
 
 from ..api.info import change_site_status
 from ..auth.tokens import Principal
 from ..runtime import Runtime
 
-STATUSES = ["online", "draining", "offline"]
+STATUSES = [status.value for status in SiteStatus]
 
 
 class SiteSwitch:

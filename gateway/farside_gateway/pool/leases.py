@@ -126,7 +126,7 @@ def report(
     for prepared in updates:
         upd = prepared.update
         row = held[upd.job_id]
-        if upd.state == "running":
+        if upd.state == "running":  # JobUpdate.state: a Literal of the wire
             if state[upd.job_id] == S.RUNNING.value:
                 # a batch sent again whose first delivery was applied but not answered (the
                 # gateway died between commit and reply): reports must be safe to repeat
