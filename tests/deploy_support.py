@@ -21,6 +21,18 @@ ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "charts" / "farside"
 PREFIX = os.environ.get("FARSIDE_IMAGE_PREFIX", "localhost/farside")
 IMAGE_NODE_LABEL = ("farside.dev/runtime", "buildah")
+#: what a pod needs to run on the image node (labelled and tainted with IMAGE_NODE_LABEL)
+ON_IMAGE_NODE: dict[str, Any] = {
+    "nodeSelector": {IMAGE_NODE_LABEL[0]: IMAGE_NODE_LABEL[1]},
+    "tolerations": [
+        {
+            "key": IMAGE_NODE_LABEL[0],
+            "operator": "Equal",
+            "value": IMAGE_NODE_LABEL[1],
+            "effect": "NoSchedule",
+        }
+    ],
+}
 
 
 def tool_dir() -> Path:

@@ -99,12 +99,15 @@ class FarsideCluster(Cluster):
         self._clients: weakref.WeakSet[Client] = weakref.WeakSet()
         creds = gateway._api.get(f"/clusters/{info.name}/credentials", ClusterCredentials)
         self._dashboard_ticket = creds.dashboard_ticket
-        self.security = Security(
-            tls_ca_file=creds.tls_cert,
-            tls_client_cert=creds.tls_cert,
-            tls_client_key=creds.tls_key,
-            require_encryption=True,
-        )
+        if creds.tls_cert:
+            self.security = Security(
+                tls_ca_file=creds.tls_cert,
+                tls_client_cert=creds.tls_cert,
+                tls_client_key=creds.tls_key,
+                require_encryption=True,
+            )
+        else:  # a cluster the Dask operator runs: plain TCP inside its Kubernetes cluster
+            self.security = Security()
         super().__init__(asynchronous=asynchronous, loop=loop, name=info.name)
         self.scheduler_comm = rpc(
             info.scheduler_address,

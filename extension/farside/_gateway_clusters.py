@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any, cast
 
 from ._http import Api
@@ -12,6 +13,10 @@ if TYPE_CHECKING:
 
     from ._cluster import FarsideCluster
     from ._gateway import Gateway
+
+
+#: longest new_cluster waits for a cluster that comes up after the gateway answers
+CLUSTER_START_TIMEOUT = 300.0
 
 
 class ClusterMethods:
@@ -72,6 +77,12 @@ class ClusterMethods:
             idle_timeout=cluster_setting("idle_timeout", idle_timeout),
         )
         info = self._api.post("/clusters", request, ClusterInfo)
+        # a cluster that another system runs (a Kubernetes site's Dask operator) comes up
+        # after the answer; the gateway's own schedulers are running when it answers
+        deadline = time.monotonic() + CLUSTER_START_TIMEOUT
+        while info.state == "starting" and time.monotonic() < deadline:
+            time.sleep(0.5)
+            info = self._api.get(f"/clusters/{info.name}", ClusterInfo)
         return FarsideCluster(
             cast("Gateway", self),
             info,

@@ -92,7 +92,9 @@ class Runtime:
         self.stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.provisioner = Provisioner(self)
-        self.clusters = ClusterManager(config, self.db, self.write_and_publish, self.now)
+        self.clusters = ClusterManager(
+            config, self.db, self.write_and_publish, self.now, sites=self.sites
+        )
 
     @staticmethod
     def now() -> float:

@@ -145,7 +145,8 @@ class ClusterList(_Strict):
 
 
 class ClusterCredentials(_Strict):
-    """The cluster's TLS certificate and key (PEM): present them to reach its scheduler."""
+    """The cluster's TLS certificate and key (PEM): present them to reach its scheduler.
+    Both empty for a cluster that dask-kubernetes' operator runs (plain TCP in its cluster)."""
 
     tls_cert: str
     tls_key: str

@@ -19,46 +19,11 @@ from typing import Any
 import httpx
 import pytest
 from tests.conftest import _postgres_database
-from tests.deploy_support import (
-    CHART,
-    IMAGE_NODE_LABEL,
-    ROOT,
-    Helm,
-    documents,
-    require_images,
-    tool_dir,
-)
+from tests.deploy_support import CHART, ON_IMAGE_NODE, Helm, documents, require_images
 from tests.harness import wait_until
 from tests.kubernetes_support import Cluster
 
 pytestmark = [pytest.mark.deploy, pytest.mark.postgres]
-
-KEY, VALUE = IMAGE_NODE_LABEL
-ON_IMAGE_NODE: dict[str, Any] = {
-    "nodeSelector": {KEY: VALUE},
-    "tolerations": [{"key": KEY, "operator": "Equal", "value": VALUE, "effect": "NoSchedule"}],
-}
-
-
-@pytest.fixture(scope="module")
-def image_cluster() -> Iterator[Cluster]:
-    """The test cluster with its image node (scripts/kubernetes.sh image-node)."""
-    done = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "kubernetes.sh"), "image-node"],
-        capture_output=True,
-        text=True,
-        timeout=3600,
-    )
-    if done.returncode != 0:
-        pytest.fail(f"scripts/kubernetes.sh image-node failed:\n{done.stderr[-3000:]}")
-    cluster = Cluster(done.stdout.strip().splitlines()[-1])
-    yield cluster
-    cluster.close()
-
-
-@pytest.fixture(scope="module")
-def kube_helm(image_cluster: Cluster) -> Helm:
-    return Helm(tool_dir(), image_cluster.kubeconfig)
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -35,11 +35,14 @@ from ..auth.tokens import Principal
 from ..config import GatewayConfig
 from ..db import Database
 from ..pool.submit import cancel_jobs
+from ..sites.base import Site
+from ..sites.kubernetes import KubernetesSite
 from . import adoption, store
 from .adaptive import adapt_step
 from .dashboard import dashboard_path
 from .groups import check_groups, fit_defaults
 from .keeper import SchedulerKeeper
+from .operator import OperatorClusters
 from .process import SchedulerStartError, Spares, prune_logs
 from .scheduler_rpc import RPC_TIMEOUT, SchedulerRpc
 from .sealing import Sealer
@@ -77,6 +80,7 @@ class ClusterManager:
         db: Database,
         write: Writer,
         now: Callable[[], float],
+        sites: Mapping[str, Site] | None = None,
     ) -> None:
         self.config = config
         self.settings = config.clusters
@@ -90,6 +94,8 @@ class ClusterManager:
         self.sealer = Sealer([k.get_secret_value() for k in self.settings.encryption_keys])
         self.rpc = SchedulerRpc(self.sealer)
         self.keeper = SchedulerKeeper(self.rpc, self._mark_ended, self._row)
+        self.operator = OperatorClusters(sites or {})
+        self._starting: set[asyncio.Task[None]] = set()  # operator clusters coming up
         # replicas exist only on a shared PostgreSQL: only there do schedulers wait to be
         # adopted when their gateway is gone
         self.replicated = not db.is_sqlite
@@ -113,7 +119,8 @@ class ClusterManager:
         # with it (their stdin closed); with replicas they may still wait to be adopted
         stale = await self.db.read(store.live_clusters, None, self.instance)
         for row in stale:
-            await self.keeper.adopt(row, "the gateway restarted", state_if_ended="stopped")
+            if not row.operator_site:  # the operator's go on without any gateway
+                await self.keeper.adopt(row, "the gateway restarted", state_if_ended="stopped")
         if self.settings.enabled and self.settings.spare_schedulers:
             self.spares.fill()
         if self.settings.enabled and self.settings.proxy_port is not None:
@@ -135,6 +142,8 @@ class ClusterManager:
         them; else they stop too (workers cancelled, schedulers ended)."""
         if self.proxy is not None:
             await self.proxy.stop()
+        for task in self._starting:  # their resources stay; the row says "starting"
+            task.cancel()
         since = self.now() - self.settings.adopt_after
         if self.replicated and await self.db.read(replicas.others_alive, self.instance, since):
             names = self.keeper.hand_over()
@@ -162,7 +171,9 @@ class ClusterManager:
         check_groups(self.config.sites, groups)
         name = f"{who.name.split('@')[0][:20]}-{secrets.token_hex(4)}".lower()
         name = "".join(c if c.isalnum() or c in "-_" else "-" for c in name)
-        cert, key = await asyncio.to_thread(_new_credentials)
+        operator_site = self.operator.site_for(groups)
+        # the operator's schedulers speak plain TCP inside their cluster: no credentials
+        cert, key = ("", "") if operator_site else await asyncio.to_thread(_new_credentials)
         idle = request.idle_timeout or self.settings.idle_timeout
 
         def insert(conn: Any) -> None:
@@ -183,7 +194,8 @@ class ClusterManager:
                     "reason": None,
                     "instance": self.instance,
                     "tls_cert": cert,
-                    "tls_key": self.sealer.seal(key),
+                    "tls_key": self.sealer.seal(key) if key else "",
+                    "operator_site": operator_site.name if operator_site else None,
                     "groups": store.dump_groups(groups),
                     "share_group": who.share_group,
                     "idle_timeout": idle,
@@ -193,6 +205,8 @@ class ClusterManager:
             )
 
         await self.db.write(insert)
+        if operator_site is not None:
+            return await self._start_with_operator(who, name, operator_site, groups, idle)
         try:
             proc = await self.spares.take()
             os.replace(proc.log_path, self.log_dir / f"{name}.log")
@@ -234,6 +248,32 @@ class ClusterManager:
         await self.reconcile(name)
         return await self.info(who, name)
 
+    async def _start_with_operator(
+        self,
+        who: Principal,
+        name: str,
+        site: KubernetesSite,
+        groups: dict[str, WorkerGroupSpec],
+        idle: float,
+    ) -> ClusterInfo:
+        """Create the DaskCluster now; the operator's pods come up in the background (the
+        client waits for ``running``, as dask-gateway's does for its backends)."""
+        await self.operator.create(site, name, who.name, groups[DEFAULT_GROUP], idle)
+
+        async def wait_running() -> None:
+            try:
+                address = await self.operator.wait_running(site, name)
+            except FarsideError as exc:
+                await self._mark_ended(name, "failed", exc.args[0] if exc.args else str(exc))
+                return
+            await self.db.write(store.set_cluster, name, state="running", scheduler_address=address)
+            log.info("cluster %s of %s: run by site %s's Dask operator", name, who.name, site.name)
+
+        task = asyncio.create_task(wait_running(), name=f"operator-{name}")
+        self._starting.add(task)
+        task.add_done_callback(self._starting.discard)
+        return await self.info(who, name)
+
     async def info(self, who: Principal, name: str) -> ClusterInfo:
         def read(conn: Any) -> ClusterInfo:
             row = store.get_cluster(conn, name, who.owner_filter)
@@ -244,6 +284,8 @@ class ClusterManager:
 
     async def credentials(self, who: Principal, name: str) -> tuple[str, str]:
         row = await self.db.read(store.get_cluster, name, who.owner_filter)
+        if row.operator_site:
+            return "", ""  # plain TCP: the client connects without TLS
         return row.tls_cert, self.sealer.open(row.tls_key)
 
     def payload_for_pilot(self, kind: str, payload: bytes | None) -> bytes | None:
@@ -273,6 +315,11 @@ class ClusterManager:
             groups = store.load_groups(row)
             if change is not None:
                 change(groups)
+            if row.operator_site and (stopping or len(groups) > 1):
+                raise InvalidRequest(
+                    f"cluster {name} is run by the Dask operator of site {row.operator_site}: "
+                    "it has one worker group, scaled as a whole (cluster.scale(n))"
+                )
             retiring = store.retiring(row)
             if stopping:
                 live = {lease.name for lease in store.lease_rows(conn, row, live_only=True)}
@@ -336,6 +383,11 @@ class ClusterManager:
         """Let the gateway adapt the default group within ``bounds`` (see ``adaptive``);
         None: stop adapting, the target stays where it is."""
         row = await self.db.read(store.get_cluster, name, who.owner_filter)
+        if row.operator_site and bounds is not None:
+            raise InvalidRequest(
+                f"cluster {name} is run by the Dask operator of site {row.operator_site}: the "
+                "gateway does not adapt it; scale it with cluster.scale(n)"
+            )
         await self.db.write(store.set_cluster, row.name, adapt=bounds)
 
     async def heartbeat(self, who: Principal, name: str) -> ClusterInfo:
@@ -355,7 +407,10 @@ class ClusterManager:
             await self.db.write(
                 store.set_cluster, name, state="stopping", reason="closed by its owner"
             )
-            if self.keeper.manages(name):
+            if row.operator_site:
+                await self.operator.stop(row)
+                await self._mark_ended(name, "stopped", "closed by its owner")
+            elif self.keeper.manages(name):
                 await self.keeper.stop(name, "closed by its owner")
         return await self.info(who, name)
 
@@ -368,6 +423,9 @@ class ClusterManager:
             await self._adopt_orphans(now)
         rows = await self.db.read(store.live_clusters, None, self.instance)
         for row in rows:
+            if row.operator_site:
+                await self._check_operator(row)
+                continue
             if row.state == "stopping":
                 await self.keeper.stop(row.name, row.reason or "stopped")
                 continue
@@ -398,10 +456,24 @@ class ClusterManager:
         for row in await self.db.read(adoption.orphans, self.instance, since):
             if await self.db.write(adoption.claim, row.name, row.instance, self.instance):
                 gone = f"its gateway replica {row.instance} is gone"
+                if row.operator_site:
+                    continue  # the operator runs it; this replica watches it from now on
                 if row.state == "stopping":
                     self.keeper.adopted.add(row.name)  # the pass below ends it
                 else:
                     await self.keeper.adopt(row, gone)
+
+    async def _check_operator(self, row: Any) -> None:
+        """An operator's cluster: end it if asked, or notice that its resource is gone."""
+        if row.state == "stopping":
+            await self.operator.stop(row)
+            await self._mark_ended(row.name, "stopped", row.reason or "stopped")
+        elif row.state == "running" and await self.operator.gone(row):
+            await self._mark_ended(
+                row.name,
+                "stopped",
+                "its DaskCluster is gone: idle past idle_timeout, or deleted in Kubernetes",
+            )
 
     async def _adapt(self, row: Any) -> None:
         owner = Principal("user", row.owner)
@@ -423,6 +495,10 @@ class ClusterManager:
     async def reconcile(self, name: str) -> None:
         lock = self._locks.setdefault(name, asyncio.Lock())
         async with lock:
+            row = await self._row(name)
+            if row.operator_site:  # its workers are the operator's: set their number
+                await self.operator.scale(row, store.load_groups(row)[DEFAULT_GROUP].workers)
+                return
             retire: dict[int, str] = await self.write(
                 store.reconcile, name, self.terms, self.settings.max_worker_failures
             )

@@ -301,6 +301,9 @@ clusters = Table(
     # default group to the scheduler's wish (dask-gateway clients' adapt); null: it does not
     Column("adapt", Text),
     Column("share_group", String(200)),
+    # the Kubernetes site whose dask-kubernetes operator runs it as a DaskCluster resource
+    # (sites/kubernetes_dask.py); NULL: a scheduler process of a replica, workers on pilots
+    Column("operator_site", String(64)),
     Column("idle_timeout", Float, nullable=False),
     Column("created_at", Float, nullable=False),
     Column("last_client_seen", Float),

@@ -131,6 +131,19 @@ class KubernetesOptions(BaseModel):
         description="Seconds a finished pilot pod is kept (for kubectl) before "
         "the gateway deletes it.",
     )
+    dask_operator: bool = Field(
+        False,
+        description="Interactive Dask clusters asked of this site alone become `DaskCluster` "
+        "resources run by dask-kubernetes' operator (installed in the cluster), with the "
+        "scheduler and workers as pods of `image` (which needs `dask[distributed]`), instead "
+        "of a scheduler in the gateway and workers on pilots.",
+    )
+    dask_scheduler_host: str | None = Field(
+        None,
+        description="With `dask_operator`: the host clients reach the schedulers at (port "
+        "8786); default: the scheduler Service's cluster DNS name "
+        "(`<cluster>-scheduler.<namespace>.svc.cluster.local`).",
+    )
 
 
 @dataclass
@@ -262,6 +275,10 @@ class KubernetesSite(Site):
             await pod.delete(grace_period=self.options.grace_period)
 
     # ------------------------------------------------------------ helpers
+
+    def api(self) -> kr8s.asyncio.Api:
+        """The site's Kubernetes API client (after :meth:`start`)."""
+        return self._connected()
 
     def _connected(self) -> kr8s.asyncio.Api:
         if self._api is None:

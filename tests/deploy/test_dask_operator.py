@@ -1,0 +1,138 @@
+"""Dask clusters on a Kubernetes site through dask-kubernetes' operator: ``new_cluster`` on a
+site with ``dask_operator`` becomes a ``DaskCluster`` resource, which the real operator
+(kopf, from the dask-kubernetes package, with its CRDs) runs as scheduler and worker pods of
+the pilot image on the test cluster's image node; scale and close go through the resource."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pytest
+from distributed import Client
+from tests.deploy_support import ON_IMAGE_NODE, Helm, require_images
+from tests.harness import GatewayProcess, wait_until
+
+import farside
+
+pytestmark = [pytest.mark.deploy, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def dask_operator(kube_helm: Helm, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The operator's CRDs in the cluster, and the operator itself running (kopf)."""
+    crds = resources.files("dask_kubernetes").joinpath(
+        "operator/deployment/helm/dask-kubernetes-operator/crds"
+    )
+    for crd in sorted(p.name for p in crds.iterdir() if p.name.endswith(".yaml")):
+        # create, not apply: the schemas are too large for apply's annotation
+        done = kube_helm.kubectl("create", "-f", str(crds.joinpath(crd)), check=False)
+        assert done.returncode == 0 or "AlreadyExists" in done.stderr, done.stderr
+    log = tmp_path_factory.mktemp("operator") / "kopf.log"
+    command = [sys.executable, "-m", "kopf", "run", "-m", "dask_kubernetes.operator.controller"]
+    command += ["--all-namespaces", "--standalone"]
+    with log.open("ab") as out:
+        operator = subprocess.Popen(
+            command, env=kube_helm.env, stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        wait_until(lambda: b"Initial authentication has finished" in log.read_bytes(), 60)
+        yield log
+    finally:
+        operator.terminate()
+        operator.wait(30)
+
+
+@pytest.fixture
+def namespace(kube_helm: Helm) -> Iterator[str]:
+    name = f"farside-dask-{uuid.uuid4().hex[:6]}"
+    kube_helm.kubectl("create", "namespace", name)
+    yield name
+    kube_helm.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def _resource(helm: Helm, namespace: str, name: str) -> dict[str, Any] | None:
+    done = helm.kubectl("get", "daskcluster", name, "-n", namespace, "-o", "json", check=False)
+    return json.loads(done.stdout) if done.returncode == 0 else None
+
+
+@pytest.mark.timeout(600)
+# the pilot image carries distributed but not numpy and pandas, which this client has
+@pytest.mark.filterwarnings("ignore::distributed.versions.VersionMismatchWarning")
+def test_a_cluster_on_an_operator_site_is_a_daskcluster(
+    kube_helm: Helm, dask_operator: Path, namespace: str, tmp_path: Path
+) -> None:
+    require_images("pilot")
+    site = {
+        "name": "k8s",
+        "plugin": "kubernetes",
+        "cores": 1,
+        "memory": "1 GiB",
+        "min_warm": 0,
+        "max_pilots": 0,
+        "options": {
+            "kubeconfig": kube_helm.env["KUBECONFIG"],
+            "namespace": namespace,
+            "image": "localhost/farside/pilot:0.1.0",
+            "image_pull_policy": "Never",
+            "dask_operator": True,
+            # the test node's pods are on this host's network; in a real cluster the
+            # scheduler Service's DNS name is the default
+            "dask_scheduler_host": "127.0.0.1",
+            "node_selector": ON_IMAGE_NODE["nodeSelector"],
+            "tolerations": ON_IMAGE_NODE["tolerations"],
+        },
+    }
+    clusters = {"check_interval": 0.5, "spare_schedulers": 0, "encryption_keys": ["k"]}
+    gateway = GatewayProcess(tmp_path / "gw", sites=[site], clusters=clusters)
+    gateway.start()
+    gw = farside.Gateway(gateway.url, token=gateway.user_token, set_as_default=False)
+    try:
+        started = time.monotonic()
+        cluster = gw.new_cluster(workers=1, cores=1, memory="512 MiB", site="k8s")
+        name = cluster.name
+        assert cluster.scheduler_address == "tcp://127.0.0.1:8786"
+        resource = _resource(kube_helm, namespace, name)
+        assert resource is not None
+        assert resource["spec"]["worker"]["replicas"] == 1
+        worker_spec = resource["spec"]["worker"]["spec"]
+        assert worker_spec["containers"][0]["image"] == "localhost/farside/pilot:0.1.0"
+        with Client(cluster) as client:
+            client.wait_for_workers(1, timeout=120)
+            first = time.monotonic() - started
+            assert client.submit(sum, [1, 2, 3]).result(timeout=60) == 6
+            cluster.scale(2)  # through the gateway, onto the resource
+            client.wait_for_workers(2, timeout=120)
+            resource = _resource(kube_helm, namespace, name)
+            assert resource is not None
+            assert resource["spec"]["worker"]["replicas"] == 2
+            assert client.submit(pow, 2, 5).result(timeout=60) == 32
+        with pytest.raises(farside.FarsideError, match="one worker group"):
+            cluster.add_group("gpu", workers=1)
+        cluster.close()
+        wait_until(lambda: _resource(kube_helm, namespace, name) is None, 60, 0.5)
+        (info,) = [c for c in gw.clusters(ended=True) if c.name == name]
+        assert info.state == "stopped"
+        assert info.reason == "closed by its owner"
+        print(f"operator cluster: first worker after {first:.1f}s")
+    finally:
+        gw.close()
+        gateway.cleanup()
+
+
+def test_the_operator_and_its_crds_come_from_the_package() -> None:
+    # what the fixture applies must exist where dask-kubernetes keeps it
+    crds = resources.files("dask_kubernetes").joinpath(
+        "operator/deployment/helm/dask-kubernetes-operator/crds"
+    )
+    names = {p.name for p in crds.iterdir()}
+    assert {"daskcluster.yaml", "daskworkergroup.yaml"} <= names
+    assert os.path.exists(sys.executable)
