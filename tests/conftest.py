@@ -104,3 +104,34 @@ def client(gateway: GatewayProcess) -> Iterator[Any]:
     gw = gateway.client()
     yield gw
     gw.close()
+
+
+# ------------------------------------------------------------ the deploy suite's cluster
+# (here, not in tests/deploy/conftest.py: a second module named conftest would shadow this
+# one for the tests that import _postgres_database from it)
+
+
+@pytest.fixture(scope="session")
+def image_cluster() -> Iterator[Any]:
+    """The test Kubernetes with its image node (scripts/kubernetes.sh image-node)."""
+    import subprocess
+
+    from kubernetes_support import Cluster
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "kubernetes.sh"
+    done = subprocess.run(
+        ["bash", str(script), "image-node"], capture_output=True, text=True, timeout=3600
+    )
+    if done.returncode != 0:
+        pytest.fail(f"scripts/kubernetes.sh image-node failed:\n{done.stderr[-3000:]}")
+    cluster = Cluster(done.stdout.strip().splitlines()[-1])
+    yield cluster
+    cluster.close()
+
+
+@pytest.fixture(scope="session")
+def kube_helm(image_cluster: Any) -> Any:
+    """helm and kubectl (scripts/helm.sh) pointed at that cluster."""
+    from deploy_support import Helm, tool_dir
+
+    return Helm(tool_dir(), image_cluster.kubeconfig)
