@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from harness import GatewayProcess
+from harness import GatewayProcess, fresh_postgres_database
 
 POSTGRES_ENV = "FARSIDE_TEST_POSTGRES"
 
@@ -46,25 +46,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 def _postgres_database() -> Iterator[str]:
-    import sqlalchemy
-
     dsn = os.environ.get(POSTGRES_ENV)
     if not dsn:
         pytest.fail(
             f"{POSTGRES_ENV} is not set: start PostgreSQL with scripts/postgres.sh and export "
             "the DSN it prints (scripts/test.sh does both)"
         )
-    name = f"farside_t_{uuid.uuid4().hex[:12]}"
-    admin = sqlalchemy.create_engine(dsn, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
-    url = sqlalchemy.make_url(dsn).set(database=name).render_as_string(hide_password=False)
-    try:
+    with fresh_postgres_database(dsn) as url:
         yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -114,17 +103,9 @@ def client(gateway: GatewayProcess) -> Iterator[Any]:
 @pytest.fixture(scope="session")
 def image_cluster() -> Iterator[Any]:
     """The test Kubernetes with its image node (scripts/kubernetes.sh image-node)."""
-    import subprocess
+    from kubernetes_support import Cluster, start_cluster
 
-    from kubernetes_support import Cluster
-
-    script = Path(__file__).resolve().parents[1] / "scripts" / "kubernetes.sh"
-    done = subprocess.run(
-        ["bash", str(script), "image-node"], capture_output=True, text=True, timeout=3600
-    )
-    if done.returncode != 0:
-        pytest.fail(f"scripts/kubernetes.sh image-node failed:\n{done.stderr[-3000:]}")
-    cluster = Cluster(done.stdout.strip().splitlines()[-1])
+    cluster = Cluster(start_cluster("image-node"))
     yield cluster
     cluster.close()
 
@@ -135,3 +116,12 @@ def kube_helm(image_cluster: Any) -> Any:
     from deploy_support import Helm, tool_dir
 
     return Helm(tool_dir(), image_cluster.kubeconfig)
+
+
+@pytest.fixture
+def kube_namespace(kube_helm: Any) -> Iterator[str]:
+    """A fresh namespace in that cluster, deleted afterwards (with whatever is left in it)."""
+    name = f"farside-{uuid.uuid4().hex[:8]}"
+    kube_helm.kubectl("create", "namespace", name)
+    yield name
+    kube_helm.kubectl("delete", "namespace", name, "--wait=false", check=False)

@@ -11,10 +11,12 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -202,6 +204,57 @@ class GatewayProcess:
             finally:
                 engine.dispose()
         return [int(r[0]) for r in rows if r[0] and r[0].isdigit() and r[1] in local]
+
+
+def free_port() -> int:
+    """A TCP port on loopback that is free now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def fresh_postgres_database(dsn: str, prefix: str = "farside_t") -> Iterator[str]:
+    """A new, empty database beside ``dsn``'s, dropped afterwards; yields its URL."""
+    import sqlalchemy
+
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = sqlalchemy.create_engine(dsn, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+    url = sqlalchemy.make_url(dsn).set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@contextlib.contextmanager
+def batch_pilots(
+    gateway_url: str, site_token: str, count: int, workdir: Path, *options: str
+) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """``count`` pilots started by hand with the site's token, as a batch system's would
+    be: they know only ``gateway_url`` (a front for replicas); ``options`` are more
+    ``farside pilot`` flags (``--site``, ``--cores``, ...). Stopped afterwards."""
+    env = {**os.environ, "FARSIDE_PILOT_TOKEN": site_token}
+    pilots: list[subprocess.Popen[bytes]] = []
+    try:
+        for k in range(count):
+            command = [sys.executable, "-m", "farside_pilot", "--gateway-url", gateway_url]
+            command += [*options, "--workdir", str(workdir / f"pilot{k}")]
+            with (workdir / f"pilot{k}.log").open("ab") as log:
+                pilots.append(
+                    subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+                )
+        yield pilots
+    finally:
+        for pilot in pilots:
+            pilot.terminate()
+        for pilot in pilots:
+            pilot.wait(30)
 
 
 def wait_until(predicate: Any, timeout: float = 30.0, interval: float = 0.05) -> Any:

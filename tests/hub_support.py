@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -24,18 +23,11 @@ import httpx
 import pytest
 
 from farside_gateway.hub_platform import HubProcess, HubSettings
-from harness import GatewayProcess
+from harness import GatewayProcess, free_port
 from oidc_support import REPO, start_provider
 
 HUB_CLIENT = "farside-hub"
 OIDC_APP = Path(os.environ.get("FARSIDE_OIDC_DIR", "/tmp/farside-oidc")) / "app"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def proxy_path() -> str:

@@ -70,19 +70,22 @@ class Cluster:
             response.raise_for_status()
 
 
-def _start() -> str:
+def start_cluster(*command: str) -> str:
+    """Run scripts/kubernetes.sh (``command``: e.g. ``image-node``); returns the kubeconfig."""
     try:
         done = subprocess.run(
-            ["bash", str(ROOT / "scripts" / "kubernetes.sh")],
+            ["bash", str(ROOT / "scripts" / "kubernetes.sh"), *command],
             capture_output=True,
             text=True,
             timeout=BUILD_TIMEOUT,
         )
     except subprocess.TimeoutExpired:
-        pytest.fail(f"scripts/kubernetes.sh did not finish within {BUILD_TIMEOUT}s")
+        pytest.fail(
+            f"scripts/kubernetes.sh {' '.join(command)} did not finish within {BUILD_TIMEOUT}s"
+        )
     if done.returncode != 0:
         pytest.fail(
-            "scripts/kubernetes.sh could not start the test cluster (exit "
+            f"scripts/kubernetes.sh {' '.join(command)} could not start the test cluster (exit "
             f"{done.returncode}); run it by hand to see why:\n{done.stderr[-3000:]}"
         )
     return done.stdout.strip().splitlines()[-1]
@@ -90,7 +93,7 @@ def _start() -> str:
 
 @pytest.fixture(scope="session")
 def kubernetes_cluster() -> Iterator[Cluster]:
-    kubeconfig = os.environ.get(KUBECONFIG_ENV) or _start()
+    kubeconfig = os.environ.get(KUBECONFIG_ENV) or start_cluster()
     if not Path(kubeconfig).is_file():
         pytest.fail(f"no kubeconfig at {kubeconfig!r} (from {KUBECONFIG_ENV} or the script)")
     client = Cluster(kubeconfig)

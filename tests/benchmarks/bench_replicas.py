@@ -12,47 +12,19 @@ round uses a fresh database made beside the given one.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
-import subprocess
-import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 from _common import GatewayProcess, emit, log, wait_for_pilots
 
+from harness import batch_pilots, free_port, fresh_postgres_database
 from tcp_proxy import TcpFront
 
 
 def noop(i: int) -> int:
     return i
-
-
-@contextlib.contextmanager
-def fresh_database(url: str) -> Iterator[str]:
-    import sqlalchemy
-
-    name = f"farside_bench_{uuid.uuid4().hex[:8]}"
-    admin = sqlalchemy.create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield sqlalchemy.make_url(url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def one_round(url: str, replicas: int, n: int, pilots: int, workdir: Path) -> dict[str, float]:
@@ -65,18 +37,18 @@ def one_round(url: str, replicas: int, n: int, pilots: int, workdir: Path) -> di
     gateways = [
         GatewayProcess(workdir / f"r{replicas}-{k}", url, **settings) for k in range(replicas)
     ]
-    procs: list[subprocess.Popen[bytes]] = []
+    pilot_dir = workdir / f"pilots-{replicas}"
+    pilot_dir.mkdir()
     try:
         for gateway, port in zip(gateways, ports, strict=True):
             gateway.start(port=port)
-        env = {**os.environ, "FARSIDE_PILOT_TOKEN": gateways[0].site_token}
-        for k in range(pilots):
-            command = [sys.executable, "-m", "farside_pilot", "--gateway-url", front.url]
-            command += ["--site", "local", "--cores", "1", "--idle-timeout", "600"]
-            command += ["--workdir", str(workdir / f"pilot-{replicas}-{k}")]
-            procs.append(subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL))
-        client = farside.Gateway(front.url, token=gateways[0].user_token, set_as_default=False)
-        try:
+        options = ("--site", "local", "--cores", "1", "--idle-timeout", "600")
+        with (
+            batch_pilots(front.url, gateways[0].site_token, pilots, pilot_dir, *options),
+            farside.Gateway(
+                front.url, token=gateways[0].user_token, set_as_default=False
+            ) as client,
+        ):
             wait_for_pilots(client, pilots)
             task = farside.task(noop, gateway=client)
             assert task.submit(-1).result(timeout=60) == -1
@@ -86,13 +58,7 @@ def one_round(url: str, replicas: int, n: int, pilots: int, workdir: Path) -> di
             for i, future in enumerate(results.futures):
                 assert future.result(timeout=300) == i
             elapsed = time.perf_counter() - t0
-        finally:
-            client.close()
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.wait(30)
         for gateway in gateways:
             gateway.cleanup()
         front.close()
@@ -113,7 +79,7 @@ def main() -> None:
     figures: dict[str, object] = {"n": args.n, "pilots": args.pilots, "cores": os.cpu_count()}
     with tempfile.TemporaryDirectory(prefix="farside-bench-") as tmp:
         for replicas in (1, 2):
-            with fresh_database(args.database_url) as url:
+            with fresh_postgres_database(args.database_url, prefix="farside_bench") as url:
                 figures[f"replicas_{replicas}"] = one_round(
                     url, replicas, args.n, args.pilots, Path(tmp)
                 )

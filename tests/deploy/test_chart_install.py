@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,29 +17,16 @@ import httpx
 import pytest
 from tests.conftest import _postgres_database
 from tests.deploy_support import CHART, ON_IMAGE_NODE, Helm, documents, require_images
-from tests.harness import wait_until
+from tests.harness import free_port, wait_until
 from tests.kubernetes_support import Cluster
 
 pytestmark = [pytest.mark.deploy, pytest.mark.postgres]
 
 
-@pytest.fixture
-def namespace(kube_helm: Helm) -> Iterator[str]:
-    name = f"farside-{uuid.uuid4().hex[:8]}"
-    kube_helm.kubectl("create", "namespace", name)
-    yield name
-    kube_helm.kubectl("delete", "namespace", name, "--wait=false", check=False)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_every_object_the_chart_renders_is_accepted_by_the_api_server(
-    kube_helm: Helm, namespace: str, tmp_path: Path
+    kube_helm: Helm, kube_namespace: str, tmp_path: Path
 ) -> None:
+    namespace = kube_namespace
     values = {
         "hub": {
             "publicUrl": "https://hub.example.org",
@@ -141,15 +125,17 @@ def where_am_i(x: int) -> dict[str, Any]:
 
 @pytest.mark.timeout(900)
 def test_install_submit_and_upgrade_keep_the_data(
-    kube_helm: Helm, image_cluster: Cluster, namespace: str, tmp_path: Path
+    kube_helm: Helm, image_cluster: Cluster, kube_namespace: str, tmp_path: Path
 ) -> None:
     import farside
+
+    namespace = kube_namespace
 
     require_images("gateway", "pilot")
     database = _postgres_database()
     database_url = next(database)
     release = "rel"
-    port = _free_port()  # pods share the host's network on the test node
+    port = free_port()  # pods share the host's network on the test node
     values = {
         **ON_IMAGE_NODE,
         "imageRegistry": "localhost/farside",

@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
@@ -51,14 +50,6 @@ def dask_operator(kube_helm: Helm, tmp_path_factory: pytest.TempPathFactory) -> 
         operator.wait(30)
 
 
-@pytest.fixture
-def namespace(kube_helm: Helm) -> Iterator[str]:
-    name = f"farside-dask-{uuid.uuid4().hex[:6]}"
-    kube_helm.kubectl("create", "namespace", name)
-    yield name
-    kube_helm.kubectl("delete", "namespace", name, "--wait=false", check=False)
-
-
 def _resource(helm: Helm, namespace: str, name: str) -> dict[str, Any] | None:
     done = helm.kubectl("get", "daskcluster", name, "-n", namespace, "-o", "json", check=False)
     return json.loads(done.stdout) if done.returncode == 0 else None
@@ -68,8 +59,9 @@ def _resource(helm: Helm, namespace: str, name: str) -> dict[str, Any] | None:
 # the pilot image carries distributed but not numpy and pandas, which this client has
 @pytest.mark.filterwarnings("ignore::distributed.versions.VersionMismatchWarning")
 def test_a_cluster_on_an_operator_site_is_a_daskcluster(
-    kube_helm: Helm, dask_operator: Path, namespace: str, tmp_path: Path
+    kube_helm: Helm, dask_operator: Path, kube_namespace: str, tmp_path: Path
 ) -> None:
+    namespace = kube_namespace
     require_images("pilot")
     site = {
         "name": "k8s",

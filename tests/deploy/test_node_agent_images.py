@@ -28,7 +28,7 @@ import httpx
 import psutil
 import pytest
 
-from harness import wait_until
+from harness import free_port, wait_until
 from kubernetes_support import KUBECONFIG_ENV, ROOT, Cluster, kubernetes_cluster  # noqa: F401
 
 pytestmark = [pytest.mark.deploy, pytest.mark.slow]
@@ -62,13 +62,6 @@ def _why_not() -> str:
     if os.environ.get(KUBECONFIG_ENV):
         return f"{KUBECONFIG_ENV} points at another cluster; the image node is the script's"
     return ""
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _answers(port: int) -> bool:
@@ -170,7 +163,7 @@ def image_node(request: pytest.FixtureRequest) -> Iterator[ImageNode]:
 def test_gateway_image_serves_goes_ready_and_stops(image_node: ImageNode) -> None:
     node = image_node
     both = "$(FARSIDE_TEST_WORD)@$(FARSIDE_GW_SERVICE_HOST)"
-    port = _free_port()
+    port = free_port()
     node.create(
         "secrets",
         {

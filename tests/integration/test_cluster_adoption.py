@@ -3,10 +3,7 @@ on the same PostgreSQL database adopts it, with its scheduler, data and workers 
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +14,7 @@ from distributed import Client
 
 import farside
 from farside_protocol.clusters import ClusterInfo
-from harness import GatewayProcess, wait_until
+from harness import GatewayProcess, batch_pilots, free_port, wait_until
 from tcp_proxy import TcpFront
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.dask, pytest.mark.postgres]
@@ -39,32 +36,22 @@ SETTINGS = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class Replicas:
     def __init__(self, tmp_path: Path, url: str) -> None:
         self.url = url
-        ports = _free_port(), _free_port()
+        ports = free_port(), free_port()
         self.front = TcpFront([("127.0.0.1", port) for port in ports]).start()
         self.first = GatewayProcess(tmp_path / "a", url, public_url=self.front.url, **SETTINGS)
         self.second = GatewayProcess(tmp_path / "b", url, public_url=self.front.url, **SETTINGS)
         self.first.start(port=ports[0])
         self.second.start(port=ports[1])
         self.engine = sqlalchemy.create_engine(url)
-        self.pilots: list[subprocess.Popen[bytes]] = []
-        env = {**os.environ, "FARSIDE_PILOT_TOKEN": self.first.site_token}
-        for k in range(2):  # batch pilots: they know only the front, like a Service's
-            command = [sys.executable, "-m", "farside_pilot", "--gateway-url", self.front.url]
-            command += ["--site", "local", "--cores", "2", "--memory", "4 GiB"]
-            command += ["--idle-timeout", "300", "--workdir", str(tmp_path / f"pilot{k}")]
-            with (tmp_path / f"pilot{k}.log").open("ab") as log:
-                self.pilots.append(
-                    subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-                )
+        # batch pilots: they know only the front, like a Service's
+        options = ("--site", "local", "--cores", "2", "--memory", "4 GiB", "--idle-timeout", "300")
+        self.pilots = contextlib.ExitStack()
+        self.pilots.enter_context(
+            batch_pilots(self.front.url, self.first.site_token, 2, tmp_path, *options)
+        )
 
     def manager(self, cluster: str) -> str:
         with self.engine.connect() as conn:
@@ -75,10 +62,7 @@ class Replicas:
         return self.first.failure_report() + "\n" + self.second.failure_report()
 
     def close(self) -> None:
-        for pilot in self.pilots:
-            pilot.terminate()
-        for pilot in self.pilots:
-            pilot.wait(30)
+        self.pilots.close()
         self.first.cleanup()
         self.second.cleanup()
         self.front.close()

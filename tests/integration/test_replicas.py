@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -98,7 +95,7 @@ def test_a_replica_killed_under_load_loses_no_job_and_no_result(tmp_path: Path) 
 
     import farside
     from conftest import _postgres_database
-    from harness import wait_until
+    from harness import batch_pilots, free_port, wait_until
     from tcp_proxy import TcpFront
 
     n = 400
@@ -108,25 +105,18 @@ def test_a_replica_killed_under_load_loses_no_job_and_no_result(tmp_path: Path) 
         "heartbeat_timeout": 10.0,
     }
     for url in _postgres_database():
-        ports = _free_port(), _free_port()
+        ports = free_port(), free_port()
         front = TcpFront([("127.0.0.1", port) for port in ports]).start()
         first = GatewayProcess(tmp_path / "a", url, public_url=front.url, **settings)
         second = GatewayProcess(tmp_path / "b", url, public_url=front.url, **settings)
-        pilots: list[subprocess.Popen[bytes]] = []
         try:
             first.start(port=ports[0])
             second.start(port=ports[1])
-            env = {**os.environ, "FARSIDE_PILOT_TOKEN": first.site_token}
-            for k in range(2):
-                command = [sys.executable, "-m", "farside_pilot", "--gateway-url", front.url]
-                command += ["--site", "local", "--cores", "2", "--idle-timeout", "120"]
-                command += ["--workdir", str(tmp_path / f"pilot{k}")]
-                with (tmp_path / f"pilot{k}.log").open("ab") as log:
-                    pilots.append(
-                        subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-                    )
-            gw = farside.Gateway(front.url, token=first.user_token, set_as_default=False)
-            try:
+            pilot_options = ("--site", "local", "--cores", "2", "--idle-timeout", "120")
+            with (
+                batch_pilots(front.url, first.site_token, 2, tmp_path, *pilot_options),
+                farside.Gateway(front.url, token=first.user_token, set_as_default=False) as gw,
+            ):
                 results = gw.map(squared_slowly, range(n))
                 engine = sqlalchemy.create_engine(url)
 
@@ -145,24 +135,10 @@ def test_a_replica_killed_under_load_loses_no_job_and_no_result(tmp_path: Path) 
                     ).all()
                 engine.dispose()
                 assert dict(rows) == {"finished": n}
-            finally:
-                gw.close()
         finally:
-            for pilot in pilots:
-                pilot.terminate()
-            for pilot in pilots:
-                pilot.wait(30)
             first.cleanup()
             second.cleanup()
             front.close()
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

@@ -36,6 +36,7 @@ from ..pool import pilots as pilot_records
 from ..pool import queries
 from ..pool import workflows as workflow_runs
 from ..pool.acquire import PilotSlot, acquire, release_unstarted
+from ..pool.heartbeats import BEATING
 from ..pool.leases import give_back, held_jobs, report
 from ..pool.outcomes import PreparedUpdate
 from ..pool.retries import release_pilot
@@ -47,7 +48,6 @@ from .jobs import blob_response, json_response
 log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/pilots", tags=["pilots"])
-LIVE = (PilotState.RUNNING, PilotState.RETIRING)
 
 
 @router.post("", status_code=201, response_model=PilotRegistered)
@@ -70,7 +70,7 @@ async def register(body: PilotRegistration, who: PrincipalDep, rt: RuntimeDep) -
 
 async def _slot(rt: Runtime, pilot_id: int) -> tuple[PilotSlot, str]:
     row = await rt.db.read(pilot_records.get_pilot, pilot_id)
-    if row.state not in LIVE:
+    if row.state not in BEATING:
         raise Conflict(f"pilot {pilot_id} is {row.state}; it must exit", {"state": row.state})
     return PilotSlot(pilot_id, row.site, row.batch_id), row.state
 
@@ -176,7 +176,7 @@ async def pilot_heartbeat(
     # before the write: a change made while it runs must still wake the wait below
     waiter = rt.notifier.pilots.waiter(pilot_id)
     beat = await rt.heartbeats.beat(pilot_id, body.held)
-    if beat.state not in LIVE:
+    if beat.state not in BEATING:
         return json_response(HeartbeatResponse(drop=body.held, retire=True))
     drop, debug = beat.drop, beat.debug
     wait = min(body.wait, rt.config.max_poll, rt.config.heartbeat_interval)

@@ -308,7 +308,7 @@ class ClusterManager:
         ``stopping``: workers to go (each takes one off its group's target) and to be
         retired first, whichever replica reconciles."""
 
-        def update(conn: Any) -> None:
+        def update(conn: Any) -> tuple[Any, int]:
             row = store.get_cluster(conn, name, who.owner_filter)
             if row.state != "running":
                 raise Conflict(f"cluster {name} is {row.state}: {row.reason or 'start a new one'}")
@@ -346,9 +346,13 @@ class ClusterManager:
                 reason=None,
                 retiring=store.dump_retiring(retiring),
             )
+            return row, groups[DEFAULT_GROUP].workers
 
-        await self.db.write(update)
-        await self.reconcile(name)
+        row, default_workers = await self.db.write(update)
+        if row.operator_site:  # its workers are the operator's: set their number
+            await self.operator.scale(row, default_workers)
+        else:
+            await self.reconcile(name)
         return await self.info(who, name)
 
     async def scale(self, who: Principal, name: str, workers: int, group: str) -> ClusterInfo:
@@ -495,10 +499,6 @@ class ClusterManager:
     async def reconcile(self, name: str) -> None:
         lock = self._locks.setdefault(name, asyncio.Lock())
         async with lock:
-            row = await self._row(name)
-            if row.operator_site:  # its workers are the operator's: set their number
-                await self.operator.scale(row, store.load_groups(row)[DEFAULT_GROUP].workers)
-                return
             retire: dict[int, str] = await self.write(
                 store.reconcile, name, self.terms, self.settings.max_worker_failures
             )

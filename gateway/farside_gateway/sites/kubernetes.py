@@ -198,12 +198,7 @@ class KubernetesSite(Site):
             spec["activeDeadlineSeconds"] = int(cfg.walltime)
         if opts.service_account:
             spec["serviceAccountName"] = opts.service_account
-        if opts.node_selector:
-            spec["nodeSelector"] = dict(opts.node_selector)
-        if opts.tolerations:
-            spec["tolerations"] = [
-                t.model_dump(by_alias=True, exclude_none=True) for t in opts.tolerations
-            ]
+        spec.update(self.placement())
         labels = {
             **opts.labels,
             MANAGED_BY: "farside",
@@ -218,6 +213,19 @@ class KubernetesSite(Site):
         if opts.annotations:
             metadata["annotations"] = dict(opts.annotations)
         return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}
+
+    def placement(self) -> dict[str, Any]:
+        """The pod spec's ``nodeSelector`` and ``tolerations`` from the options (the same
+        for pilot pods and for the Dask operator's pods)."""
+        opts = self.options
+        spec: dict[str, Any] = {}
+        if opts.node_selector:
+            spec["nodeSelector"] = dict(opts.node_selector)
+        if opts.tolerations:
+            spec["tolerations"] = [
+                t.model_dump(by_alias=True, exclude_none=True) for t in opts.tolerations
+            ]
+        return spec
 
     # ------------------------------------------------------------ plugin interface
 
@@ -365,8 +373,10 @@ def pod_status(pod: dict[str, Any]) -> BatchStatus:
 
 
 def label_value(name: str) -> str:
-    """``name`` as a label value: at most 63 characters, alphanumeric at both ends."""
-    return re.sub(r"^[^A-Za-z0-9]+|[^A-Za-z0-9]+$", "", name[:63])
+    """``name`` as a label value: at most 63 characters of ``[A-Za-z0-9_.-]`` (others
+    become ``-``; a site name has none), alphanumeric at both ends."""
+    cleaned = re.sub(r"[^A-Za-z0-9_.-]", "-", name[:63])
+    return re.sub(r"^[^A-Za-z0-9]+|[^A-Za-z0-9]+$", "", cleaned)
 
 
 def _name_part(name: str) -> str:

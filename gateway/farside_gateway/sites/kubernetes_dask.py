@@ -20,7 +20,7 @@ from kr8s.asyncio.objects import Deployment, new_class
 
 from farside_protocol.clusters import WorkerGroupSpec
 
-from .kubernetes import KubernetesSite
+from .kubernetes import MANAGED_BY, KubernetesSite, label_value
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +38,7 @@ def _pod_spec(site: KubernetesSite, container: dict[str, Any]) -> dict[str, Any]
     if opts.image_pull_policy:
         container["imagePullPolicy"] = opts.image_pull_policy
     spec: dict[str, Any] = {"containers": [container], "automountServiceAccountToken": False}
-    if opts.node_selector:
-        spec["nodeSelector"] = dict(opts.node_selector)
-    if opts.tolerations:
-        spec["tolerations"] = [
-            t.model_dump(by_alias=True, exclude_none=True) for t in opts.tolerations
-        ]
-    return spec
+    return {**spec, **site.placement()}
 
 
 def cluster_manifest(
@@ -103,7 +97,10 @@ def cluster_manifest(
         "metadata": {
             "name": name,
             "namespace": site.options.namespace,
-            "labels": {"app.kubernetes.io/managed-by": "farside", "farside.owner": _label(owner)},
+            "labels": {
+                MANAGED_BY: "farside",
+                "farside.owner": label_value(owner),
+            },
         },
         "spec": {
             "idleTimeout": int(idle_timeout),
@@ -165,8 +162,3 @@ async def delete(site: KubernetesSite, name: str) -> None:
         await found.delete()
     except kr8s.NotFoundError:
         log.info("DaskCluster %s is gone already", name)
-
-
-def _label(value: str) -> str:
-    cleaned = "".join(c if c.isalnum() or c in "-_." else "-" for c in value)[:63]
-    return cleaned.strip("-_.") or "user"
