@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -36,7 +37,10 @@ def dask_operator(kube_helm: Helm, tmp_path_factory: pytest.TempPathFactory) -> 
         done = kube_helm.kubectl("create", "-f", str(crds.joinpath(crd)), check=False)
         assert done.returncode == 0 or "AlreadyExists" in done.stderr, done.stderr
     log = tmp_path_factory.mktemp("operator") / "kopf.log"
-    command = [sys.executable, "-m", "kopf", "run", "-m", "dask_kubernetes.operator.controller"]
+    # kopf's own command line, through a runner that resolves Services' names as the
+    # cluster's DNS would (the test cluster has none; see operator_on_host.py)
+    command = [sys.executable, str(Path(__file__).with_name("operator_on_host.py"))]
+    command += ["run", "-m", "dask_kubernetes.operator.controller"]
     command += ["--all-namespaces", "--standalone"]
     with log.open("ab") as out:
         operator = subprocess.Popen(
@@ -47,7 +51,47 @@ def dask_operator(kube_helm: Helm, tmp_path_factory: pytest.TempPathFactory) -> 
         yield log
     finally:
         operator.terminate()
-        operator.wait(30)
+        try:
+            operator.wait(30)
+        except subprocess.TimeoutExpired:
+            operator.kill()
+            operator.wait(10)
+
+
+def _operator_log(log: Path) -> str:
+    """The operator's own lines (not its HTTP requests), for a failure's message."""
+    lines = log.read_text(errors="replace").splitlines()
+    return "\n".join(line for line in lines if "httpx" not in line)[-6000:]
+
+
+def _scheduler_port_free() -> bool:
+    # the image node's pods share this host's network, and the operator's schedulers all
+    # listen on 8786: one test's scheduler must be gone before the next starts
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", 8786)) != 0
+
+
+def _site(helm: Helm, namespace: str) -> dict[str, Any]:
+    return {
+        "name": "k8s",
+        "plugin": "kubernetes",
+        "cores": 1,
+        "memory": "1 GiB",
+        "min_warm": 0,
+        "max_pilots": 0,
+        "options": {
+            "kubeconfig": helm.env["KUBECONFIG"],
+            "namespace": namespace,
+            "image": "localhost/farside/pilot:0.1.0",
+            "image_pull_policy": "Never",
+            "dask_operator": True,
+            # the test node's pods are on this host's network; in a real cluster the
+            # scheduler Service's DNS name is the default
+            "dask_scheduler_host": "127.0.0.1",
+            "node_selector": ON_IMAGE_NODE["nodeSelector"],
+            "tolerations": ON_IMAGE_NODE["tolerations"],
+        },
+    }
 
 
 def _resource(helm: Helm, namespace: str, name: str) -> dict[str, Any] | None:
@@ -63,26 +107,8 @@ def test_a_cluster_on_an_operator_site_is_a_daskcluster(
 ) -> None:
     namespace = kube_namespace
     require_images("pilot")
-    site = {
-        "name": "k8s",
-        "plugin": "kubernetes",
-        "cores": 1,
-        "memory": "1 GiB",
-        "min_warm": 0,
-        "max_pilots": 0,
-        "options": {
-            "kubeconfig": kube_helm.env["KUBECONFIG"],
-            "namespace": namespace,
-            "image": "localhost/farside/pilot:0.1.0",
-            "image_pull_policy": "Never",
-            "dask_operator": True,
-            # the test node's pods are on this host's network; in a real cluster the
-            # scheduler Service's DNS name is the default
-            "dask_scheduler_host": "127.0.0.1",
-            "node_selector": ON_IMAGE_NODE["nodeSelector"],
-            "tolerations": ON_IMAGE_NODE["tolerations"],
-        },
-    }
+    wait_until(_scheduler_port_free, 60, 0.5)
+    site = _site(kube_helm, namespace)
     clusters = {"check_interval": 0.5, "spare_schedulers": 0, "encryption_keys": ["k"]}
     gateway = GatewayProcess(tmp_path / "gw", sites=[site], clusters=clusters)
     gateway.start()
@@ -110,11 +136,53 @@ def test_a_cluster_on_an_operator_site_is_a_daskcluster(
         with pytest.raises(farside.FarsideError, match="one worker group"):
             cluster.add_group("gpu", workers=1)
         cluster.close()
-        wait_until(lambda: _resource(kube_helm, namespace, name) is None, 60, 0.5)
+        try:
+            wait_until(lambda: _resource(kube_helm, namespace, name) is None, 60, 0.5)
+        except AssertionError:
+            left = _resource(kube_helm, namespace, name) or {}
+            raise AssertionError(
+                f"the DaskCluster outlived its close: {left.get('metadata')}\n"
+                + _operator_log(dask_operator)
+            ) from None
         (info,) = [c for c in gw.clusters(ended=True) if c.name == name]
         assert info.state == "stopped"
         assert info.reason == "closed by its owner"
         print(f"operator cluster: first worker after {first:.1f}s")
+    finally:
+        gw.close()
+        gateway.cleanup()
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.filterwarnings("ignore::distributed.versions.VersionMismatchWarning")
+def test_the_operators_idle_stop_ends_the_cluster(
+    kube_helm: Helm, dask_operator: Path, kube_namespace: str, tmp_path: Path
+) -> None:
+    """The operator deletes a cluster idle past its idleTimeout (its own timer asks the
+    scheduler); the gateway sees the resource gone and ends the cluster with the reason."""
+    require_images("pilot")
+    wait_until(_scheduler_port_free, 60, 0.5)
+    site = _site(kube_helm, kube_namespace)
+    clusters = {"check_interval": 0.5, "spare_schedulers": 0, "encryption_keys": ["k"]}
+    gateway = GatewayProcess(tmp_path / "gw", sites=[site], clusters=clusters)
+    gateway.start()
+    gw = farside.Gateway(gateway.url, token=gateway.user_token, set_as_default=False)
+    try:
+        cluster = gw.new_cluster(workers=0, site="k8s", idle_timeout=5)
+        name = cluster.name
+        assert _resource(kube_helm, kube_namespace, name)["spec"]["idleTimeout"] == 5
+        try:
+            wait_until(lambda: _resource(kube_helm, kube_namespace, name) is None, 120, 1)
+        except AssertionError:
+            raise AssertionError(
+                "the operator did not stop an idle cluster\n" + _operator_log(dask_operator)
+            ) from None
+
+        def ended() -> Any:
+            return [c for c in gw.clusters(ended=True) if c.name == name and c.state == "stopped"]
+
+        (info,) = wait_until(ended, 30, 0.5)
+        assert info.reason.startswith("its DaskCluster is gone")
     finally:
         gw.close()
         gateway.cleanup()

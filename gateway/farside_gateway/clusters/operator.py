@@ -86,8 +86,10 @@ class OperatorClusters:
             phase = await dask_crd.phase(site, name)
             if phase is None:
                 raise ServiceUnavailable(f"the DaskCluster of cluster {name} was deleted")
-            # "Running" comes with the scheduler's Deployment; the scheduler listens later
-            if phase == "Running" and await dask_crd.scheduler_ready(site, name):
+            # the scheduler's Deployment being ready is the test, not the phase: the
+            # operator can leave a running cluster "Pending" when its own two handlers race
+            # (dask/dask-kubernetes#968, fixed after 2026.3.0)
+            if await dask_crd.scheduler_ready(site, name):
                 return dask_crd.scheduler_address(site, name)
             await asyncio.sleep(POLL)
         await dask_crd.delete(site, name)
