@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A private Kubernetes API for the tests: etcd, kube-apiserver, kube-controller-manager and
 # kube-scheduler on 127.0.0.1, plus the project's process-based node agent
-# (scripts/k8s/node_agent.py; NOT a kubelet: pods run as host processes, images ignored).
+# (scripts/k8s/node_agent.py; NOT a kubelet: pods run as host processes, images ignored;
+# it serves containers' output for `kubectl logs`).
 # `image-node` adds a second node whose pods run their (locally built) images with buildah.
 #
 # The three Kubernetes binaries are built once from Debian's `kubernetes` source package
@@ -230,7 +231,7 @@ start() {
     --service-account-issuer="https://127.0.0.1:$PORT" \
     --api-audiences="https://127.0.0.1:$PORT" \
     --service-cluster-ip-range=10.96.0.0/16 --allow-privileged=true \
-    --enable-priority-and-fairness=false
+    --enable-priority-and-fairness=false --kubelet-preferred-address-types=InternalIP
   wait_for 90 kube-apiserver api /readyz
   # its token and service-account controllers are needed: without them pods are refused
   launch kube-controller-manager kube-controller-manager "$BIN/kube-controller-manager" \
@@ -269,6 +270,7 @@ image_node() {  # after start: the second node, whose pods run their images with
   launch image-node-agent "--node $IMAGE_NODE" "$PY" "$ROOT/scripts/k8s/node_agent.py" \
     --kubeconfig "$STATE/kubeconfig" --node "$IMAGE_NODE" --runtime buildah \
     --log-dir "$STATE/image-pods" --state-dir "$STATE" --pids-file "$STATE/image-pods.pids" \
+    --kubelet-port 10251 \
     --label farside.dev/runtime=buildah --taint farside.dev/runtime=buildah:NoSchedule
   wait_for 60 "node $IMAGE_NODE" node_ready "$IMAGE_NODE"
   alive image-node-agent "--node $IMAGE_NODE" ||

@@ -153,6 +153,7 @@ ROWS = [
     Row("GET", "/clusters", _user(200, 200, 200)),
     Row("GET", "/clusters/{name}", _user(200, 404, 200), values={"name": "cluster"}),
     Row("GET", "/clusters/{name}/credentials", _user(200, 404, 200), values={"name": "cluster"}),
+    Row("GET", "/clusters/{name}/logs", _user(200, 404, 200), values={"name": "cluster"}),
     Row(
         "POST",
         "/clusters/{name}/scale",

@@ -34,6 +34,7 @@ from farside_protocol.clusters import (
     DEFAULT_GROUP,
     ClusterCredentials,
     ClusterInfo,
+    ClusterLogs,
     ClusterScale,
     GroupAdd,
     WorkerGroupSpec,
@@ -321,10 +322,6 @@ def group_spec(
     return WorkerGroupSpec(**values)
 
 
-def cluster_logs(gateway: Gateway, name: str) -> list[str]:
-    """The lines of every worker lease of a cluster (live and recently ended)."""
-    info = gateway._api.get(f"/clusters/{name}", ClusterInfo)
-    lines: list[str] = []
-    for worker in sorted(info.workers, key=lambda w: w.job_id):
-        lines.extend(f"[{worker.name}] {line}" for line in gateway.logs(worker.job_id))
-    return lines
+def cluster_logs(gateway: Gateway, name: str, tail: int = 1000) -> list[str]:
+    """The last ``tail`` lines of each of a cluster's workers (live and recently ended)."""
+    return gateway._api.get(f"/clusters/{name}/logs", ClusterLogs, {"tail": tail}).lines

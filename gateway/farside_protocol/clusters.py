@@ -144,6 +144,13 @@ class ClusterList(_Strict):
     clusters: list[ClusterInfo]
 
 
+class ClusterLogs(_Strict):
+    """The last lines of each of a cluster's workers (pilot clusters: each worker lease's
+    job; the Dask operator's: each pod, the scheduler first), prefixed ``[worker] ``."""
+
+    lines: list[str]
+
+
 class ClusterCredentials(_Strict):
     """The cluster's TLS certificate and key (PEM): present them to reach its scheduler.
     Both empty for a cluster that dask-kubernetes' operator runs (plain TCP in its cluster)."""

@@ -27,9 +27,10 @@ What the agent does for either:
 * on deletion sends SIGTERM to each container, SIGKILL after the grace period, then
   removes the pod object, as a kubelet does.
 
-It does not enforce resource limits, pull images, restart containers or serve
-``kubectl logs``/``exec``. Each container's stdout and stderr go to
-``<log-dir>/<namespace>_<pod>/<container>.log``.
+Each container's stdout and stderr go to ``<log-dir>/<namespace>_<pod>/<container>.log``,
+which the agent serves to the API server as a kubelet's ``containerLogs`` (``kubectl
+logs``; ``kubelet_logs.py``, on ``--kubelet-port``). It does not enforce resource limits,
+pull images, restart containers or serve ``exec``.
 scripts/kubernetes.sh starts it: ``python scripts/k8s/node_agent.py --kubeconfig K ...``.
 """
 
@@ -50,6 +51,7 @@ from typing import Any
 
 import kr8s
 import kr8s.asyncio
+import kubelet_logs
 from kr8s._api import Api
 from runtime import (
     HOST_IP,
@@ -58,6 +60,7 @@ from runtime import (
     ProcessRuntime,
     Runtime,
     Started,
+    log_path,
     signal_group,
     start_time,
 )
@@ -149,6 +152,8 @@ class NodeAgent:
                     "lastTransitionTime": now,
                 }
             ],
+            # where the API server asks for containers' output (kubelet_logs.py)
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": self.args.kubelet_port}},
             "nodeInfo": {
                 **dict.fromkeys(("kernelVersion", "kubeProxyVersion", "machineID", "bootID"), ""),
                 "kubeletVersion": "v1.20.2-farside-node-agent",
@@ -470,6 +475,7 @@ async def main() -> None:
     add("--log-dir", default="pods", help="where containers' output goes")
     add("--state-dir", help="buildah: where volumes are kept (default: the log dir's parent)")
     add("--pids-file", help="where to keep the pods' process ids")
+    add("--kubelet-port", type=int, default=10250, help="where pods' logs are served")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request drowns the rest
@@ -479,6 +485,11 @@ async def main() -> None:
         api = await kr8s.asyncio.api(kubeconfig=args.kubeconfig)
     agent = NodeAgent(api, args)
     await agent.kill_orphans()
+
+    def output(namespace: str, pod: str, container: str) -> Path:
+        return log_path(agent.log_dir, namespace, pod, container)
+
+    logs = await kubelet_logs.serve(output, HOST_IP, args.kubelet_port)
     await agent.register()
     log.info("node %s registered (%s node agent, not a kubelet)", agent.node, args.runtime)
     stop = asyncio.Event()
@@ -490,6 +501,7 @@ async def main() -> None:
     with contextlib.suppress(asyncio.CancelledError):
         await work
     await agent.shutdown()
+    await logs.cleanup()
     log.info("node agent stopped")
 
 

@@ -162,10 +162,16 @@ async def kill_all(started: list[Started], runtime: Runtime) -> None:
     await asyncio.gather(*(one.proc.wait() for one in started))
 
 
+def log_path(log_dir: Path, namespace: str, pod: str, container: str) -> Path:
+    """Where a container's output goes (and where ``kubelet_logs`` reads it)."""
+    return log_dir / f"{namespace}_{pod}" / f"{container}.log"
+
+
 def container_log(log_dir: Path, pod: Pod, container: dict[str, Any]) -> Path:
-    path = log_dir / f"{pod['metadata']['namespace']}_{pod['metadata']['name']}"
-    path.mkdir(parents=True, exist_ok=True)
-    return path / f"{container['name']}.log"
+    meta = pod["metadata"]
+    path = log_path(log_dir, meta["namespace"], meta["name"], container["name"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 # ---------------------------------------------------------------------- the environment

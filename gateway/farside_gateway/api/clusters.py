@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
 
 from farside_protocol.clusters import (
     ClusterCredentials,
     ClusterInfo,
     ClusterList,
+    ClusterLogs,
     ClusterRequest,
     ClusterScale,
     GroupAdd,
@@ -16,6 +19,7 @@ from farside_protocol.clusters import (
 
 from ..clusters import store
 from ..clusters.dashboard import dashboard_path, make_ticket
+from ..clusters.logs import cluster_log_lines
 from .deps import RuntimeDep, UserDep
 from .jobs import json_response
 
@@ -53,6 +57,20 @@ async def list_clusters(
 async def get(name: str, who: UserDep, rt: RuntimeDep, request: Request) -> Response:
     """One cluster with its worker leases (live ones, then the latest ended ones)."""
     return json_response(_shown(await rt.clusters.info(who, name), request))
+
+
+@router.get("/clusters/{name}/logs", response_model=ClusterLogs)
+async def logs(
+    name: str,
+    who: UserDep,
+    rt: RuntimeDep,
+    tail: Annotated[int, Query(ge=1, le=100_000)] = 1000,
+) -> Response:
+    """The last ``tail`` lines of each of the cluster's workers, prefixed ``[worker] ``."""
+    row = await rt.db.read(store.get_cluster, name, who.owner_filter)
+    info = await rt.clusters.info(who, name)
+    lines = await cluster_log_lines(rt.db, rt.clusters.operator, row, info, tail)
+    return json_response(ClusterLogs(lines=lines))
 
 
 @router.get("/clusters/{name}/credentials", response_model=ClusterCredentials)

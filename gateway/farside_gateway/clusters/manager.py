@@ -315,13 +315,20 @@ class ClusterManager:
             groups = store.load_groups(row)
             if change is not None:
                 change(groups)
-            if row.operator_site and (stopping or len(groups) > 1):
+            if row.operator_site and len(groups) > 1:
                 raise InvalidRequest(
                     f"cluster {name} is run by the Dask operator of site {row.operator_site}: "
                     "it has one worker group, scaled as a whole (cluster.scale(n))"
                 )
             retiring = store.retiring(row)
-            if stopping:
+            if stopping and row.operator_site:
+                # its workers are the operator's pods, not leases: their number comes off
+                # the target, and the operator retires that many, chosen by the scheduler's
+                # workers_to_close (the policy that named these)
+                spec = groups[DEFAULT_GROUP]
+                fewer = max(0, spec.workers - len(set(stopping)))
+                groups[DEFAULT_GROUP] = spec.model_copy(update={"workers": fewer})
+            elif stopping:
                 live = {lease.name for lease in store.lease_rows(conn, row, live_only=True)}
                 # a worker already gone (or named twice) takes nothing off the target
                 for worker in sorted((set(stopping) & live) - retiring):
@@ -387,11 +394,6 @@ class ClusterManager:
         """Let the gateway adapt the default group within ``bounds`` (see ``adaptive``);
         None: stop adapting, the target stays where it is."""
         row = await self.db.read(store.get_cluster, name, who.owner_filter)
-        if row.operator_site and bounds is not None:
-            raise InvalidRequest(
-                f"cluster {name} is run by the Dask operator of site {row.operator_site}: the "
-                "gateway does not adapt it; scale it with cluster.scale(n)"
-            )
         await self.db.write(store.set_cluster, row.name, adapt=bounds)
 
     async def heartbeat(self, who: Principal, name: str) -> ClusterInfo:
@@ -428,7 +430,8 @@ class ClusterManager:
         rows = await self.db.read(store.live_clusters, None, self.instance)
         for row in rows:
             if row.operator_site:
-                await self._check_operator(row)
+                if await self._check_operator(row) and row.adapt:
+                    await self._adapt(row)  # as for any cluster: the scheduler says how many
                 continue
             if row.state == "stopping":
                 await self.keeper.stop(row.name, row.reason or "stopped")
@@ -467,17 +470,21 @@ class ClusterManager:
                 else:
                     await self.keeper.adopt(row, gone)
 
-    async def _check_operator(self, row: Any) -> None:
-        """An operator's cluster: end it if asked, or notice that its resource is gone."""
+    async def _check_operator(self, row: Any) -> bool:
+        """An operator's cluster: end it if asked, or notice that its resource is gone.
+        Whether it is running still."""
         if row.state == "stopping":
             await self.operator.stop(row)
             await self._mark_ended(row.name, "stopped", row.reason or "stopped")
-        elif row.state == "running" and await self.operator.gone(row):
+            return False
+        if row.state == "running" and await self.operator.gone(row):
             await self._mark_ended(
                 row.name,
                 "stopped",
                 "its DaskCluster is gone: idle past idle_timeout, or deleted in Kubernetes",
             )
+            return False
+        return bool(row.state == "running")
 
     async def _adapt(self, row: Any) -> None:
         owner = Principal("user", row.owner)

@@ -1,6 +1,7 @@
 """Talking to a cluster's scheduler from the gateway: retire workers, ask if it is idle,
 ask what adaptive scaling wants. Each call opens a TLS connection with the cluster's own
-client certificate (its key is opened from the pool's sealed copy), as a Dask client would."""
+client certificate (its key is opened from the pool's sealed copy), as a Dask client would;
+a scheduler of the Dask operator has none, and is called over plain TCP in its cluster."""
 
 from __future__ import annotations
 
@@ -36,11 +37,12 @@ class SchedulerRpc:
     async def call(self, row: Any, method: str, within: float, **kwargs: Any) -> Any:
         from distributed.core import rpc
 
-        security = client_security(row.tls_cert, self.sealer.open(row.tls_key))
+        args: dict[str, Any] = {}
+        if row.tls_cert:  # none: the Dask operator's scheduler, plain TCP in its cluster
+            security = client_security(row.tls_cert, self.sealer.open(row.tls_key))
+            args = security.get_connection_args("client")
         async with asyncio.timeout(within):
-            async with rpc(
-                row.scheduler_address, connection_args=security.get_connection_args("client")
-            ) as scheduler:
+            async with rpc(row.scheduler_address, connection_args=args) as scheduler:
                 return await getattr(scheduler, method)(**kwargs)
 
     async def retire(self, row: Any, names: list[str]) -> None:

@@ -280,6 +280,18 @@ def logs_since(conn: Connection, job_id: int, owner: str | None, since: int, lim
     return LogPage(lines=lines, next_seq=next_seq, ended=ended)
 
 
+def log_tail(conn: Connection, job_id: int, lines: int) -> list[str]:
+    """The texts of a job's last ``lines`` log lines, oldest first (no owner check: the
+    caller has one)."""
+    newest = conn.execute(
+        select(log_lines.c.text)
+        .where(log_lines.c.job_id == job_id)
+        .order_by(log_lines.c.id.desc())
+        .limit(lines)
+    )
+    return [r.text for r in newest][::-1]
+
+
 def list_pilots(conn: Connection, live_only: bool) -> list[PilotInfo]:
     query = select(pilots).order_by(pilots.c.id.desc()).limit(1000)
     if live_only:

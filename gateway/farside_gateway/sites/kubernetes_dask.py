@@ -13,10 +13,10 @@ namespace, with its node selector and tolerations; they speak plain TCP inside t
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, cast
 
 import kr8s
-from kr8s.asyncio.objects import Deployment, new_class
+from kr8s.asyncio.objects import Deployment, Pod, new_class
 
 from farside_protocol.clusters import WorkerGroupSpec
 
@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 SCHEDULER_PORT = 8786
 DASHBOARD_PORT = 8787
 API_VERSION = "kubernetes.dask.org/v1"
+COMPONENT = "dask.org/component"  # the operator's label: scheduler or worker
 
 DaskCluster = new_class("DaskCluster", API_VERSION, asyncio=True, namespaced=True)
 
@@ -162,3 +163,27 @@ async def delete(site: KubernetesSite, name: str) -> None:
         await found.delete()
     except kr8s.NotFoundError:
         log.info("DaskCluster %s is gone already", name)
+
+
+async def pod_logs(site: KubernetesSite, name: str, tail: int) -> list[str]:
+    """The last ``tail`` lines of each of the cluster's pods (scheduler first, then the
+    workers), each prefixed with its pod, as ``kubectl logs`` would give them."""
+    api = site.api()
+    selector = {"dask.org/cluster-name": name}
+    found = api.async_get(
+        "pods", namespace=site.options.namespace, label_selector=selector, raw=True
+    )
+    # raw, then Pod: on an older API server kr8s may not map "pods" to its Pod class
+    pods = [Pod(cast(dict[str, Any], raw), api=api) async for raw in found]
+    # the scheduler first, then the workers by name
+    pods.sort(
+        key=lambda pod: (pod.raw["metadata"]["labels"].get(COMPONENT) != "scheduler", pod.name)
+    )
+    lines: list[str] = []
+    for pod in pods:
+        try:
+            async for line in pod.logs(tail_lines=tail, timeout=30):
+                lines.append(f"[{pod.name}] {line}")
+        except kr8s.ServerError as exc:  # e.g. not started yet: its lines come later
+            lines.append(f"[{pod.name}] (no output yet: {exc})")
+    return lines
