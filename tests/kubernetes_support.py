@@ -61,6 +61,13 @@ class Cluster:
         pod: dict[str, Any] = response.json()
         return pod
 
+    def logs(self, name: str, tail: int | None = None, namespace: str = "default") -> str:
+        """A pod's output through the API server's pods/log (the node agent serves it)."""
+        params = {} if tail is None else {"tailLines": tail}
+        response = self.http.get(f"/api/v1/namespaces/{namespace}/pods/{name}/log", params=params)
+        response.raise_for_status()
+        return response.text
+
     def delete_pod(self, name: str, grace: int | None = None, namespace: str = "default") -> None:
         body = {} if grace is None else {"gracePeriodSeconds": grace}
         response = self.http.request(

@@ -137,6 +137,10 @@ def test_map_runs_on_pilot_pods(k8s: Sites) -> None:
         assert pod["spec"]["nodeName"] == NODE
         # the pilot itself got it from the downward API (metadata.name)
         assert _pilot_env(site["name"], pilot.id)["FARSIDE_PILOT_BATCH_ID"] == pilot.batch_id
+        # kubectl logs: the pilot's own output, through the API server
+        output = cluster.logs(pilot.batch_id)
+        assert f"registered as pilot {pilot.id} on site {site['name']}" in output
+        assert cluster.logs(pilot.batch_id, tail=1).count("\n") == 1
     jobs = client.jobs(limit=20)
     assert len(jobs) == 20
     for job in jobs:
