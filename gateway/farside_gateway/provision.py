@@ -6,7 +6,8 @@ where the last one stopped:
 * status: an admin's run-time site status (``site_status`` table) is applied;
 * observe: pilots the database believes alive are checked against each batch system; a
   pilot whose batch job vanished without saying goodbye is *lost* and its jobs retried
-  (as a resource error when the batch system says it ran out of memory); one that never
+  (as a resource error when the site's batch system says it ran out of memory:
+  ``Site.classify_end``); one that never
   registered within ``pilot_start_timeout`` is given up;
 * offline sites: their pilots are stopped (their jobs are retried elsewhere);
 * plan: the queued jobs at the head of the queue are placed on the best site that fits
@@ -25,7 +26,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
-from farside_protocol import ErrorClass, JobState, PilotState, SiteStatus
+from farside_protocol import JobState, PilotState, SiteStatus
 
 from . import replicas
 from .broker.match import NEED_COLUMNS, Need
@@ -40,21 +41,6 @@ log = logging.getLogger(__name__)
 
 _HELD = [JobState.ASSIGNED.value, JobState.RUNNING.value]
 _GONE = BatchStatus(BatchState.GONE)
-#: what batch systems say when they kill a job for its memory (Slurm, Kubernetes, HTCondor)
-_OUT_OF_MEMORY = (
-    "OUT_OF_MEMORY",  # Slurm
-    "OOMKilled",  # Kubernetes
-    "over memory limit",  # HTCondor's hold reason (code 34)
-    "memory usage exceeded",
-    "MemoryLimitExceeded",
-)
-
-
-def classify_batch_end(reason: str | None) -> tuple[ErrorClass, str | None]:
-    """Error class (and resource) for the jobs of a pilot whose batch job ended this way."""
-    if reason and any(word.lower() in reason.lower() for word in _OUT_OF_MEMORY):
-        return ErrorClass.RESOURCE, "memory"
-    return ErrorClass.SYSTEM, None
 
 
 @dataclass(frozen=True)
@@ -177,7 +163,7 @@ class Provisioner:
             status = observed.get(pilot.batch_id, _GONE) if pilot.batch_id else None
             if status is not None and status.state is BatchState.GONE:
                 why = f" ({status.reason})" if status.reason else ""
-                error_class, resource = classify_batch_end(status.reason)
+                error_class, resource = site.classify_end(status.reason)
                 await rt.write_and_publish(
                     release_pilot,
                     pilot.id,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,7 +12,7 @@ from farside_gateway.broker.plan import SiteView, place
 from farside_gateway.config import SiteConfig
 from farside_gateway.pool.fairshare import Claimant, ShareRules, plan
 from farside_gateway.pool.scouts import percentile
-from farside_gateway.provision import classify_batch_end
+from farside_gateway.sites.base import load_site
 from farside_protocol import ErrorClass, InvalidRequest
 from farside_protocol.models import JobSpec, Resources
 
@@ -104,9 +105,26 @@ def test_group_shares_weight_the_plan() -> None:
     assert counts == {"ann": 6, "carl": 2}
 
 
-def test_percentile_and_batch_end_classes() -> None:
+def test_percentile() -> None:
     assert percentile([4, 1, 3, 2], 50) == 2
-    assert classify_batch_end("OUT_OF_MEMORY") == (ErrorClass.RESOURCE, "memory")
-    assert classify_batch_end("OOMKilled") == (ErrorClass.RESOURCE, "memory")
-    assert classify_batch_end("CANCELLED") == (ErrorClass.SYSTEM, None)
-    assert classify_batch_end(None) == (ErrorClass.SYSTEM, None)
+
+
+@pytest.mark.parametrize(
+    ("plugin", "options", "memory_end", "other_end"),
+    [
+        ("slurm", {}, "OUT_OF_MEMORY", "CANCELLED"),
+        ("kubernetes", {"image": "x"}, "Failed: OOMKilled, exit code 137", "Failed: Evicted"),
+        ("htcondor", {}, "held: Job over memory limit (code 34)", "removed: by user"),
+    ],
+)
+def test_each_site_says_which_batch_ends_were_out_of_memory(
+    tmp_path: Path, plugin: str, options: dict[str, Any], memory_end: str, other_end: str
+) -> None:
+    config = SiteConfig(name="s", plugin=plugin, cores=1, memory="1 GiB", options=options)
+    site = load_site(config, "http://gw:1", tmp_path)
+    assert site.classify_end(memory_end) == (ErrorClass.RESOURCE, "memory")
+    assert site.classify_end(other_end) == (ErrorClass.SYSTEM, None)
+    assert site.classify_end(None) == (ErrorClass.SYSTEM, None)
+    # a batch system's words are its own: Slurm's state means nothing to the local site
+    local = load_site(SiteConfig(name="l", plugin="local", cores=1), "http://gw:1", tmp_path)
+    assert local.classify_end("OUT_OF_MEMORY") == (ErrorClass.SYSTEM, None)

@@ -131,7 +131,7 @@ def test_pilot_script_sends_stderr_to_the_log_and_runs_the_prologue(tmp_path: Pa
     site = _site(
         tmp_path, {"prologue": "module load python", "pilot_command": ["/opt/py", "-m", "p"]}
     )
-    script = site.pilot_script(site.launch_for(1, "tok"), header="exec 2>&1")
+    script = site.render_script(site.launch_for(1, "tok"))
     lines = script.splitlines()
     assert lines[:2] == ["#!/bin/sh", "exec 2>&1"]
     assert "module load python" in lines
@@ -296,3 +296,20 @@ def test_every_option_is_in_the_how_to() -> None:
     for name, field in HTCondorOptions.model_fields.items():
         assert f"| `{name}` |" in page, f"docs/how-to/htcondor.md does not list option {name}"
         assert field.description, f"option {name} has no description"
+
+
+async def test_stop_removes_live_pilots_then_forces_those_still_vacating(tmp_path: Path) -> None:
+    running = [{"ClusterId": n, "ProcId": 0, "JobStatus": 2} for n in (7, 8)]
+    bin_dir = _fake_tools(tmp_path, {"condor_q": (0, json.dumps(running))})
+    site = _site(tmp_path, {"bin_dir": str(bin_dir), "stop_grace": 1})
+    await site.observe(["7.0", "8.0"])  # how a restarted gateway learns its pilots
+    # once removed, 8.0 leaves the queue; 7.0 stays removed-but-vacating past the grace
+    vacating = [{"ClusterId": 7, "ProcId": 0, "JobStatus": 3}]
+    (bin_dir / "condor_q.out").write_text(json.dumps(vacating))
+    await site.stop()
+    calls = _calls(bin_dir)
+    assert {"7.0", "8.0"} <= set(calls)  # condor_rm of each: SIGTERM first
+    assert calls[-1] == "-forcex 7.0"
+    assert [c for c in calls if c.startswith("-forcex")] == ["-forcex 7.0"]
+    await site.stop()  # nothing live is left to stop
+    assert _calls(bin_dir) == calls

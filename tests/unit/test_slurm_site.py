@@ -12,7 +12,8 @@ import pytest
 from farside_gateway.config import SiteConfig
 from farside_gateway.sites import slurm
 from farside_gateway.sites.base import BatchState, BatchStatus, SubmitError, load_site
-from farside_gateway.sites.slurm import SlurmCommandError, SlurmSite
+from farside_gateway.sites.batch_command import SiteCommandError, load_template
+from farside_gateway.sites.slurm import SlurmSite
 from farside_protocol import ConfigurationError
 
 
@@ -83,7 +84,7 @@ async def test_template_replaces_the_built_in_script(tmp_path: Path) -> None:
     template.write_text("#!/bin/bash\n$header\n#SBATCH --exclusive\n$env\necho $$HOME\n$command\n")
     sbatch = fake_command(tmp_path, "sbatch", "echo 10000001")
     site = make_site(tmp_path, options={"template": str(template), "sbatch": sbatch})
-    site._template = slurm._load_template(site.name, template)
+    site._template = load_template(site.name, template)
     script = site.render_script(site.launch_for(3, "tok"))
     assert script.startswith("#!/bin/bash\n#SBATCH --job-name=farside-hpc-3\n")
     assert "#SBATCH --exclusive\nexport FARSIDE_GATEWAY_URL=http://gw:1\n" in script
@@ -94,9 +95,9 @@ def test_template_without_command_is_refused(tmp_path: Path) -> None:
     template = tmp_path / "pilot.tmpl"
     template.write_text("#!/bin/sh\n$header\n")
     with pytest.raises(ConfigurationError, match=r"no \$command"):
-        slurm._load_template("hpc", template)
+        load_template("hpc", template)
     with pytest.raises(ConfigurationError, match="cannot read"):
-        slurm._load_template("hpc", tmp_path / "missing")
+        load_template("hpc", tmp_path / "missing")
 
 
 def test_squeue_states_map_onto_batch_states() -> None:
@@ -147,7 +148,7 @@ async def test_observe_unknown_ids_and_failures(tmp_path: Path) -> None:
 
     broken = fake_command(tmp_path, "squeue-down", "echo 'Unable to contact slurm' >&2; exit 1")
     site = make_site(tmp_path, options={"squeue": broken})
-    with pytest.raises(SlurmCommandError, match="Unable to contact"):
+    with pytest.raises(SiteCommandError, match="Unable to contact"):
         await site.observe(["1"])
 
 

@@ -19,11 +19,16 @@ A plugin subclasses :class:`Site` and implements three coroutines:
 ``cancel(batch_id)``
     Stop that pilot (it gets SIGTERM or the batch system's equivalent first).
 
-and may override ``start()`` and ``stop()``. A plugin's own settings (a Slurm partition,
-a Kubernetes namespace) come from the site's ``options`` table, validated on load against
-the plugin's :attr:`Site.Options` model (a pydantic model; unknown keys are errors), and
-are then at hand as ``self.options``. :meth:`Site.pilot_script` renders the shell script
-that starts a pilot, for plugins whose batch system runs scripts.
+and may override ``start()`` and ``stop()``, and name the words its batch system uses for
+a job it killed for its memory (``OUT_OF_MEMORY``: such jobs retry with more memory). A
+plugin that drives a batch system through its commands subclasses
+:class:`~farside_gateway.sites.batch_command.BatchCommandSite` instead.
+
+A plugin's own settings (a Slurm partition, a Kubernetes namespace) come from the site's
+``options`` table, validated on load against the plugin's :attr:`Site.Options` model (a
+pydantic model; unknown keys are errors), and are then at hand as ``self.options``.
+:meth:`Site.pilot_script` renders the shell script that starts a pilot, for plugins whose
+batch system runs scripts.
 
 Plugins are found by entry-point name in the group ``farside.sites`` (``plugin = "local"``
 in the site's configuration).
@@ -44,7 +49,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from farside_protocol import ConfigurationError, env
+from farside_protocol import ConfigurationError, ErrorClass, env
 
 from ..config import SiteConfig
 
@@ -89,6 +94,17 @@ class BatchScriptOptions(BaseModel):
     )
     command_timeout: float = Field(
         60.0, gt=0, description="Seconds a batch-system command may take before it is killed."
+    )
+    template: Path | None = Field(
+        None,
+        description="An operator-written batch script (string.Template) used instead of the "
+        "built-in one; it must contain $command (see docs/how-to/slurm.md).",
+    )
+    stop_grace: float = Field(
+        15.0,
+        ge=0,
+        description="On `farside gateway` stop: seconds pilots get to leave after SIGTERM before "
+        "their jobs are cancelled outright.",
     )
 
 
@@ -163,6 +179,8 @@ class Site(abc.ABC):
 
     #: the plugin's settings model; ``options`` in the site's configuration must match it
     Options: ClassVar[type[BaseModel]] = NoOptions
+    #: words in a batch job's end reason that say the batch system killed it for its memory
+    OUT_OF_MEMORY: ClassVar[tuple[str, ...]] = ()
     UNHEALTHY_AFTER = 5
     MAX_BACKOFF = 300.0
 
@@ -202,6 +220,14 @@ class Site(abc.ABC):
         ``--keep-pilots``) and release what the plugin holds."""
 
     # ------------------------------------------------------------ shared machinery
+
+    def classify_end(self, reason: str | None) -> tuple[ErrorClass, str | None]:
+        """Error class (and resource) for the jobs of a lost pilot whose batch job ended
+        with ``reason``: out of memory (:attr:`OUT_OF_MEMORY`) is a resource error, which
+        retries with more memory; anything else is the system's."""
+        if reason and any(word.lower() in reason.lower() for word in self.OUT_OF_MEMORY):
+            return ErrorClass.RESOURCE, "memory"
+        return ErrorClass.SYSTEM, None
 
     def pilot_command(self) -> list[str]:
         """The command that starts a pilot: the ``pilot_command`` option if the plugin has

@@ -41,7 +41,7 @@ import json
 import logging
 import math
 import re
-import shlex
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,15 +49,8 @@ from pydantic import ConfigDict, Field, field_validator
 
 from farside_protocol import ConfigurationError
 
-from .base import (
-    BatchScriptOptions,
-    BatchState,
-    BatchStatus,
-    PilotLaunch,
-    Site,
-    SubmitError,
-    run_command,
-)
+from .base import BatchScriptOptions, BatchState, BatchStatus, PilotLaunch, Site, SubmitError
+from .batch_command import BatchCommandSite, SiteCommandError
 
 log = logging.getLogger(__name__)
 
@@ -126,10 +119,6 @@ class HTCondorOptions(BatchScriptOptions):
         return value
 
 
-class CondorCommandError(RuntimeError):
-    """An HTCondor command failed or did not answer; the message is for operators."""
-
-
 def submit_description(site: Site, launch: PilotLaunch, script: Path) -> str:
     """The submit description of one pilot job (pure: what ``condor_submit`` reads)."""
     options: HTCondorOptions = site.options
@@ -179,11 +168,11 @@ def parse_ads(stdout: str, command: str) -> list[dict[str, Any]]:
     try:
         ads = json.loads(stdout)
     except json.JSONDecodeError as exc:
-        raise CondorCommandError(
+        raise SiteCommandError(
             f"{command} printed no JSON ({exc}): {stdout.strip()[:300]!r}"
         ) from None
     if not isinstance(ads, list):
-        raise CondorCommandError(f"{command} printed JSON that is not a list of job ads")
+        raise SiteCommandError(f"{command} printed JSON that is not a list of job ads")
     return [ad for ad in ads if isinstance(ad, dict)]
 
 
@@ -211,44 +200,56 @@ def ad_status(ad: dict[str, Any], in_queue: bool = True) -> BatchStatus:
     return BatchStatus(BatchState.GONE, f"unknown JobStatus {status!r}")
 
 
-class HTCondorSite(Site):
+@dataclass
+class HTCondorSite(BatchCommandSite):
     """Pilots as HTCondor jobs; see the module docstring."""
 
     Options = HTCondorOptions
+    options: HTCondorOptions = field(init=False)
+    #: HTCondor's hold reasons for a job over its memory (code 34), by version
+    OUT_OF_MEMORY = ("over memory limit", "memory usage exceeded", "MemoryLimitExceeded")
+    TOOLS = (
+        "install HTCondor's tools or point the site's options.bin_dir at them (for the test "
+        "pool: the directory scripts/htcondor.sh prints)"
+    )
 
     # ------------------------------------------------------------ plugin interface
 
     async def start(self) -> None:
         """Check that the pool answers, so a wrong setting fails at start, not per pilot."""
+        await super().start()  # the template
         try:
-            code, out, err = await self._run("condor_status", "-schedd", "-af", "Name")
-        except CondorCommandError as exc:
-            raise ConfigurationError(f"site {self.name!r}: {exc}") from None
-        if code != 0 or not out.strip():
+            done = await self.run("condor_status", "-schedd", "-af", "Name")
+        except SiteCommandError as exc:
+            raise ConfigurationError(str(exc)) from None
+        if done.code != 0 or not done.out.strip():
             raise ConfigurationError(
                 f"site {self.name!r}: the HTCondor pool does not answer "
-                f"(condor_status exited {code}: {_brief(err or out)}). Start the pool (for the "
-                "tests: sudo bash scripts/htcondor.sh) or fix the site's options.bin_dir / "
-                "options.pool."
+                f"(condor_status exited {done.code}: {_brief(done.err or done.out)}). Start the "
+                "pool (for the tests: sudo bash scripts/htcondor.sh) or fix the site's "
+                "options.bin_dir / options.pool."
             )
 
-    async def submit(self, launch: PilotLaunch) -> str:
-        # a header, not `error =` in the description: two descriptors on one file would
-        # overwrite each other's lines
-        script = self.pilot_script(launch, header="exec 2>&1")
+    def script_header(self, launch: PilotLaunch) -> str:
+        # stderr into stdout, not `error =` in the description: two descriptors on one file
+        # would overwrite each other's lines
+        return "exec 2>&1"
+
+    async def submit_job(self, launch: PilotLaunch) -> str:
+        script = self.render_script(launch)
         script_path = launch.workdir / "pilot.sh"
         submit_path = launch.workdir / "pilot.sub"
         description = submit_description(self, launch, script_path)
         await asyncio.to_thread(_write_files, script_path, script, submit_path, description)
         try:
-            code, out, err = await self._run("condor_submit", "-terse", str(submit_path))
-        except CondorCommandError as exc:
+            done = await self.run("condor_submit", "-terse", str(submit_path))
+        except SiteCommandError as exc:
             raise SubmitError(str(exc)) from None
-        if code != 0:
-            raise SubmitError(f"condor_submit exited {code}: {_brief(err or out)}")
-        return parse_submitted(out)
+        if done.code != 0:
+            raise SubmitError(f"condor_submit exited {done.code}: {_brief(done.err or done.out)}")
+        return parse_submitted(done.out)
 
-    async def observe(self, batch_ids: list[str]) -> dict[str, BatchStatus]:
+    async def query(self, batch_ids: list[str]) -> dict[str, BatchStatus]:
         # an error here propagates: the provisioner retries, where treating "no answer" as
         # "no jobs" would declare every pilot lost
         wanted = [b for b in batch_ids if _JOB_ID.match(b)]
@@ -264,7 +265,7 @@ class HTCondorSite(Site):
             # the queue answered, so these are gone; the history only adds why
             try:
                 ads = await self._ads("condor_history", [*chunk, "-limit", str(len(chunk))])
-            except CondorCommandError as exc:
+            except SiteCommandError as exc:
                 log.warning("site %s: no reason for ended pilots: %s", self.name, exc)
                 ads = []
             for ad in ads:
@@ -276,21 +277,32 @@ class HTCondorSite(Site):
 
     async def cancel(self, batch_id: str) -> None:
         """``condor_rm``: the pilot gets SIGTERM, then SIGKILL after ``vacate_time``."""
+        await self._remove(batch_id)
+
+    async def force_cancel(self, batch_ids: list[str]) -> None:
+        """Out of the queue at once, vacating or not (``condor_rm -forcex``)."""
+        await self._remove("-forcex", *batch_ids)
+
+    async def _remove(self, *args: str) -> None:
         try:
-            code, out, err = await self._run("condor_rm", batch_id)
-        except CondorCommandError as exc:
-            log.warning("site %s: could not remove pilot job %s: %s", self.name, batch_id, exc)
+            done = await self.run("condor_rm", *args)
+        except SiteCommandError as exc:
+            log.warning("site %s: could not remove pilot job(s) %s: %s", self.name, args, exc)
             return
-        if code != 0 and "not found" not in (err + out):
+        if done.code != 0 and "not found" not in (done.err + done.out):
             log.warning(
-                "site %s: condor_rm %s exited %d: %s", self.name, batch_id, code, _brief(err or out)
+                "site %s: condor_rm %s exited %d: %s",
+                self.name,
+                " ".join(args),
+                done.code,
+                _brief(done.err or done.out),
             )
 
     # ------------------------------------------------------------ commands
 
     def command(self, tool: str, *args: str) -> list[str]:
         """The argument vector that runs ``tool`` with this site's options."""
-        options: HTCondorOptions = self.options
+        options = self.options
         program = str(options.bin_dir / tool) if options.bin_dir else tool
         where: list[str] = []
         if options.pool:
@@ -299,29 +311,11 @@ class HTCondorSite(Site):
             where += ["-name", options.schedd]
         return [*options.command_prefix, program, *where, *args]
 
-    async def _run(self, tool: str, *args: str) -> tuple[int, str, str]:
-        argv = self.command(tool, *args)
-        timeout = self.options.command_timeout
-        done = await run_command(argv, timeout)
-        if done.code == 127 and done.err.startswith("cannot run"):
-            program = shlex.join(argv[: 1 + len(self.options.command_prefix)])
-            raise CondorCommandError(
-                f"cannot run {program} ({done.err}); install HTCondor's tools or point the "
-                "site's options.bin_dir at them (for the test pool: the directory "
-                "scripts/htcondor.sh prints)"
-            )
-        if done.code == 124 and done.err.endswith(f"took longer than {timeout:.0f}s"):
-            raise CondorCommandError(
-                f"{tool} did not answer within {timeout:.0f}s; is the schedd overloaded or "
-                "down? (raise options.command_timeout if it is merely slow)"
-            )
-        return done.code, done.out, done.err
-
     async def _ads(self, tool: str, args: list[str]) -> list[dict[str, Any]]:
-        code, out, err = await self._run(tool, "-json", "-attributes", _ATTRS, *args)
-        if code != 0:
-            raise CondorCommandError(f"{tool} exited {code}: {_brief(err or out)}")
-        return parse_ads(out, tool)
+        done = await self.run(tool, "-json", "-attributes", _ATTRS, *args)
+        if done.code != 0:
+            raise SiteCommandError(f"{tool} exited {done.code}: {_brief(done.err or done.out)}")
+        return parse_ads(done.out, tool)
 
 
 def _write_files(script_path: Path, script: str, submit_path: Path, description: str) -> None:

@@ -149,6 +149,7 @@ class KubernetesOptions(BaseModel):
 @dataclass
 class KubernetesSite(Site):
     Options = KubernetesOptions
+    OUT_OF_MEMORY = ("OOMKilled",)  # a container's termination reason
     options: KubernetesOptions = field(init=False)
     _api: kr8s.asyncio.Api | None = field(default=None, init=False)
     _collector: asyncio.Task[None] | None = field(default=None, init=False)

@@ -13,13 +13,9 @@ Every command runs as an asyncio subprocess: a slow ``slurmctld`` never blocks t
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
-import shlex
 import shutil
-import string
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,15 +23,8 @@ from pydantic import ConfigDict, Field
 
 from farside_protocol import ConfigurationError
 
-from .base import (
-    BatchScriptOptions,
-    BatchState,
-    BatchStatus,
-    PilotLaunch,
-    Site,
-    SubmitError,
-    run_command,
-)
+from .base import BatchScriptOptions, BatchState, BatchStatus, PilotLaunch, SubmitError
+from .batch_command import BatchCommandSite, SiteCommandError
 
 log = logging.getLogger(__name__)
 
@@ -63,38 +52,29 @@ class SlurmOptions(BatchScriptOptions):
         description="Further `sbatch` arguments, e.g. ['--constraint=skylake']; on the command "
         "line, so they override the script's #SBATCH lines.",
     )
-    template: Path | None = Field(
-        None,
-        description="An operator-written batch script (string.Template) used instead of the "
-        "built-in one; it must contain $command (see docs/how-to/slurm.md).",
-    )
     sbatch: str = Field("sbatch", description="The `sbatch` command (name on PATH or a path).")
     squeue: str = Field("squeue", description="The `squeue` command.")
     scancel: str = Field("scancel", description="The `scancel` command.")
     sacct: str = Field("sacct", description="The `sacct` command (used only with accounting).")
     sinfo: str = Field("sinfo", description="The `sinfo` command (checked at gateway start).")
-    stop_grace: float = Field(
-        15.0,
-        ge=0,
-        description="On `farside gateway` stop: seconds pilots get to leave after SIGTERM before "
-        "their jobs are cancelled outright.",
-    )
-
-
-class SlurmCommandError(RuntimeError):
-    """A Slurm command failed; the message has its output."""
 
 
 @dataclass
-class SlurmSite(Site):
+class SlurmSite(BatchCommandSite):
     """Pilots as Slurm batch jobs; see the module docstring."""
 
     Options = SlurmOptions
     options: SlurmOptions = field(init=False)
-    # jobs of this gateway not seen ended, so that stop() can end them
-    _live: set[str] = field(default_factory=set)
-    _template: string.Template | None = None
-    _accounting: bool = True
+    OUT_OF_MEMORY = ("OUT_OF_MEMORY",)  # the job state Slurm gives it
+    TOOLS = (
+        "install the Slurm client on the gateway's host, or set options.sbatch/squeue/"
+        "scancel/sacct/sinfo to their paths"
+    )
+    _accounting: bool = field(default=True, init=False)
+
+    def command(self, tool: str, *args: str) -> list[str]:
+        """``tool`` is one of sbatch, squeue, scancel, sacct, sinfo: its option says where."""
+        return [getattr(self.options, tool), *args]
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -108,15 +88,17 @@ class SlurmSite(Site):
                 "the Slurm client on the gateway's host, or set options.sbatch/squeue/scancel/"
                 "sinfo to their paths."
             )
-        if opts.template is not None:
-            self._template = _load_template(self.name, opts.template)
-        code, out, err = await self._run(opts.sinfo, "--noheader", "--format=%R")
-        if code != 0:
+        await super().start()  # the template
+        try:
+            done = await self.run("sinfo", "--noheader", "--format=%R")
+        except SiteCommandError as exc:
+            raise ConfigurationError(str(exc)) from None
+        if done.code != 0:
             raise ConfigurationError(
-                f"site {self.name!r}: Slurm does not answer ({opts.sinfo}: {err.strip()}). Is "
-                "slurmctld running and slurm.conf (or SLURM_CONF) right on this host?"
+                f"site {self.name!r}: Slurm does not answer ({opts.sinfo}: {done.err.strip()}). "
+                "Is slurmctld running and slurm.conf (or SLURM_CONF) right on this host?"
             )
-        partitions = set(out.split())
+        partitions = set(done.out.split())
         if opts.partition and opts.partition not in partitions:
             log.warning(
                 "site %s: partition %r is not among Slurm's (%s); sbatch will refuse pilots",
@@ -125,24 +107,9 @@ class SlurmSite(Site):
                 ", ".join(sorted(partitions)),
             )
 
-    async def stop(self) -> None:
-        """Stop this gateway's pilots: SIGTERM (they report and say goodbye), then cancel."""
-        ids = sorted(self._live)
-        if not ids:
-            return
-        await asyncio.gather(*(self.cancel(i) for i in ids), return_exceptions=True)
-        deadline = time.monotonic() + self.options.stop_grace
-        left = ids
-        while left and time.monotonic() < deadline:
-            await asyncio.sleep(0.5)
-            states = await self.observe(left)
-            left = [i for i in left if states.get(i, _GONE).state is not BatchState.GONE]
-        if left:
-            await self._run(self.options.scancel, *left)
-
     # ------------------------------------------------------------------ submit
 
-    def sbatch_header(self, launch: PilotLaunch) -> str:
+    def script_header(self, launch: PilotLaunch) -> str:
         """The ``#SBATCH`` lines of one pilot's job: its slot, where it logs, the options."""
         cfg, opts = self.config, self.options
         args = [
@@ -164,101 +131,77 @@ class SlurmSite(Site):
                 args.append(f"--{name}={value}")
         return "\n".join(f"#SBATCH {arg}" for arg in args)
 
-    def render_script(self, launch: PilotLaunch) -> str:
-        header = self.sbatch_header(launch)
-        if self._template is None:
-            return self.pilot_script(launch, header)
-        return self._template.safe_substitute(
-            header=header,
-            prologue=self.options.prologue or "",
-            env="\n".join(f"export {k}={shlex.quote(v)}" for k, v in sorted(launch.env.items())),
-            command=f"cd {shlex.quote(str(launch.workdir))}\nexec "
-            + " ".join(shlex.quote(part) for part in launch.command),
-            pilot_id=str(launch.pilot_id),
-            site=self.name,
-        )
-
-    async def submit(self, launch: PilotLaunch) -> str:
+    async def submit_job(self, launch: PilotLaunch) -> str:
         script = launch.log_path.with_suffix(".sbatch")
         script.parent.mkdir(parents=True, exist_ok=True)
         script.write_text(self.render_script(launch))
-        opts = self.options
-        code, out, err = await self._run(opts.sbatch, "--parsable", *opts.sbatch_args, str(script))
-        if code != 0:
+        try:
+            done = await self.run("sbatch", "--parsable", *self.options.sbatch_args, str(script))
+        except SiteCommandError as exc:
+            raise SubmitError(str(exc)) from None
+        out = done.out.strip()
+        if done.code != 0:
             raise SubmitError(
-                f"sbatch refused pilot {launch.pilot_id} (exit {code}): "
-                f"{err.strip() or out.strip() or 'no message'}"
+                f"sbatch refused pilot {launch.pilot_id} (exit {done.code}): "
+                f"{done.err.strip() or out or 'no message'}"
             )
-        batch_id = out.strip().splitlines()[-1].split(";")[0].strip() if out.strip() else ""
+        batch_id = out.splitlines()[-1].split(";")[0].strip() if out else ""
         if not batch_id.isdigit():
             raise SubmitError(f"sbatch printed no job id for pilot {launch.pilot_id}: {out!r}")
-        self._live.add(batch_id)
         return batch_id
 
     # ------------------------------------------------------------------ observe
 
-    async def observe(self, batch_ids: list[str]) -> dict[str, BatchStatus]:
-        self._live.update(batch_ids)
-        code, out, err = await self._run(
-            self.options.squeue,
+    async def query(self, batch_ids: list[str]) -> dict[str, BatchStatus]:
+        done = await self.run(
+            "squeue",
             "--noheader",
             "--states=all",
             f"--jobs={','.join(batch_ids)}",
             "--format=%i|%T|%r",
         )
-        if code != 0 and _UNKNOWN_IDS not in err:
+        if done.code != 0 and _UNKNOWN_IDS not in done.err:
             # never take a failing squeue for "all gone": that would lose every pilot
-            raise SlurmCommandError(f"squeue failed (exit {code}): {err.strip()}")
-        states = parse_squeue(out) if code == 0 else {}
+            raise SiteCommandError(f"squeue failed (exit {done.code}): {done.err.strip()}")
+        states = parse_squeue(done.out) if done.code == 0 else {}
         forgotten = [i for i in batch_ids if i not in states]
         if forgotten and self._accounting:
             states.update(await self._sacct(forgotten))
-        for batch_id in batch_ids:
-            if states.get(batch_id, _GONE).state is BatchState.GONE:
-                self._live.discard(batch_id)
-        wanted = set(batch_ids)
-        return {i: s for i, s in states.items() if i in wanted}
+        return states
 
     async def _sacct(self, batch_ids: list[str]) -> dict[str, BatchStatus]:
-        code, out, err = await self._run(
-            self.options.sacct,
-            "--noheader",
-            "--parsable2",
-            "--allocations",
-            f"--jobs={','.join(batch_ids)}",
-            "--format=JobIDRaw,State",
-        )
-        if code != 0:
-            if _ACCOUNTING_OFF in (err + out) or "not found" in err:
+        args = ["--noheader", "--parsable2", "--allocations", f"--jobs={','.join(batch_ids)}"]
+        try:
+            done = await self.run("sacct", *args, "--format=JobIDRaw,State")
+        except SiteCommandError as exc:  # no sacct here, or it hangs: squeue alone will do
+            log.warning("site %s: %s", self.name, exc)
+            self._accounting = False
+            return {}
+        if done.code != 0:
+            if _ACCOUNTING_OFF in (done.err + done.out) or "not found" in done.err:
                 self._accounting = False  # it will not come back without a restart
             else:
-                log.warning("site %s: sacct failed (exit %d): %s", self.name, code, err.strip())
+                log.warning("site %s: sacct failed (exit %d): %s", self.name, done.code, done.err)
             return {}
-        return parse_sacct(out)
+        return parse_sacct(done.out)
 
     # ------------------------------------------------------------------ cancel
 
     async def cancel(self, batch_id: str) -> None:
-        scancel = self.options.scancel
         # --batch: only the batch shell, i.e. the pilot, not the jobs it runs; those it
         # stops itself after their grace, and reports
-        code, _, err = await self._run(scancel, "--batch", "--signal=TERM", batch_id)
-        if code == 0:
+        done = await self.run("scancel", "--batch", "--signal=TERM", batch_id)
+        if done.code == 0:
             return
         # a pending job cannot be signalled; one that already ended needs nothing
-        code, _, err = await self._run(scancel, batch_id)
-        if code != 0 and _UNKNOWN_IDS not in err and "already completing" not in err:
-            raise SlurmCommandError(f"scancel {batch_id} failed (exit {code}): {err.strip()}")
+        done = await self.run("scancel", batch_id)
+        if done.code != 0 and _UNKNOWN_IDS not in done.err and "already completing" not in done.err:
+            raise SiteCommandError(
+                f"scancel {batch_id} failed (exit {done.code}): {done.err.strip()}"
+            )
 
-    # ------------------------------------------------------------------ helpers
-
-    async def _run(self, *argv: str) -> tuple[int, str, str]:
-        """Run one Slurm command; its exit status, stdout and stderr. Never blocks the loop."""
-        done = await run_command(list(argv), self.options.command_timeout)
-        return done.code, done.out, done.err
-
-
-_GONE = BatchStatus(BatchState.GONE)
+    async def force_cancel(self, batch_ids: list[str]) -> None:
+        await self.run("scancel", *batch_ids)
 
 
 def batch_status(state: str, reason: str = "") -> BatchStatus:
@@ -317,18 +260,3 @@ def slurm_time(seconds: int) -> str:
 def _slurm_path(path: Path) -> str:
     """A path for ``--output``: Slurm expands ``%j`` and the like, so ``%`` is doubled."""
     return str(path).replace("%", "%%")
-
-
-def _load_template(site: str, path: Path) -> string.Template:
-    try:
-        template = string.Template(path.read_text())
-    except OSError as exc:
-        raise ConfigurationError(
-            f"site {site!r}: cannot read options.template {path}: {exc.strerror}"
-        ) from None
-    if "command" not in template.get_identifiers():
-        raise ConfigurationError(
-            f"site {site!r}: options.template {path} has no $command, so it would never start "
-            "a pilot; put $header at the top and $command at the end (docs/how-to/slurm.md)"
-        )
-    return template
