@@ -25,9 +25,9 @@ def square(x):
 print("farside says", square.submit(7).result(timeout=180))
 
 import os
-from farside._profile import _expiry, hub_access_token
+from farside._tokens import hub_access_token, jwt_expiry
 fresh = hub_access_token() or ""
-print("profile", os.environ["FARSIDE_PROFILE"], "hub token", bool(_expiry(fresh)))
+print("profile", os.environ["FARSIDE_PROFILE"], "hub token", bool(jwt_expiry(fresh)))
 """
 LONG = 180_000  # ms: a spawn or a first task on 2 shared cores can take a while
 
@@ -90,7 +90,7 @@ def log_in_and_run_a_task(
             except Exception:  # playwright's TimeoutError: try once more
                 continue
         expect(output.first).to_contain_text("farside says 49", timeout=LONG)
-        # the server's hub token may read a fresh access token (farside._profile.fresh_token)
+        # the server's hub token may read a fresh access token (farside._tokens.hub_renewed)
         expect(page.locator(".jp-OutputArea-output").first).to_contain_text(
             "profile cpu hub token True", timeout=30_000
         )

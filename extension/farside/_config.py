@@ -16,7 +16,7 @@ Each of the address and the token is resolved on its own, first match wins:
    (mode 0600). A relative ``token_file`` is taken relative to the config directory.
 4. the OIDC access token of ``farside login`` (``oidc-token.json`` in the same directory),
    refreshed when it is about to expire; it is used only for the gateway it was obtained
-   for, and gives that gateway's address when nothing else does (:mod:`farside._login`).
+   for, and gives that gateway's address when nothing else does (:mod:`farside._tokens`).
 
 >>> resolve_config(url="http://gw:8765/", token="t0k").url
 'http://gw:8765'
@@ -29,11 +29,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import platformdirs
-
 from farside_protocol import ConfigurationError, env
 
-CLIENT_FILE = "client.json"
+from ._paths import client_file, config_dir
+from ._tokens import cached_token, hub_renewed
 
 __all__ = ["ClientConfig", "client_file", "config_dir", "resolve_config", "resolve_url"]
 
@@ -61,18 +60,6 @@ class ClientConfig:
             f"ClientConfig(url={self.url!r}, token=<hidden>, url_source={self.url_source!r}, "
             f"token_source={self.token_source!r})"
         )
-
-
-def config_dir() -> Path:
-    """The directory of ``client.json``: ``$FARSIDE_CONFIG_DIR`` or the user config dir."""
-    explicit = os.environ.get(env.CONFIG_DIR)
-    if explicit:
-        return Path(explicit).expanduser()
-    return Path(platformdirs.user_config_dir("farside"))
-
-
-def client_file() -> Path:
-    return config_dir() / CLIENT_FILE
 
 
 def _read_client_file(path: Path) -> dict[str, str]:
@@ -118,9 +105,8 @@ def resolve_config(url: str | None = None, token: str | None = None) -> ClientCo
     if not url and (configured := _dask_address()):
         url, url_source = configured, "Dask's configuration (farside.address)"
     if not token and os.environ.get(env.TOKEN):
-        from ._profile import fresh_token  # in a hub server: renewed through the hub
-
-        token, token_source = fresh_token(os.environ[env.TOKEN]), f"${env.TOKEN}"
+        # in a hub server: renewed through the hub
+        token, token_source = hub_renewed(os.environ[env.TOKEN]), f"${env.TOKEN}"
     if not url or not token:
         path = client_file()
         data = _read_client_file(path)
@@ -135,8 +121,6 @@ def resolve_config(url: str | None = None, token: str | None = None) -> ClientCo
                     token_path = path.parent / token_path
                 token, token_source = _read_token_file(token_path), str(token_path)
     if not token:
-        from ._login import cached_token  # here: _login imports this module
-
         found = cached_token(url)
         if found is not None:
             token, token_source, login_url = found

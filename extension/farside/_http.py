@@ -7,7 +7,6 @@ envelope is rebuilt with :func:`~farside_protocol.error_from_envelope`.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Generator, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -27,6 +26,7 @@ from farside_protocol import (
 )
 
 from ._config import ClientConfig
+from ._tokens import from_login, renewal
 
 __all__ = ["Api"]
 
@@ -45,12 +45,6 @@ def _describe(exc: httpx.TransportError) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
-def _from_login(config: ClientConfig) -> bool:
-    from ._login import token_file
-
-    return config.token_source == str(token_file())
-
-
 class BearerAuth(httpx.Auth):
     """The bearer token, set on each request.
 
@@ -59,13 +53,13 @@ class BearerAuth(httpx.Auth):
     first access token; other tokens are fixed.
     """
 
-    def __init__(self, token: str, fresh: Callable[[], str | None] | None = None) -> None:
+    def __init__(self, token: str, fresh: Callable[[str], str | None] | None = None) -> None:
         self.token = token
         self._fresh = fresh
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         if self._fresh is not None:
-            self.token = self._fresh() or self.token
+            self.token = self._fresh(self.token) or self.token
         request.headers["Authorization"] = f"Bearer {self.token}"
         yield request
 
@@ -81,25 +75,9 @@ class Api:
         self.url = config.url
         self._transport = transport
         self._headers = {"User-Agent": "farside-client"}
-        self.from_login = _from_login(config)
-        fresh: Callable[[], str | None] | None = None
-        if self.from_login:
-            fresh = self._fresh_login_token
-        elif config.token_source == f"${env.TOKEN}" and os.environ.get("JUPYTERHUB_API_TOKEN"):
-            fresh = self._fresh_hub_token  # a JupyterHub server: the hub renews the token
-        self._auth = BearerAuth(config.token, fresh)
+        self.from_login = from_login(config)
+        self._auth = BearerAuth(config.token, renewal(config))
         self.client = self._new_client(REQUEST_TIMEOUT)
-
-    def _fresh_hub_token(self) -> str | None:
-        from ._profile import fresh_token  # asks the hub only when the token nears expiry
-
-        return fresh_token(self._auth.token)
-
-    def _fresh_login_token(self) -> str | None:
-        from ._login import cached_token  # refreshed with the refresh token when near expiry
-
-        found = cached_token(self.url)
-        return found[0] if found is not None else None
 
     def _new_client(self, timeout: httpx.Timeout) -> httpx.Client:
         return httpx.Client(

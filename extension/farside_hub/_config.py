@@ -12,7 +12,7 @@ The contract with the user's server is a set of environment variables, like Jupy
 A server that outlives its access token gets a fresh one from the hub itself:
 ``GET $JUPYTERHUB_API_URL/user`` with the server's ``JUPYTERHUB_API_TOKEN`` returns the
 user's ``auth_state``, refreshed first when older than ``auth_refresh_age`` (the server's
-role here includes ``admin:auth_state!user`` for that); ``farside._profile.fresh_token``
+role here includes ``admin:auth_state!user`` for that); ``farside._tokens.hub_renewed``
 does this. The same server token is also accepted by the gateway directly (it carries
 ``access:services!service=farside``), so a notebook never needs to log in again while its
 server runs.

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from farside import _profile
+from farside import _tokens as _profile
 
 
 def _jwt(exp: float) -> str:
@@ -31,21 +31,21 @@ def hub(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 def test_a_jwt_is_renewed_only_near_its_expiry(hub: list[str]) -> None:
     fresh = _jwt(time.time() + 3600)
-    assert _profile.fresh_token(fresh) == fresh
-    assert _profile.fresh_token(_jwt(time.time() + 10)) == "from-hub-1"
+    assert _profile.hub_renewed(fresh) == fresh
+    assert _profile.hub_renewed(_jwt(time.time() + 10)) == "from-hub-1"
 
 
 def test_an_opaque_token_is_checked_with_the_hub_once_a_minute(
     hub: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert _profile.fresh_token("opaque-1") == "from-hub-1"
-    assert _profile.fresh_token("opaque-1") == "from-hub-1"  # cached: no second question
+    assert _profile.hub_renewed("opaque-1") == "from-hub-1"
+    assert _profile.hub_renewed("opaque-1") == "from-hub-1"  # cached: no second question
     assert hub == ["asked"]
     later = time.monotonic() + _profile.OPAQUE_RECHECK + 1
     monkeypatch.setattr(_profile.time, "monotonic", lambda: later)
-    assert _profile.fresh_token("opaque-1") == "from-hub-2"
+    assert _profile.hub_renewed("opaque-1") == "from-hub-2"
 
 
 def test_farside_tokens_are_never_swapped(hub: list[str]) -> None:
-    assert _profile.fresh_token("fsu_abc") == "fsu_abc"
+    assert _profile.hub_renewed("fsu_abc") == "fsu_abc"
     assert hub == []

@@ -34,9 +34,9 @@ c.FarsideOAuthenticator.auth_refresh_age = 5
 #: (the gateway refuses it then, which the cell checks), then submits: the task runs only
 #: if the client got a fresh token through the hub
 AFTER_EXPIRY = """import os, time, httpx
-from farside._profile import _expiry
+from farside._tokens import jwt_expiry
 first = os.environ["FARSIDE_TOKEN"]
-while _expiry(first) > time.time() - 32:
+while jwt_expiry(first) > time.time() - 32:
     time.sleep(1)
 url = os.environ["FARSIDE_GATEWAY_URL"].rstrip("/") + "/api/v1/whoami"
 stale = httpx.get(url, headers={"Authorization": "Bearer " + first}).status_code

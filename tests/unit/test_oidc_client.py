@@ -12,7 +12,8 @@ import pytest
 
 from farside import ConfigurationError, resolve_config
 from farside._config import config_dir
-from farside._login import _write_private, token_file
+from farside._paths import token_file
+from farside._tokens import write_private as _write_private
 
 
 def _logged_in(gateway_url: str | None = "http://gw:8765", **fields: Any) -> None:
