@@ -20,6 +20,7 @@ from ._cli_format import cell_width, gpu_use, listing, print_json, table, when
 from ._cli_platform import add_platform_commands
 from ._cli_workflows import add_workflow_commands
 from ._gateway import Gateway
+from ._login import login_main
 
 __all__ = ["main"]
 
@@ -281,8 +282,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     try:
         if args.command == "login":  # needs no token: it gets one
-            from ._login import login_main
-
             return login_main(args.url, args.issuer, args.client_id)
         with Gateway(args.url, args.token, set_as_default=False) as gw:
             return int(args.func(gw, args))

@@ -34,7 +34,6 @@ from farside_protocol.clusters import (
     DEFAULT_GROUP,
     ClusterCredentials,
     ClusterInfo,
-    ClusterLogs,
     ClusterScale,
     GroupAdd,
     WorkerGroupSpec,
@@ -320,8 +319,3 @@ def group_spec(
     if walltime is not None:
         values["walltime"] = walltime
     return WorkerGroupSpec(**values)
-
-
-def cluster_logs(gateway: Gateway, name: str, tail: int = 1000) -> list[str]:
-    """The last ``tail`` lines of each of a cluster's workers (live and recently ended)."""
-    return gateway._api.get(f"/clusters/{name}/logs", ClusterLogs, {"tail": tail}).lines

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from farside_protocol import ConfigurationError, env
 
+from ._dask_config import setting
 from ._paths import client_file, config_dir
 from ._tokens import cached_token, hub_renewed
 
@@ -141,8 +142,6 @@ def resolve_config(url: str | None = None, token: str | None = None) -> ClientCo
 
 
 def _dask_address() -> str | None:
-    from ._dask_config import setting
-
     address = setting("address")
     return str(address) if address else None
 

@@ -13,6 +13,7 @@ from collections.abc import Generator, Iterator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from ._outcome import Outcome
+from ._progress import progress as show_progress
 
 if TYPE_CHECKING:
     from ._gateway import Gateway
@@ -110,8 +111,6 @@ class MapResult(Generic[T]):
         """All results in order; the first error raises. ``timeout`` bounds the whole wait;
         ``progress=True`` shows a tqdm bar while waiting."""
         if progress:
-            from ._progress import progress as show_progress
-
             show_progress(self)
         _, not_done = concurrent.futures.wait(self.futures, timeout=timeout)
         if not_done:

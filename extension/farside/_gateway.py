@@ -42,7 +42,7 @@ from ._futures import FarsideFuture
 from ._gateway_clusters import ClusterMethods
 from ._http import Api
 from ._journal import active_journal
-from ._logs import follow_logs, read_logs, stack_dump
+from ._logs import cluster_lines, follow_logs, read_logs, stack_dump
 from ._resolution import Results
 
 log = logging.getLogger(__name__)
@@ -361,11 +361,9 @@ class Gateway(ClusterMethods):
         squaring 3
         """
         if cluster is not None:
-            from ._cluster import cluster_logs
-
             if follow:
                 raise ValueError("follow=True is for one job; follow a worker by its job_id")
-            return cluster_logs(self, cluster)
+            return cluster_lines(self._api, cluster)
         if job_id is None:
             raise TypeError("logs() needs a job_id (or cluster=...)")
         if follow:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any, cast
 
+from ._dask_config import cluster_setting
 from ._http import Api
+from ._profile import task_defaults
 
 if TYPE_CHECKING:
     from farside_protocol.clusters import ClusterInfo
@@ -55,9 +57,7 @@ class ClusterMethods:
         """
         from farside_protocol.clusters import ClusterInfo, ClusterRequest
 
-        from ._cluster import FarsideCluster, group_spec
-        from ._dask_config import cluster_setting
-        from ._profile import task_defaults
+        from ._cluster import FarsideCluster, group_spec  # needs distributed: the dask extra
 
         profile = task_defaults()
         workers = cluster_setting("workers", workers) or 0

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import httpx
 
 from farside_protocol import FarsideError
+from farside_protocol.clusters import ClusterLogs
 from farside_protocol.models import LogLine, LogPage
 
 from ._http import Api, is_retryable, iter_messages
@@ -138,3 +139,9 @@ def follow_lines(
     finally:
         if own_client:
             client.close()
+
+
+def cluster_lines(api: Api, name: str, tail: int = 1000) -> list[str]:
+    """The last ``tail`` lines of each of a cluster's workers (live and recently ended),
+    each prefixed with its worker: ``GET /clusters/{name}/logs``."""
+    return api.get(f"/clusters/{name}/logs", ClusterLogs, {"tail": tail}).lines

@@ -34,6 +34,7 @@ from farside_protocol.payload import dump_function, encode_call
 from ._futures import FarsideFuture, MapResult
 from ._gateway import SUBMIT_CHUNK, Gateway, get_gateway
 from ._profile import task_defaults
+from ._progress import progress as show_progress
 
 __all__ = ["Task", "task"]
 
@@ -268,8 +269,6 @@ class Task(Generic[P, R]):
         futures = gateway.submit_jobs(specs, chunksize) if specs else []
         result = MapResult(gateway, futures, group)
         if progress:
-            from ._progress import progress as show_progress
-
             show_progress(result)
         return result
 

@@ -55,3 +55,100 @@ def test_the_check_sees_a_forbidden_import(tmp_path: Path) -> None:
     module = tmp_path / "m.py"
     module.write_text("import os\nfrom farside_gateway.pool import submit\n")
     assert imported_packages(module) == {("farside_gateway", 2)}
+
+
+# ---------------------------------------------------------------- inside the client
+
+CLIENT = PACKAGES["farside"]
+#: the client's layers, bottom first: a module imports its own layer and those beneath
+CLIENT_LAYERS: list[set[str]] = [
+    # connection, tokens, configuration, the wire, logs, outcomes
+    {"_paths", "_tokens", "_dask_config", "_config", "_http", "_events", "_logs", "_outcome"}
+    | {"_progress", "_journal", "_profile", "_cli_format", "datasets"},
+    # the gateway and its jobs' futures
+    {"_futures", "_resolution", "_gateway", "_gateway_clusters"},
+    # what runs on it: tasks, offloaded graphs, workflows, Dask clusters
+    {"_task", "_offload", "_offload_plan", "_offload_progress", "_workflow", "_cluster"},
+    # what shows it: widgets, the command line, the package's face
+    {"widgets", "_cluster_widget", "_cli", "_cli_platform", "_cli_workflows", "_login"}
+    | {"__init__", "__main__"},
+]
+#: modules that need an optional extra (dask, distributed, ipywidgets): the only ones a
+#: function may import, so that `import farside` works without the extra
+OPTIONAL = {"_cluster", "_cluster_widget", "widgets", "_offload", "_offload_plan"}
+OPTIONAL |= {"_offload_progress"}
+#: upward imports still to cut: the Gateway's task and workflow shortcuts (gw.submit,
+#: gw.map, gw.workflows) are a facade over the layer above it
+KNOWN_DEBTS = {("_gateway", "_task"), ("_gateway", "_workflow")}
+
+
+def _client_module(path: Path) -> str:
+    relative = path.relative_to(CLIENT)
+    return relative.parts[0] if len(relative.parts) > 1 else path.stem
+
+
+def _layer(module: str) -> int:
+    found = [n for n, members in enumerate(CLIENT_LAYERS) if module in members]
+    assert found, f"farside/{module} is in no layer of CLIENT_LAYERS: place it"
+    return found[0]
+
+
+def client_imports(path: Path, depth: int | None = None) -> list[tuple[str, int, str]]:
+    """Each relative import of a client module: (target, line, where), where is "top",
+    "function" or "typing" (under ``if TYPE_CHECKING:``, types only). ``depth``: how deep
+    the module sits in the client (1: farside/x.py; default: from its path)."""
+    tree = ast.parse(path.read_text(), str(path))
+    where: dict[int, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            for inner in ast.walk(node):
+                where.setdefault(id(inner), "function")
+        if isinstance(node, ast.If) and ast.unparse(node.test).endswith("TYPE_CHECKING"):
+            for inner in ast.walk(node):
+                where[id(inner)] = "typing"
+    # in widgets/x.py the client is "..", in x.py it is "."
+    inside_package = depth if depth is not None else len(path.relative_to(CLIENT).parts)
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.ImportFrom) or node.level == 0:
+            continue
+        if node.level == inside_package:  # from ._x import / from .._x import
+            targets = [node.module.partition(".")[0]] if node.module else []
+            targets += [] if node.module else [alias.name for alias in node.names]
+        else:  # within widgets/: its own modules
+            targets = ["widgets"]
+        for target in targets:
+            found.append((target, node.lineno, where.get(id(node), "top")))
+    return found
+
+
+def test_client_modules_import_only_their_layer_and_those_beneath() -> None:
+    wrong = []
+    for path in sorted(CLIENT.rglob("*.py")):
+        module = _client_module(path)
+        if module == "examples":
+            continue
+        for target, line, where in client_imports(path):
+            if target == module or where == "typing":
+                continue
+            upward = _layer(target) > _layer(module)
+            if where == "function" and target in OPTIONAL and target not in {module}:
+                continue  # an optional extra, loaded when it is used
+            if upward and (module, target) in KNOWN_DEBTS:
+                continue
+            if upward or where == "function":
+                why = "imports upward" if upward else "imports inside a function"
+                wrong.append(f"farside/{path.relative_to(CLIENT)}:{line} {why}: {target}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_client_check_tells_top_function_and_typing_imports(tmp_path: Path) -> None:
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "from typing import TYPE_CHECKING\nfrom ._http import Api\n"
+        "if TYPE_CHECKING:\n    from ._gateway import Gateway\n"
+        "def f():\n    from ._task import Task\n"
+    )
+    found = {(target, where) for target, _, where in client_imports(probe, depth=1)}
+    assert found == {("_http", "top"), ("_gateway", "typing"), ("_task", "function")}
+    assert _layer("_task") > _layer("_gateway") > _layer("_http")
