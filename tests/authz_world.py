@@ -27,7 +27,7 @@ from authz_support import (
     tampered,
     wait_past_expiry,
 )
-from farside_gateway.hub_platform import HubProcess
+from farside_platform.hub import HubProcess
 from harness import GatewayProcess
 from hub_support import hub_settings, hub_tester_config, hub_user_token
 from oidc_support import (

@@ -4,7 +4,7 @@
 whose redirect URI names the hub's port, so :func:`start_hub_provider` runs a second
 instance of the same provider with the same users and one extra client, ``farside-hub``,
 on a free port. ``scripts/hub.sh`` installs the proxy. The hub is the one ``farside up
---hub`` runs (:mod:`farside_gateway.hub_platform`), so the tests try the shipped config.
+--hub`` runs (:mod:`farside_platform.hub`), so the tests try the shipped config.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from farside_gateway.hub_platform import HubProcess, HubSettings
+from farside_platform.hub import HubProcess, HubSettings
 from harness import GatewayProcess, free_port
 from oidc_support import REPO, start_provider
 

@@ -25,7 +25,7 @@ from ._login import login_main
 __all__ = ["main"]
 
 DELEGATED = {
-    "up": ("farside_gateway.cli", "up_main", "start the local platform (gateway + local pilots)"),
+    "up": ("farside_platform.up", "up_main", "start the local platform (gateway + local pilots)"),
     "gateway": ("farside_gateway.cli", "gateway_main", "run or manage a gateway server"),
     "pilot": ("farside_pilot.cli", "main", "run a pilot (normally started by a site)"),
 }

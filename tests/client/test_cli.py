@@ -170,11 +170,13 @@ def test_help(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_delegates_to_gateway_and_pilot(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[tuple[str, list[str]]] = []
+    platform_up = types.ModuleType("farside_platform.up")
+    platform_up.up_main = lambda argv: seen.append(("up", argv)) or 0  # type: ignore[attr-defined]
     gateway_cli = types.ModuleType("farside_gateway.cli")
-    gateway_cli.up_main = lambda argv: seen.append(("up", argv)) or 0  # type: ignore[attr-defined]
     gateway_cli.gateway_main = lambda argv: seen.append(("gateway", argv)) or 3  # type: ignore[attr-defined]
     pilot_cli = types.ModuleType("farside_pilot.cli")
     pilot_cli.main = lambda argv: seen.append(("pilot", argv)) or 0  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "farside_platform.up", platform_up)
     monkeypatch.setitem(sys.modules, "farside_gateway.cli", gateway_cli)
     monkeypatch.setitem(sys.modules, "farside_pilot.cli", pilot_cli)
     assert main(["up", "--port", "0"]) == 0

@@ -1,6 +1,7 @@
 """The packages' layering, checked on their import statements: the wire contract
 (``farside_protocol``) imports none of the others, the pilot only the contract (it runs on
-batch nodes where the gateway is not installed), and the client never the gateway."""
+batch nodes where the gateway is not installed), the client and the gateway never each
+other; ``farside up`` (``farside_platform``) sits above both."""
 
 from __future__ import annotations
 
@@ -15,13 +16,16 @@ PACKAGES = {
     "farside_pilot": ROOT / "gateway" / "farside_pilot",
     "farside_gateway": ROOT / "gateway" / "farside_gateway",
     "farside": ROOT / "extension" / "farside",
+    "farside_platform": ROOT / "gateway" / "farside_platform",
 }
 #: package -> the farside packages it may import
 ALLOWED = {
     "farside_protocol": set(),
     "farside_pilot": {"farside_protocol"},
     "farside": {"farside_protocol"},
-    "farside_gateway": {"farside_protocol", "farside_pilot", "farside"},
+    "farside_gateway": {"farside_protocol", "farside_pilot"},
+    # farside up: a gateway, and the client for its example
+    "farside_platform": {"farside_protocol", "farside_gateway", "farside"},
 }
 
 

@@ -1,8 +1,7 @@
-"""The local platform's files: tokens (mode 0600) and the client's ``client.json``.
-
-``farside up`` keeps them in the user's config directory (``$FARSIDE_CONFIG_DIR``, else the
-platform's, e.g. ``~/.config/farside``), so ``farside.Gateway()`` in the same account
-connects with no arguments:
+"""Token files for a client in the gateway's account: tokens (mode 0600) and the client's
+``client.json``, written by ``farside gateway --token-dir`` and by ``farside up`` (in the
+user's config directory, so ``farside.Gateway()`` in the same account connects with no
+arguments):
 
 * ``user.token``: a user token for the account, with admin rights on this gateway;
 * ``pilot.token``: a site token for the ``local`` site, to start pilots by hand
@@ -17,20 +16,9 @@ import json
 import os
 from pathlib import Path
 
-import platformdirs
 from sqlalchemy import Connection
 
-from farside_protocol import env
-
 from .auth.tokens import new_token, store_token
-
-
-def config_dir() -> Path:
-    return Path(os.environ.get(env.CONFIG_DIR) or platformdirs.user_config_dir("farside"))
-
-
-def state_dir() -> Path:
-    return Path(platformdirs.user_data_dir("farside"))
 
 
 def _read_or_create(path: Path, kind: str) -> str:

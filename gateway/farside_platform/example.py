@@ -3,23 +3,16 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    import farside
+import farside
 
 
 def run_example() -> None:
-    # the client is imported here: the gateway itself never needs it
-    import farside
-
     with farside.Gateway() as gw:
         _run(gw)
 
 
 def _run(gw: farside.Gateway) -> None:
-    import farside
-
     @farside.task(cores=1, memory="256 MiB", walltime="5m", gateway=gw)
     def square(x: int) -> int:
         print("squaring", x)
