@@ -7,17 +7,26 @@ its own.
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from harness import GatewayProcess, fresh_postgres_database
+# the support package's asserts explain themselves as the tests' do
+pytest.register_assert_rewrite("support")
 
-POSTGRES_ENV = "FARSIDE_TEST_POSTGRES"
+from support.harness import GatewayProcess, postgres_database  # noqa: E402
+
+#: fixtures of the support modules, for every test that names them
+pytest_plugins = [
+    "support.authz_world",
+    "support.browser",
+    "support.deploy",
+    "support.kubernetes",
+    "support.oidc",
+    "support.slurm",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -45,24 +54,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
-def _postgres_database() -> Iterator[str]:
-    dsn = os.environ.get(POSTGRES_ENV)
-    if not dsn:
-        pytest.fail(
-            f"{POSTGRES_ENV} is not set: start PostgreSQL with scripts/postgres.sh and export "
-            "the DSN it prints (scripts/test.sh does both)"
-        )
-    with fresh_postgres_database(dsn) as url:
-        yield url
-
-
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
     """None (SQLite in the state dir) or a fresh PostgreSQL database."""
     if request.param == "sqlite":
         yield None
     else:
-        yield from _postgres_database()
+        yield from postgres_database()
 
 
 @pytest.fixture
@@ -93,35 +91,3 @@ def client(gateway: GatewayProcess) -> Iterator[Any]:
     gw = gateway.client()
     yield gw
     gw.close()
-
-
-# ------------------------------------------------------------ the deploy suite's cluster
-# (here, not in tests/deploy/conftest.py: a second module named conftest would shadow this
-# one for the tests that import _postgres_database from it)
-
-
-@pytest.fixture(scope="session")
-def image_cluster() -> Iterator[Any]:
-    """The test Kubernetes with its image node (scripts/kubernetes.sh image-node)."""
-    from kubernetes_support import Cluster, start_cluster
-
-    cluster = Cluster(start_cluster("image-node"))
-    yield cluster
-    cluster.close()
-
-
-@pytest.fixture(scope="session")
-def kube_helm(image_cluster: Any) -> Any:
-    """helm and kubectl (scripts/helm.sh) pointed at that cluster."""
-    from deploy_support import Helm, tool_dir
-
-    return Helm(tool_dir(), image_cluster.kubeconfig)
-
-
-@pytest.fixture
-def kube_namespace(kube_helm: Any) -> Iterator[str]:
-    """A fresh namespace in that cluster, deleted afterwards (with whatever is left in it)."""
-    name = f"farside-{uuid.uuid4().hex[:8]}"
-    kube_helm.kubectl("create", "namespace", name)
-    yield name
-    kube_helm.kubectl("delete", "namespace", name, "--wait=false", check=False)

@@ -23,7 +23,7 @@ TESTS = Path(__file__).resolve().parent.parent
 if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))
 
-from harness import GatewayProcess, wait_until  # noqa: E402
+from support.harness import GatewayProcess, wait_until  # noqa: E402
 
 __all__ = [
     "GatewayProcess",

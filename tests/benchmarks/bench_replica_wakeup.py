@@ -21,9 +21,9 @@ from pathlib import Path
 import httpx
 from _common import emit, log, summary_ms
 
-from authz_support import sse_events
 from farside_protocol.payload import dump_function, encode_call
-from harness import GatewayProcess
+from support.authz import sse_events
+from support.harness import GatewayProcess
 
 
 def main() -> None:

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from _common import GatewayProcess, emit, log, wait_for_pilots
 
-from harness import batch_pilots, free_port, fresh_postgres_database
-from tcp_proxy import TcpFront
+from support.harness import batch_pilots, free_port, fresh_postgres_database
+from support.tcp_proxy import TcpFront
 
 
 def noop(i: int) -> int:

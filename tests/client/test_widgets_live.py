@@ -9,7 +9,7 @@ import pytest
 
 import farside
 from farside.widgets import JobMonitor, LogView
-from harness import wait_until
+from support.harness import wait_until
 
 pytestmark = [pytest.mark.integration]
 

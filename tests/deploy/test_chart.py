@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.deploy_support import CHART, Helm, documents, secret_text, tool_dir
 
 from farside_gateway.config import load_config
+from support.deploy import CHART, Helm, documents, secret_text, tool_dir
 
 pytestmark = pytest.mark.deploy
 

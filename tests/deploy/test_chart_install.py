@@ -15,10 +15,10 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.conftest import _postgres_database
-from tests.deploy_support import CHART, ON_IMAGE_NODE, Helm, documents, require_images
-from tests.harness import free_port, wait_until
-from tests.kubernetes_support import Cluster
+
+from support.deploy import CHART, ON_IMAGE_NODE, Helm, documents, require_images
+from support.harness import free_port, postgres_database, wait_until
+from support.kubernetes import Cluster
 
 pytestmark = [pytest.mark.deploy, pytest.mark.postgres]
 
@@ -132,7 +132,7 @@ def test_install_submit_and_upgrade_keep_the_data(
     namespace = kube_namespace
 
     require_images("gateway", "pilot")
-    database = _postgres_database()
+    database = postgres_database()
     database_url = next(database)
     release = "rel"
     port = free_port()  # pods share the host's network on the test node

@@ -19,10 +19,10 @@ from typing import Any
 import httpx
 import pytest
 from distributed import Client
-from tests.deploy_support import ON_IMAGE_NODE, Helm, require_images
-from tests.harness import GatewayProcess, wait_until
 
 import farside
+from support.deploy import ON_IMAGE_NODE, Helm, require_images
+from support.harness import GatewayProcess, wait_until
 
 pytestmark = [pytest.mark.deploy, pytest.mark.slow]
 

@@ -28,8 +28,8 @@ import httpx
 import psutil
 import pytest
 
-from harness import free_port, wait_until
-from kubernetes_support import KUBECONFIG_ENV, ROOT, Cluster, kubernetes_cluster  # noqa: F401
+from support.harness import free_port, wait_until
+from support.kubernetes import KUBECONFIG_ENV, ROOT, Cluster
 
 pytestmark = [pytest.mark.deploy, pytest.mark.slow]
 

@@ -8,7 +8,7 @@ import socket
 import pytest
 
 from farside_protocol.payload import dump_function, encode_call
-from harness import GatewayProcess
+from support.harness import GatewayProcess
 
 pytestmark = pytest.mark.integration
 

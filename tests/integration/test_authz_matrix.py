@@ -19,8 +19,8 @@ from typing import Any
 import httpx
 import pytest
 
-from authz_rows import PATH_VALUES, ROWS, Row
-from authz_support import (
+from farside_protocol import API_PREFIX
+from support.authz import (
     bearer,
     expiring_user_token,
     job,
@@ -29,12 +29,10 @@ from authz_support import (
     submit,
     wait_past_expiry,
 )
-from authz_world import ALICE_GROUP, IDENTITIES, Identity, World, world
-from farside_protocol import API_PREFIX
-from oidc_support import oidc_issuer
+from support.authz_rows import PATH_VALUES, ROWS, Row
+from support.authz_world import ALICE_GROUP, IDENTITIES, Identity, World
 
 pytestmark = pytest.mark.integration
-__all__ = ["oidc_issuer", "world"]  # fixtures, used by name
 ERROR_CODES = {
     401: "unauthorized",
     403: "forbidden",

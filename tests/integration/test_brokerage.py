@@ -14,8 +14,8 @@ import pytest
 
 import farside
 from farside_protocol.errors import InvalidRequest
-from harness import GatewayProcess, wait_until
-from scenarios import last_start_of, two_users_submit_at_once
+from support.harness import GatewayProcess, wait_until
+from support.scenarios import last_start_of, two_users_submit_at_once
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -14,8 +14,8 @@ from distributed import Client
 
 import farside
 from farside_protocol.clusters import ClusterInfo
-from harness import GatewayProcess, batch_pilots, free_port, wait_until
-from tcp_proxy import TcpFront
+from support.harness import GatewayProcess, batch_pilots, free_port, postgres_database, wait_until
+from support.tcp_proxy import TcpFront
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.dask, pytest.mark.postgres]
 
@@ -71,9 +71,8 @@ class Replicas:
 
 @pytest.fixture
 def replicas(tmp_path: Path) -> Iterator[Replicas]:
-    from conftest import _postgres_database
 
-    for url in _postgres_database():
+    for url in postgres_database():
         pair = Replicas(tmp_path, url)
         try:
             yield pair

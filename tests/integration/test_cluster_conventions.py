@@ -13,7 +13,7 @@ from distributed import Client
 from websockets.sync.client import connect as ws_connect
 
 import farside
-from harness import GatewayProcess, farside_client, running_gateway, wait_until
+from support.harness import GatewayProcess, farside_client, running_gateway, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.dask]
 

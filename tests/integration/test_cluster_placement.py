@@ -10,7 +10,7 @@ import pytest
 from distributed import Client
 
 import farside
-from harness import farside_client, running_gateway
+from support.harness import farside_client, running_gateway
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.dask]
 

@@ -24,7 +24,7 @@ from distributed import Client
 import farside
 from farside_protocol import Conflict, InvalidRequest
 from farside_protocol.clusters import ClusterCredentials, ClusterInfo, WorkerStop
-from harness import GatewayProcess, running_gateway, wait_until
+from support.harness import GatewayProcess, running_gateway, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.dask]
 

@@ -17,7 +17,7 @@ dask_gateway = pytest.importorskip("dask_gateway")
 
 from dask_gateway.auth import BasicAuth, GatewayAuth, JupyterHubAuth  # noqa: E402
 
-from harness import GatewayProcess, running_gateway, wait_until  # noqa: E402
+from support.harness import GatewayProcess, running_gateway, wait_until  # noqa: E402
 
 # dask_gateway.Gateway.__del__ raises after close() (its bug): the root conftest quiets it
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.dask]

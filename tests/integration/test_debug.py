@@ -10,7 +10,7 @@ import pytest
 
 import farside
 from farside_protocol import Conflict
-from harness import GatewayProcess, wait_until
+from support.harness import GatewayProcess, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import farside
-from harness import wait_until
+from support.harness import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

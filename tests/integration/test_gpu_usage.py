@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from authz_support import job, site_token_for, submit
-from harness import DEFAULT_SETTINGS
+from support.authz import job, site_token_for, submit
+from support.harness import DEFAULT_SETTINGS
 
 pytestmark = [pytest.mark.integration]
 

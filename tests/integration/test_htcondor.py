@@ -16,8 +16,8 @@ import pytest
 
 import farside
 from farside_protocol.models import PilotInfo
-from harness import GatewayProcess, wait_until
-from htcondor_support import CondorGateways, condor, condor_gateways, site_jobs, start_pool
+from support.harness import GatewayProcess, wait_until
+from support.htcondor import CondorGateways, condor, condor_gateways, site_jobs, start_pool
 
 pytestmark = [pytest.mark.htcondor, pytest.mark.integration, pytest.mark.slow]
 

@@ -16,12 +16,10 @@ from typing import Any
 
 import pytest
 
-from browser_support import log_in_and_run_a_task, page, run_another_cell
-from hub_support import HubStack, artifacts_dir, hub_stack
+from support.browser import log_in_and_run_a_task, run_another_cell
+from support.hub import HubStack, artifacts_dir, hub_stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.browser]
-__all__ = ["page"]  # a fixture, used by name
-
 
 #: access tokens live this many seconds here (an hour by default), so that the token the
 #: server started with expires during the test

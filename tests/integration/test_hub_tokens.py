@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from hub_support import HubStack, hub_stack, hub_user_token
+from support.hub import HubStack, hub_stack, hub_user_token
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -24,8 +24,8 @@ import psutil
 import pytest
 
 import farside
-from harness import GatewayProcess, wait_until
-from kubernetes_support import Cluster, kubernetes_cluster  # noqa: F401 - the fixture
+from support.harness import GatewayProcess, wait_until
+from support.kubernetes import Cluster
 
 pytestmark = [pytest.mark.kubernetes, pytest.mark.integration, pytest.mark.slow]
 
@@ -91,7 +91,7 @@ class Sites:
 
 @pytest.fixture
 def k8s(
-    kubernetes_cluster: Cluster,  # noqa: F811 - the imported fixture
+    kubernetes_cluster: Cluster,
     make_gateway: Callable[..., GatewayProcess],
 ) -> Iterator[Sites]:
     sites = Sites(kubernetes_cluster, make_gateway)

@@ -9,7 +9,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import farside
-from harness import GatewayProcess, wait_until
+from support.harness import GatewayProcess, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,7 @@ import sqlalchemy
 
 import farside
 from farside_gateway.monitor import queries, render
-from harness import GatewayProcess
+from support.harness import GatewayProcess
 
 pytestmark = [pytest.mark.integration]
 

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 import farside
-from harness import GatewayProcess
-from hub_support import artifacts_dir
-from lab_support import CHROMIUM_ARGS, chromium, chromium_page
+from support.harness import GatewayProcess
+from support.hub import artifacts_dir
+from support.lab import CHROMIUM_ARGS, chromium, chromium_page
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.slow]
 
@@ -166,8 +166,8 @@ MONITOR_PORT = 18780  # the redirect URI registered for farside-monitor (scripts
 def test_logging_in_at_the_oidc_issuer(make_gateway: Any) -> None:
     from playwright.sync_api import expect
 
-    from authz_support import oidc_settings
-    from oidc_support import PASSWORDS, start_provider
+    from support.authz import oidc_settings
+    from support.oidc import PASSWORDS, start_provider
 
     issuer = start_provider()
     gateway = make_gateway(

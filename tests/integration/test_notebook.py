@@ -8,7 +8,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from harness import GatewayProcess
+from support.harness import GatewayProcess
 
 pytestmark = [
     pytest.mark.integration,

@@ -25,7 +25,7 @@ import pytest
 import farside
 from farside_protocol.models import API_PREFIX
 from farside_protocol.payload import encode_value
-from harness import GatewayProcess, wait_until
+from support.harness import GatewayProcess, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.dask]
 

@@ -22,20 +22,17 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from farside_protocol.payload import dump_function, encode_call
-from harness import GatewayProcess, wait_until
-from oidc_support import (
+from support.harness import GatewayProcess, wait_until
+from support.oidc import (
     OTHER_CLIENT,
     SCOPE,
     SHORT_CLIENT,
     access_token,
     approve_device,
-    oidc_issuer,
     start_provider,
 )
 
 pytestmark = pytest.mark.integration
-__all__ = ["oidc_issuer"]  # a fixture, used by name
-
 OTHER_PORT = 9091  # a second provider: another issuer with keys of its own
 
 

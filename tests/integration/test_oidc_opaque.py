@@ -15,9 +15,9 @@ import httpx
 import pytest
 import tomli_w
 
-from authz_support import introspection_settings, job, oidc_settings
-from harness import GatewayProcess
-from oidc_support import (
+from support.authz import introspection_settings, job, oidc_settings
+from support.harness import GatewayProcess
+from support.oidc import (
     CLIENT,
     GATEWAY_CLIENT,
     OPAQUE_CLIENT,
@@ -25,12 +25,10 @@ from oidc_support import (
     OTHER_CLIENT,
     access_token,
     device_tokens,
-    oidc_issuer,
     revoke,
 )
 
 pytestmark = pytest.mark.integration
-__all__ = ["oidc_issuer"]  # a fixture, used by name
 
 
 def introspecting(issuer: str, secret: str = GATEWAY_CLIENT[1]) -> dict[str, Any]:

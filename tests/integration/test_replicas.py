@@ -14,9 +14,9 @@ from typing import Any
 import httpx
 import pytest
 
-from authz_support import sse_events
 from farside_protocol.payload import dump_function, encode_call
-from harness import GatewayProcess
+from support.authz import sse_events
+from support.harness import GatewayProcess, postgres_database
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
@@ -25,9 +25,8 @@ IDLE = {"sites": [{"name": "local", "min_warm": 0, "max_pilots": 0}]}
 
 @pytest.fixture
 def replicas(tmp_path: Path) -> Iterator[tuple[GatewayProcess, GatewayProcess]]:
-    from conftest import _postgres_database
 
-    for url in _postgres_database():
+    for url in postgres_database():
         first = GatewayProcess(tmp_path / "a", url, **IDLE).start()
         second = GatewayProcess(tmp_path / "b", url, **IDLE).start()
         try:
@@ -94,9 +93,8 @@ def test_a_replica_killed_under_load_loses_no_job_and_no_result(tmp_path: Path) 
     import sqlalchemy
 
     import farside
-    from conftest import _postgres_database
-    from harness import batch_pilots, free_port, wait_until
-    from tcp_proxy import TcpFront
+    from support.harness import batch_pilots, free_port, wait_until
+    from support.tcp_proxy import TcpFront
 
     n = 400
     settings = {
@@ -104,7 +102,7 @@ def test_a_replica_killed_under_load_loses_no_job_and_no_result(tmp_path: Path) 
         "heartbeat_interval": 1.0,
         "heartbeat_timeout": 10.0,
     }
-    for url in _postgres_database():
+    for url in postgres_database():
         ports = free_port(), free_port()
         front = TcpFront([("127.0.0.1", port) for port in ports]).start()
         first = GatewayProcess(tmp_path / "a", url, public_url=front.url, **settings)
@@ -144,10 +142,9 @@ def test_a_replica_killed_under_load_loses_no_job_and_no_result(tmp_path: Path) 
 @pytest.fixture
 def pool(tmp_path: Path) -> Iterator[Any]:
     """A migrated, empty PostgreSQL pool (farside_gateway.db.Database)."""
-    from conftest import _postgres_database
     from farside_gateway.db import Database
 
-    for url in _postgres_database():
+    for url in postgres_database():
         db = Database(url)
         try:
             db.migrate()

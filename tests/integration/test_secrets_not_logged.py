@@ -24,7 +24,8 @@ from typing import Any
 
 import pytest
 
-from authz_support import (
+from farside_protocol import env
+from support.authz import (
     bearer,
     expiring_user_token,
     grep_secrets,
@@ -36,21 +37,17 @@ from authz_support import (
     submit,
     wait_past_expiry,
 )
-from farside_protocol import env
-from harness import GatewayProcess, wait_until
-from oidc_support import (
+from support.harness import GatewayProcess, wait_until
+from support.oidc import (
     GATEWAY_CLIENT,
     OPAQUE_CLIENT,
     OTHER_CLIENT,
     SHORT_CLIENT,
     access_token,
     approve_device,
-    oidc_issuer,
 )
 
 pytestmark = pytest.mark.integration
-__all__ = ["oidc_issuer"]  # a fixture, used by name
-
 OIDC_DIR = Path(os.environ.get("FARSIDE_OIDC_DIR", "/tmp/farside-oidc"))  # scripts/oidc.sh
 #: a farside token (prefix + 32 random bytes, base64url) or a JWT (base64url JSON header)
 TOKEN_SHAPES = re.compile(rb"fs[usp]_[A-Za-z0-9_-]{40,}|eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]+")

@@ -17,12 +17,10 @@ import pytest
 
 import farside
 from farside_protocol.models import PilotInfo
-from harness import GatewayProcess, wait_until
-from slurm_support import site_jobs, slurm_cluster, slurm_site, squeue
+from support.harness import GatewayProcess, wait_until
+from support.slurm import site_jobs, slurm_site, squeue
 
 pytestmark = [pytest.mark.integration, pytest.mark.slurm, pytest.mark.slow]
-
-__all__ = ["slurm_cluster"]  # the fixture, imported for pytest
 
 
 @pytest.fixture

@@ -14,13 +14,11 @@ import pytest
 
 import farside
 from farside_protocol.errors import InvalidRequest
-from harness import GatewayProcess, wait_until
-from scenarios import last_start_of, two_users_submit_at_once
-from slurm_support import site_jobs, slurm_cluster, slurm_site
+from support.harness import GatewayProcess, wait_until
+from support.scenarios import last_start_of, two_users_submit_at_once
+from support.slurm import site_jobs, slurm_site
 
 pytestmark = [pytest.mark.integration, pytest.mark.slurm, pytest.mark.slow]
-
-__all__ = ["slurm_cluster"]  # the fixture, imported for pytest
 
 
 @pytest.fixture

@@ -24,13 +24,12 @@ from typing import Any
 import httpx
 import pytest
 
-from browser_support import log_in_and_run_a_task, page
-from harness import wait_until
-from hub_support import HUB_CLIENT, artifacts_dir, free_port, proxy_path, start_hub_provider
-from oidc_support import OPAQUE_CLIENT, access_token
+from support.browser import log_in_and_run_a_task
+from support.harness import wait_until
+from support.hub import HUB_CLIENT, artifacts_dir, free_port, proxy_path, start_hub_provider
+from support.oidc import OPAQUE_CLIENT, access_token
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.browser]
-__all__ = ["page"]  # a fixture, used by name
 
 
 @dataclass

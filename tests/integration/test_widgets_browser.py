@@ -4,7 +4,7 @@ opens the gate — live updates sent from the widgets' background threads while 
 stays free for other cells.
 
 A real gateway with two local pilots, a JupyterLab server (token auth, no hub) and
-headless Chromium (tests/lab_support.py). The screenshot is left in
+headless Chromium (tests/support/lab.py). The screenshot is left in
 ``$FARSIDE_TEST_ARTIFACTS`` (default tests/artifacts/widgets_browser.png). A new widget gets
 a cell in CELLS and a check in the test.
 """
@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from harness import GatewayProcess
-from lab_support import LONG, LabServer, NotebookPage, artifacts_dir, chromium_page, write_notebook
+from support.harness import GatewayProcess
+from support.lab import LONG, LabServer, NotebookPage, artifacts_dir, chromium_page, write_notebook
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.browser]
 

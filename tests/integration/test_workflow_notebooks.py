@@ -12,7 +12,7 @@ import pytest
 from nbclient import NotebookClient
 
 import farside
-from harness import GatewayProcess
+from support.harness import GatewayProcess
 
 pytestmark = [
     pytest.mark.integration,

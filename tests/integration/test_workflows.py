@@ -16,7 +16,7 @@ import pytest
 
 import farside
 from farside_protocol.workflows import WorkflowState
-from harness import GatewayProcess, wait_until
+from support.harness import GatewayProcess, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -16,8 +16,8 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from farside_protocol.payload import dump_function, encode_call
-from harness import GatewayProcess
-from oidc_support import GATEWAY_CLIENT, SCOPE
+from support.harness import GatewayProcess
+from support.oidc import GATEWAY_CLIENT, SCOPE
 
 ADMIN_GROUP = "farside-admins"
 

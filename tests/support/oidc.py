@@ -19,7 +19,7 @@ from urllib.parse import urljoin
 import httpx
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "oidc.sh"
 PASSWORDS = {"alice": "alice-pw", "bob": "bob-pw", "admin": "admin-pw"}
 CLIENT = "farside-cli"

@@ -232,6 +232,25 @@ def fresh_postgres_database(dsn: str, prefix: str = "farside_t") -> Iterator[str
         admin.dispose()
 
 
+#: the DSN of the test PostgreSQL (scripts/postgres.sh prints it; scripts/test.sh exports it)
+POSTGRES_ENV = "FARSIDE_TEST_POSTGRES"
+
+
+def postgres_database() -> Iterator[str]:
+    """A fresh database on the test PostgreSQL (``$FARSIDE_TEST_POSTGRES``), dropped after
+    the test; fails the test, saying what to do, when that is not set."""
+    import pytest
+
+    dsn = os.environ.get(POSTGRES_ENV)
+    if not dsn:
+        pytest.fail(
+            f"{POSTGRES_ENV} is not set: start PostgreSQL with scripts/postgres.sh and export "
+            "the DSN it prints (scripts/test.sh does both)"
+        )
+    with fresh_postgres_database(dsn) as url:
+        yield url
+
+
 @contextlib.contextmanager
 def batch_pilots(
     gateway_url: str, site_token: str, count: int, workdir: Path, *options: str

@@ -21,7 +21,7 @@ import httpx
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 KUBECONFIG_ENV = "FARSIDE_TEST_KUBECONFIG"
 BUILD_TIMEOUT = 3600  # a cold start builds Kubernetes: ~10 min on 2 cores, more when busy
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from authz_support import job
+from support.authz import job
 
 
 @dataclass(frozen=True)

@@ -11,13 +11,17 @@ import base64
 import os
 import shutil
 import subprocess
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+from support.kubernetes import Cluster, start_cluster
+
+ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "farside"
 PREFIX = os.environ.get("FARSIDE_IMAGE_PREFIX", "localhost/farside")
 IMAGE_NODE_LABEL = ("farside.dev/runtime", "buildah")
@@ -119,3 +123,29 @@ def require_images(*names: str) -> None:
         pytest.fail(
             f"images not built: {', '.join(missing)}; run scripts/images.sh {' '.join(missing)}"
         )
+
+
+# ------------------------------------------------------------ the suite's cluster
+
+
+@pytest.fixture(scope="session")
+def image_cluster() -> Iterator[Cluster]:
+    """The test Kubernetes with its image node (scripts/kubernetes.sh image-node)."""
+    cluster = Cluster(start_cluster("image-node"))
+    yield cluster
+    cluster.close()
+
+
+@pytest.fixture(scope="session")
+def kube_helm(image_cluster: Cluster) -> Helm:
+    """helm and kubectl (scripts/helm.sh) pointed at that cluster."""
+    return Helm(tool_dir(), image_cluster.kubeconfig)
+
+
+@pytest.fixture
+def kube_namespace(kube_helm: Helm) -> Iterator[str]:
+    """A fresh namespace in that cluster, deleted afterwards (with whatever is left in it)."""
+    name = f"farside-{uuid.uuid4().hex[:8]}"
+    kube_helm.kubectl("create", "namespace", name)
+    yield name
+    kube_helm.kubectl("delete", "namespace", name, "--wait=false", check=False)

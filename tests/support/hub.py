@@ -23,8 +23,8 @@ import httpx
 import pytest
 
 from farside_platform.hub import HubProcess, HubSettings
-from harness import GatewayProcess, free_port
-from oidc_support import REPO, start_provider
+from support.harness import GatewayProcess, free_port
+from support.oidc import REPO, start_provider
 
 HUB_CLIENT = "farside-hub"
 OIDC_APP = Path(os.environ.get("FARSIDE_OIDC_DIR", "/tmp/farside-oidc")) / "app"

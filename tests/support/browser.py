@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from lab_support import chromium_page
-from oidc_support import PASSWORDS
+from support.lab import chromium_page
+from support.oidc import PASSWORDS
 
 CELL = """import farside
 

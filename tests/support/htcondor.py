@@ -22,9 +22,9 @@ from typing import Any
 
 import pytest
 
-from harness import GatewayProcess
+from support.harness import GatewayProcess
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "htcondor.sh"
 
 

@@ -27,9 +27,9 @@ import httpx
 import nbformat
 import pytest
 
-from hub_support import artifacts_dir, free_port
+from support.hub import artifacts_dir, free_port
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 __all__ = [
     "LONG",
     "LabServer",

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from authz_support import (
+from farside_platform.hub import HubProcess
+from support.authz import (
     ADMIN_GROUP,
     expiring_user_token,
     introspection_settings,
@@ -27,10 +28,9 @@ from authz_support import (
     tampered,
     wait_past_expiry,
 )
-from farside_platform.hub import HubProcess
-from harness import GatewayProcess
-from hub_support import hub_settings, hub_tester_config, hub_user_token
-from oidc_support import (
+from support.harness import GatewayProcess
+from support.hub import hub_settings, hub_tester_config, hub_user_token
+from support.oidc import (
     OPAQUE_CLIENT,
     OPAQUE_SHORT_CLIENT,
     OTHER_CLIENT,
