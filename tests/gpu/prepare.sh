@@ -11,7 +11,8 @@ rm -rf .whl && mkdir .whl
 .venv/bin/python -m pip wheel -q --no-deps -w .whl .
 MISSING="pydantic pydantic-core annotated-types typing-inspection httpx-sse platformdirs
 fastapi starlette uvicorn sqlalchemy greenlet alembic mako pyjwt cryptography cffi pycparser
-psycopg psycopg-binary"
+psycopg psycopg-binary opentelemetry-api annotated-doc kr8s httpx-ws python-box python-jsonpath
+cachetools wsproto exceptiongroup packaging pyyaml click markupsafe websockets"
 specs=()
 for name in $MISSING; do
   version=$(.venv/bin/python -m pip show "$name" 2>/dev/null | sed -n 's/^Version: //p')
