@@ -94,10 +94,12 @@ class SchedulerKeeper:
         proc = self.procs.get(name)
         if proc is not None:
             await proc.stop()
-        watcher = self._watchers.pop(name, None)
+        # get, not pop: the reconcile pass may be stopping the same cluster as the owner's
+        # request; each must wait for the watcher to mark it, not just the first
+        watcher = self._watchers.get(name)
         if watcher is not None:
             with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+                await asyncio.shield(watcher)
         if proc is not None:
             return  # the watcher marked it
         self._stop_reasons.pop(name, None)
