@@ -49,7 +49,7 @@ SITES = [
 
 @pytest.fixture(scope="session")
 def docs_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    from harness import GatewayProcess
+    from support.harness import GatewayProcess
 
     state = tmp_path_factory.mktemp("docs")
     gateway = GatewayProcess(
