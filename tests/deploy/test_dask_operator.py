@@ -22,7 +22,7 @@ from distributed import Client
 
 import farside
 from support.deploy import ON_IMAGE_NODE, Helm, require_images
-from support.harness import GatewayProcess, wait_until
+from support.harness import GatewayProcess, farside_client, running_gateway, wait_until
 
 pytestmark = [pytest.mark.deploy, pytest.mark.slow]
 
@@ -100,121 +100,121 @@ def _resource(helm: Helm, namespace: str, name: str) -> dict[str, Any] | None:
     return json.loads(done.stdout) if done.returncode == 0 else None
 
 
+@pytest.fixture
+def operator_gateway(
+    kube_helm: Helm, dask_operator: Path, kube_namespace: str, tmp_path: Path
+) -> Iterator[GatewayProcess]:
+    """A gateway whose site ``k8s`` runs Dask clusters through the operator, in a fresh
+    namespace, once the last test's scheduler has left port 8786."""
+    require_images("pilot")
+    wait_until(_scheduler_port_free, 60, 0.5)
+    site = _site(kube_helm, kube_namespace)
+    clusters = {"check_interval": 0.5, "spare_schedulers": 0, "encryption_keys": ["k"]}
+    with running_gateway(tmp_path / "gw", sites=[site], clusters=clusters) as gateway:
+        yield gateway
+
+
+@pytest.fixture
+def gw(operator_gateway: GatewayProcess) -> Iterator[farside.Gateway]:
+    yield from farside_client(operator_gateway)
+
+
+def _wait_gone(helm: Helm, namespace: str, name: str, within: float, what: str, log: Path) -> None:
+    """Wait until the cluster's DaskCluster is gone; else fail with ``what``, the resource
+    left and the operator's log."""
+    try:
+        wait_until(lambda: _resource(helm, namespace, name) is None, within, 0.5)
+    except AssertionError:
+        left = _resource(helm, namespace, name) or {}
+        raise AssertionError(f"{what}: {left.get('metadata')}\n" + _operator_log(log)) from None
+
+
 @pytest.mark.timeout(600)
 # the pilot image carries distributed but not numpy and pandas, which this client has
 @pytest.mark.filterwarnings("ignore::distributed.versions.VersionMismatchWarning")
 def test_a_cluster_on_an_operator_site_is_a_daskcluster(
-    kube_helm: Helm, dask_operator: Path, kube_namespace: str, tmp_path: Path
+    kube_helm: Helm,
+    dask_operator: Path,
+    kube_namespace: str,
+    operator_gateway: GatewayProcess,
+    gw: farside.Gateway,
 ) -> None:
     namespace = kube_namespace
-    require_images("pilot")
-    wait_until(_scheduler_port_free, 60, 0.5)
-    site = _site(kube_helm, namespace)
-    clusters = {"check_interval": 0.5, "spare_schedulers": 0, "encryption_keys": ["k"]}
-    gateway = GatewayProcess(tmp_path / "gw", sites=[site], clusters=clusters)
-    gateway.start()
-    gw = farside.Gateway(gateway.url, token=gateway.user_token, set_as_default=False)
-    try:
-        started = time.monotonic()
-        cluster = gw.new_cluster(workers=1, cores=1, memory="512 MiB", site="k8s")
-        name = cluster.name
-        assert cluster.scheduler_address == "tcp://127.0.0.1:8786"
+    started = time.monotonic()
+    cluster = gw.new_cluster(workers=1, cores=1, memory="512 MiB", site="k8s")
+    name = cluster.name
+    assert cluster.scheduler_address == "tcp://127.0.0.1:8786"
+    resource = _resource(kube_helm, namespace, name)
+    assert resource is not None
+    assert resource["spec"]["worker"]["replicas"] == 1
+    worker_spec = resource["spec"]["worker"]["spec"]
+    assert worker_spec["containers"][0]["image"] == "localhost/farside/pilot:0.1.0"
+    with Client(cluster) as client:
+        client.wait_for_workers(1, timeout=120)
+        first = time.monotonic() - started
+        assert client.submit(sum, [1, 2, 3]).result(timeout=60) == 6
+        # the pods' output, through the API server's pods/log (the node agent serves it)
+        lines = cluster.logs()
+        assert any(f"[{name}-scheduler" in ln and "Scheduler at" in ln for ln in lines)
+        assert any("-worker-" in ln and "Start worker at" in ln for ln in lines), lines
+        cluster.scale(2)  # through the gateway, onto the resource
+        client.wait_for_workers(2, timeout=120)
         resource = _resource(kube_helm, namespace, name)
         assert resource is not None
-        assert resource["spec"]["worker"]["replicas"] == 1
-        worker_spec = resource["spec"]["worker"]["spec"]
-        assert worker_spec["containers"][0]["image"] == "localhost/farside/pilot:0.1.0"
-        with Client(cluster) as client:
-            client.wait_for_workers(1, timeout=120)
-            first = time.monotonic() - started
-            assert client.submit(sum, [1, 2, 3]).result(timeout=60) == 6
-            # the pods' output, through the API server's pods/log (the node agent serves it)
-            lines = cluster.logs()
-            assert any(f"[{name}-scheduler" in ln and "Scheduler at" in ln for ln in lines)
-            assert any("-worker-" in ln and "Start worker at" in ln for ln in lines), lines
-            cluster.scale(2)  # through the gateway, onto the resource
-            client.wait_for_workers(2, timeout=120)
-            resource = _resource(kube_helm, namespace, name)
-            assert resource is not None
-            assert resource["spec"]["worker"]["replicas"] == 2
-            assert client.submit(pow, 2, 5).result(timeout=60) == 32
+        assert resource["spec"]["worker"]["replicas"] == 2
+        assert client.submit(pow, 2, 5).result(timeout=60) == 32
 
-            def workers_and_replicas() -> tuple[int, int]:
-                left = _resource(kube_helm, namespace, name)
-                replicas = left["spec"]["worker"]["replicas"] if left else -1
-                return len(client.scheduler_info()["workers"]), replicas
+        def workers_and_replicas() -> tuple[int, int]:
+            left = _resource(kube_helm, namespace, name)
+            replicas = left["spec"]["worker"]["replicas"] if left else -1
+            return len(client.scheduler_info()["workers"]), replicas
 
-            # farside's own adapt (in the client): idle, it names a worker to close; the
-            # gateway lowers the replicas and the operator retires one (asking the
-            # scheduler which, through the Service's name)
-            adaptive = cluster.adapt(minimum=1, maximum=2)
-            wait_until(lambda: workers_and_replicas() == (1, 1), 90, 0.5)
-            adaptive.stop()
-            # the gateway's adapt (dask-gateway's API): it asks the scheduler and scales
-            dask_gateway_api = f"{gateway.url}/dask-gateway/api/v1/clusters/{name}/adapt"
-            auth = {"Authorization": f"Bearer {gateway.user_token}"}
-            bounds = {"minimum": 2, "maximum": 3}
-            httpx.post(dask_gateway_api, json=bounds, headers=auth).raise_for_status()
-            wait_until(lambda: workers_and_replicas() == (2, 2), 120, 0.5)
-            bounds = {"minimum": 1, "maximum": 1}
-            httpx.post(dask_gateway_api, json=bounds, headers=auth).raise_for_status()
-            wait_until(lambda: workers_and_replicas() == (1, 1), 90, 0.5)
-        with pytest.raises(farside.FarsideError, match="one worker group"):
-            cluster.add_group("gpu", workers=1)
-        cluster.close()
-        try:
-            wait_until(lambda: _resource(kube_helm, namespace, name) is None, 60, 0.5)
-        except AssertionError:
-            left = _resource(kube_helm, namespace, name) or {}
-            raise AssertionError(
-                f"the DaskCluster outlived its close: {left.get('metadata')}\n"
-                + _operator_log(dask_operator)
-            ) from None
-        (info,) = [c for c in gw.clusters(ended=True) if c.name == name]
-        assert info.state == "stopped"
-        assert info.reason == "closed by its owner"
-        print(f"operator cluster: first worker after {first:.1f}s")
-    finally:
-        gw.close()
-        gateway.cleanup()
+        # farside's own adapt (in the client): idle, it names a worker to close; the
+        # gateway lowers the replicas and the operator retires one (asking the
+        # scheduler which, through the Service's name)
+        adaptive = cluster.adapt(minimum=1, maximum=2)
+        wait_until(lambda: workers_and_replicas() == (1, 1), 90, 0.5)
+        adaptive.stop()
+        # the gateway's adapt (dask-gateway's API): it asks the scheduler and scales
+        dask_gateway_api = f"{operator_gateway.url}/dask-gateway/api/v1/clusters/{name}/adapt"
+        auth = {"Authorization": f"Bearer {operator_gateway.user_token}"}
+        bounds = {"minimum": 2, "maximum": 3}
+        httpx.post(dask_gateway_api, json=bounds, headers=auth).raise_for_status()
+        wait_until(lambda: workers_and_replicas() == (2, 2), 120, 0.5)
+        bounds = {"minimum": 1, "maximum": 1}
+        httpx.post(dask_gateway_api, json=bounds, headers=auth).raise_for_status()
+        wait_until(lambda: workers_and_replicas() == (1, 1), 90, 0.5)
+    with pytest.raises(farside.FarsideError, match="one worker group"):
+        cluster.add_group("gpu", workers=1)
+    cluster.close()
+    _wait_gone(kube_helm, namespace, name, 60, "the DaskCluster outlived its close", dask_operator)
+    (info,) = [c for c in gw.clusters(ended=True) if c.name == name]
+    assert info.state == "stopped"
+    assert info.reason == "closed by its owner"
+    print(f"operator cluster: first worker after {first:.1f}s")
 
 
 @pytest.mark.timeout(300)
 @pytest.mark.filterwarnings("ignore::distributed.versions.VersionMismatchWarning")
 def test_the_operators_idle_stop_ends_the_cluster(
-    kube_helm: Helm, dask_operator: Path, kube_namespace: str, tmp_path: Path
+    kube_helm: Helm, dask_operator: Path, kube_namespace: str, gw: farside.Gateway
 ) -> None:
     """The operator deletes a cluster idle past its idleTimeout (its own timer asks the
     scheduler); the gateway sees the resource gone and ends the cluster with the reason."""
-    require_images("pilot")
-    wait_until(_scheduler_port_free, 60, 0.5)
-    site = _site(kube_helm, kube_namespace)
-    clusters = {"check_interval": 0.5, "spare_schedulers": 0, "encryption_keys": ["k"]}
-    gateway = GatewayProcess(tmp_path / "gw", sites=[site], clusters=clusters)
-    gateway.start()
-    gw = farside.Gateway(gateway.url, token=gateway.user_token, set_as_default=False)
-    try:
-        cluster = gw.new_cluster(workers=0, site="k8s", idle_timeout=10)
-        name = cluster.name
-        assert cluster.info.idle_timeout == 10
-        # the operator may have stopped it already: the resource tells only while it lasts
-        resource = _resource(kube_helm, kube_namespace, name)
-        assert resource is None or resource["spec"]["idleTimeout"] == 10
-        try:
-            wait_until(lambda: _resource(kube_helm, kube_namespace, name) is None, 120, 1)
-        except AssertionError:
-            raise AssertionError(
-                "the operator did not stop an idle cluster\n" + _operator_log(dask_operator)
-            ) from None
+    cluster = gw.new_cluster(workers=0, site="k8s", idle_timeout=10)
+    name = cluster.name
+    assert cluster.info.idle_timeout == 10
+    # the operator may have stopped it already: the resource tells only while it lasts
+    resource = _resource(kube_helm, kube_namespace, name)
+    assert resource is None or resource["spec"]["idleTimeout"] == 10
+    what = "the operator did not stop an idle cluster"
+    _wait_gone(kube_helm, kube_namespace, name, 120, what, dask_operator)
 
-        def ended() -> Any:
-            return [c for c in gw.clusters(ended=True) if c.name == name and c.state == "stopped"]
+    def ended() -> Any:
+        return [c for c in gw.clusters(ended=True) if c.name == name and c.state == "stopped"]
 
-        (info,) = wait_until(ended, 30, 0.5)
-        assert info.reason.startswith("its DaskCluster is gone")
-    finally:
-        gw.close()
-        gateway.cleanup()
+    (info,) = wait_until(ended, 30, 0.5)
+    assert info.reason.startswith("its DaskCluster is gone")
 
 
 def test_the_operator_and_its_crds_come_from_the_package() -> None:
