@@ -25,21 +25,13 @@ from _common import emit, log, running_gateway, wait_for_pilots, wait_until
 
 import farside
 from farside_protocol.models import PilotInfo
+from support.slurm import slurm_site as test_slurm_site
 
 
 def slurm_site(**overrides: Any) -> dict[str, Any]:
-    site: dict[str, Any] = {
-        "name": f"bench-{uuid.uuid4().hex[:6]}",
-        "plugin": "slurm",
-        "cores": 1,
-        "memory": "1 GiB",
-        "min_warm": 0,
-        "max_pilots": 16,
-        "idle_timeout": 5,
-        "options": {"partition": "cpu"},
-    }
-    site.update(overrides)
-    return site
+    """The tests' Slurm site, named for the benchmark, with room for a map's pilots."""
+    bench = {"name": f"bench-{uuid.uuid4().hex[:6]}", "max_pilots": 16, "idle_timeout": 5}
+    return test_slurm_site(**{**bench, **overrides})
 
 
 def all_pilots(gw: Any) -> list[PilotInfo]:

@@ -288,6 +288,35 @@ def wait_until(predicate: Any, timeout: float = 30.0, interval: float = 0.05) ->
         time.sleep(interval)
 
 
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_script(
+    script: str, *args: str, timeout: float, fails: str, env: dict[str, str] | None = None
+) -> str:
+    """Run one of the project's scripts (``scripts/<script> args``) that installs or starts
+    what a suite needs, and return the last line it prints (a path, a URL, a kubeconfig).
+    If it cannot run, times out or fails, the test fails saying ``fails`` (what it could not
+    do, and what it needs) with the script's own message."""
+    import pytest
+
+    shown = " ".join([f"scripts/{script}", *args])
+    try:
+        done = subprocess.run(
+            ["bash", str(REPO / "scripts" / script), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            env=None if env is None else {**os.environ, **env},
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        pytest.fail(f"could not run {shown}: {exc}")
+    if done.returncode != 0:
+        pytest.fail(f"{shown} {fails} (exit {done.returncode}):\n{done.stderr.strip()[-3000:]}")
+    return done.stdout.strip().splitlines()[-1]
+
+
 @contextlib.contextmanager
 def running_gateway(state_dir: Path, **settings: Any) -> Iterator[GatewayProcess]:
     """A started gateway with ``settings``, stopped and cleaned up afterwards (for the

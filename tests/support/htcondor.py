@@ -22,10 +22,7 @@ from typing import Any
 
 import pytest
 
-from support.harness import GatewayProcess
-
-REPO = Path(__file__).resolve().parents[2]
-SCRIPT = REPO / "scripts" / "htcondor.sh"
+from support.harness import GatewayProcess, run_script
 
 
 def start_pool() -> Path:
@@ -36,21 +33,9 @@ def start_pool() -> Path:
             "the htcondor tests need root: scripts/htcondor.sh builds a chroot and mounts into "
             "it (run them as root, or leave them out with -m 'not htcondor')"
         )
-    try:
-        done = subprocess.run(
-            ["bash", str(SCRIPT)], capture_output=True, text=True, timeout=900, check=False
-        )
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"{SCRIPT} did not finish within 15 minutes")
-    lines = done.stdout.strip().splitlines()
-    if done.returncode != 0 or not lines:
-        pytest.fail(
-            f"could not start the test HTCondor pool: bash {SCRIPT} exited {done.returncode}:\n"
-            f"{done.stderr.strip()[-3000:]}"
-        )
-    bin_dir = Path(lines[-1])
+    bin_dir = Path(run_script("htcondor.sh", timeout=900, fails="could not start the test pool"))
     if not (bin_dir / "condor_q").exists():
-        pytest.fail(f"{SCRIPT} printed {bin_dir!s}, which holds no condor_q")
+        pytest.fail(f"scripts/htcondor.sh printed {bin_dir!s}, which holds no condor_q")
     return bin_dir
 
 

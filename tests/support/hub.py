@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from farside_platform.hub import HubProcess, HubSettings
-from support.harness import GatewayProcess, free_port
+from support.harness import GatewayProcess, free_port, run_script
 from support.oidc import REPO, start_provider
 
 HUB_CLIENT = "farside-hub"
@@ -31,16 +31,9 @@ OIDC_APP = Path(os.environ.get("FARSIDE_OIDC_DIR", "/tmp/farside-oidc")) / "app"
 
 
 def proxy_path() -> str:
-    done = subprocess.run(
-        ["bash", str(REPO / "scripts" / "hub.sh")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    return run_script(
+        "hub.sh", timeout=300, fails="could not install the proxy (it needs npm and the registry)"
     )
-    if done.returncode != 0:
-        pytest.fail(f"scripts/hub.sh could not install the proxy:\n{done.stderr}")
-    return done.stdout.strip().splitlines()[-1]
 
 
 def artifacts_dir() -> Path:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import os
 import ssl
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,8 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+
+from support.harness import run_script
 
 ROOT = Path(__file__).resolve().parents[2]
 KUBECONFIG_ENV = "FARSIDE_TEST_KUBECONFIG"
@@ -79,23 +80,12 @@ class Cluster:
 
 def start_cluster(*command: str) -> str:
     """Run scripts/kubernetes.sh (``command``: e.g. ``image-node``); returns the kubeconfig."""
-    try:
-        done = subprocess.run(
-            ["bash", str(ROOT / "scripts" / "kubernetes.sh"), *command],
-            capture_output=True,
-            text=True,
-            timeout=BUILD_TIMEOUT,
-        )
-    except subprocess.TimeoutExpired:
-        pytest.fail(
-            f"scripts/kubernetes.sh {' '.join(command)} did not finish within {BUILD_TIMEOUT}s"
-        )
-    if done.returncode != 0:
-        pytest.fail(
-            f"scripts/kubernetes.sh {' '.join(command)} could not start the test cluster (exit "
-            f"{done.returncode}); run it by hand to see why:\n{done.stderr[-3000:]}"
-        )
-    return done.stdout.strip().splitlines()[-1]
+    return run_script(
+        "kubernetes.sh",
+        *command,
+        timeout=BUILD_TIMEOUT,
+        fails="could not start the test cluster; run it by hand to see why",
+    )
 
 
 @pytest.fixture(scope="session")

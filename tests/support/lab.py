@@ -27,6 +27,7 @@ import httpx
 import nbformat
 import pytest
 
+from support.harness import run_script
 from support.hub import artifacts_dir, free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -58,16 +59,7 @@ USER_SETTINGS = {
 
 
 def chromium() -> str:
-    done = subprocess.run(
-        ["bash", str(REPO / "scripts" / "browser.sh")],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.fail(f"scripts/browser.sh could not provide chromium:\n{done.stderr}")
-    return done.stdout.strip().splitlines()[-1]
+    return run_script("browser.sh", timeout=900, fails="could not provide chromium")
 
 
 def write_notebook(path: Path, cells: list[str]) -> None:

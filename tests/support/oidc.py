@@ -8,8 +8,6 @@ HTML forms (user code, confirmation, login, consent) over HTTP as a user's brows
 
 from __future__ import annotations
 
-import os
-import subprocess
 import time
 from html.parser import HTMLParser
 from pathlib import Path
@@ -19,8 +17,9 @@ from urllib.parse import urljoin
 import httpx
 import pytest
 
+from support.harness import run_script
+
 REPO = Path(__file__).resolve().parents[2]
-SCRIPT = REPO / "scripts" / "oidc.sh"
 PASSWORDS = {"alice": "alice-pw", "bob": "bob-pw", "admin": "admin-pw"}
 CLIENT = "farside-cli"
 SHORT_CLIENT = "farside-short"  # its access tokens live 3 s
@@ -35,24 +34,13 @@ DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 
 def start_provider(port: int | None = None) -> str:
     """Run ``scripts/oidc.sh`` (on ``port``, default its own); return the issuer URL."""
-    env = None if port is None else {"FARSIDE_OIDC_PORT": str(port)}
-    try:
-        done = subprocess.run(
-            ["bash", str(SCRIPT)],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-            env=None if env is None else {**os.environ, **env},
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        pytest.fail(f"could not run {SCRIPT}: {exc}")
-    if done.returncode != 0:
-        pytest.fail(
-            f"{SCRIPT} could not start the OIDC provider (exit {done.returncode}); it needs "
-            f"Node.js 20+ and npm with access to the npm registry:\n{done.stderr.strip()}"
-        )
-    return done.stdout.strip().splitlines()[-1]
+    return run_script(
+        "oidc.sh",
+        timeout=300,
+        fails="could not start the OIDC provider; it needs Node.js 20+ and npm with access "
+        "to the npm registry",
+        env=None if port is None else {"FARSIDE_OIDC_PORT": str(port)},
+    )
 
 
 @pytest.fixture(scope="session")

@@ -14,25 +14,14 @@ from typing import Any
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-SCRIPT = REPO / "scripts" / "slurm.sh"
+from support.harness import run_script
 
 
 @pytest.fixture(scope="session")
 def slurm_cluster() -> Path:
     """The running single-node Slurm; its config directory."""
-    try:
-        done = subprocess.run(
-            ["bash", str(SCRIPT)], capture_output=True, text=True, timeout=600, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        pytest.fail(f"could not run {SCRIPT}: {exc}")
-    if done.returncode != 0:
-        pytest.fail(
-            f"{SCRIPT} could not start Slurm (exit {done.returncode}); it needs root and "
-            f"Debian's slurm-wlm and munge packages:\n{done.stderr.strip()}"
-        )
-    return Path(done.stdout.strip().splitlines()[-1])
+    fails = "could not start Slurm; it needs root and Debian's slurm-wlm and munge packages"
+    return Path(run_script("slurm.sh", timeout=600, fails=fails))
 
 
 def slurm_site(**overrides: Any) -> dict[str, Any]:
