@@ -173,9 +173,8 @@ class SlurmSite(BatchCommandSite):
         args = ["--noheader", "--parsable2", "--allocations", f"--jobs={','.join(batch_ids)}"]
         try:
             done = await self.run("sacct", *args, "--format=JobIDRaw,State")
-        except SiteCommandError as exc:  # no sacct here, or it hangs: squeue alone will do
+        except SiteCommandError as exc:  # no sacct, or it hangs: squeue alone, this time
             log.warning("site %s: %s", self.name, exc)
-            self._accounting = False
             return {}
         if done.code != 0:
             if _ACCOUNTING_OFF in (done.err + done.out) or "not found" in done.err:
