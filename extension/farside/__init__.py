@@ -42,9 +42,9 @@ from farside_protocol import (
     __version__,
 )
 
+from ._client import Gateway, get_gateway
 from ._config import ClientConfig, resolve_config
 from ._futures import FarsideFuture, MapResult
-from ._gateway import Gateway, get_gateway
 from ._progress import progress
 from ._task import Task, task
 from ._workflow import Workflow, WorkflowRun, report, workflow

@@ -19,7 +19,7 @@ from farside_protocol.models import JobKind
 from ._cli_format import cell_width, gpu_use, listing, print_json, table, when
 from ._cli_platform import add_platform_commands
 from ._cli_workflows import add_workflow_commands
-from ._gateway import Gateway
+from ._client import Gateway
 from ._login import login_main
 
 __all__ = ["main"]

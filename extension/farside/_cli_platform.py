@@ -9,7 +9,7 @@ from collections.abc import Callable
 from farside_protocol import format_memory
 
 from ._cli_format import listing, print_json, when
-from ._gateway import Gateway
+from ._client import Gateway
 
 __all__ = ["add_platform_commands"]
 

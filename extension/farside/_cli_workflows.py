@@ -10,7 +10,7 @@ from collections.abc import Callable
 from farside_protocol.workflows import WorkflowInfo
 
 from ._cli_format import listing, print_json, when
-from ._gateway import Gateway
+from ._client import Gateway
 
 __all__ = ["add_workflow_commands"]
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import weakref
 from collections import Counter
 from collections.abc import Iterable
@@ -34,6 +35,7 @@ from farside_protocol.clusters import (
     DEFAULT_GROUP,
     ClusterCredentials,
     ClusterInfo,
+    ClusterRequest,
     ClusterScale,
     GroupAdd,
     WorkerGroupSpec,
@@ -42,13 +44,15 @@ from farside_protocol.clusters import (
 )
 
 if TYPE_CHECKING:
-    from ._gateway import Gateway
+    from ._gateway import BaseGateway
 
 log = logging.getLogger(__name__)
 
 __all__ = ["FarsideCluster"]
 
 HEARTBEAT_INTERVAL = 15.0
+#: longest ``start`` waits for a cluster that comes up after the gateway answers
+CLUSTER_START_TIMEOUT = 300.0
 
 
 class FarsideAdaptive(Adaptive):
@@ -81,9 +85,22 @@ class FarsideCluster(Cluster):
     Made by :meth:`farside.Gateway.new_cluster` or :meth:`farside.Gateway.connect`.
     """
 
+    @classmethod
+    def start(cls, gateway: BaseGateway, request: ClusterRequest, **options: Any) -> FarsideCluster:
+        """Ask the gateway for a new cluster and connect to it once it runs (``options``: the
+        constructor's, e.g. ``shutdown_on_close``)."""
+        info = gateway._api.post("/clusters", request, ClusterInfo)
+        # a cluster that another system runs (a Kubernetes site's Dask operator) comes up
+        # after the answer; the gateway's own schedulers are running when it answers
+        deadline = time.monotonic() + CLUSTER_START_TIMEOUT
+        while info.state == "starting" and time.monotonic() < deadline:
+            time.sleep(0.5)
+            info = gateway._api.get(f"/clusters/{info.name}", ClusterInfo)
+        return cls(gateway, info, **options)
+
     def __init__(
         self,
-        gateway: Gateway,
+        gateway: BaseGateway,
         info: ClusterInfo,
         *,
         shutdown_on_close: bool = True,

@@ -16,7 +16,7 @@ from ._outcome import Outcome
 from ._progress import progress as show_progress
 
 if TYPE_CHECKING:
-    from ._gateway import Gateway
+    from ._gateway import BaseGateway
     from .widgets import JobMonitor
 
 __all__ = ["FarsideFuture", "MapResult"]
@@ -34,7 +34,7 @@ class FarsideFuture(concurrent.futures.Future[T]):
     16
     """
 
-    def __init__(self, gateway: Gateway, job_id: int) -> None:
+    def __init__(self, gateway: BaseGateway, job_id: int) -> None:
         super().__init__()
         self.gateway = gateway
         self.job_id = job_id
@@ -80,7 +80,7 @@ class MapResult(Generic[T]):
     ([0, 1, 4, 9], 'square-1a2b3c4d')
     """
 
-    def __init__(self, gateway: Gateway, futures: list[FarsideFuture[T]], group: str) -> None:
+    def __init__(self, gateway: BaseGateway, futures: list[FarsideFuture[T]], group: str) -> None:
         self.gateway = gateway
         self.futures = futures
         self.group = group

@@ -1,6 +1,11 @@
-"""The :class:`Gateway`: a connection to one farside gateway, and the default one.
+"""The core of :class:`farside.Gateway`: a connection to one farside gateway (its jobs,
+their futures and events, logs, sites and pilots), and the default one.
 
-The most recently created ``Gateway`` becomes the *default* (as a ``distributed.Client``
+:class:`BaseGateway` is what the layers above need of a gateway: tasks, workflows, offloaded
+graphs and Dask clusters take one. ``farside.Gateway`` (:mod:`._client`) builds on it and
+adds them as shortcuts (``gw.submit``, ``gw.workflows``, ``gw.new_cluster``, ...).
+
+The most recently created gateway becomes the *default* (as a ``distributed.Client``
 does), which ``@farside.task`` functions use unless given ``gateway=``. If none exists when
 a task is first submitted, one is created from the configuration (see :mod:`._config`).
 Closing the default clears it.
@@ -12,7 +17,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
+from typing import Any, Literal, Self, overload
 
 import httpx
 
@@ -39,7 +44,6 @@ from farside_protocol.states import JobState
 from ._config import resolve_config
 from ._events import EventListener
 from ._futures import FarsideFuture
-from ._gateway_clusters import ClusterMethods
 from ._http import Api
 from ._journal import active_journal
 from ._logs import cluster_lines, follow_logs, read_logs, stack_dump
@@ -47,43 +51,36 @@ from ._resolution import Results
 
 log = logging.getLogger(__name__)
 
-if TYPE_CHECKING:
-    from farside_protocol.workflows import WorkflowInfo
-
-    from ._futures import MapResult
-    from ._workflow import WorkflowRun
-
-__all__ = ["Gateway", "get_gateway"]
-
-T = TypeVar("T")
+__all__ = ["BaseGateway", "get_gateway", "make_defaults_with"]
 
 SUBMIT_CHUNK = 1000
-_default: Gateway | None = None
+_default: BaseGateway | None = None
 _default_lock = threading.Lock()
+#: what get_gateway makes when there is no default (see make_defaults_with)
+_make_default: Callable[..., BaseGateway] | None = None
 
 
-def get_gateway() -> Gateway:
+def make_defaults_with(factory: Callable[..., BaseGateway]) -> None:
+    """Have :func:`get_gateway` make ``factory(set_as_default=False)``: ``farside.Gateway``
+    names itself here, from the layer above, so that a default made for a task has the
+    public class's shortcuts too."""
+    global _make_default
+    _make_default = factory
+
+
+def get_gateway() -> BaseGateway:
     """The default gateway: the newest open one, else a new one from the configuration."""
     global _default
     with _default_lock:
         if _default is None or _default.closed:
-            _default = Gateway(set_as_default=False)
+            _default = (_make_default or BaseGateway)(set_as_default=False)
         return _default
 
 
-class Gateway(ClusterMethods):
-    """A connection to a farside gateway.
-
-    ``url`` and ``token`` come from the arguments, else ``FARSIDE_GATEWAY_URL`` and
-    ``FARSIDE_TOKEN``, else the local platform's ``client.json`` written by ``farside up``.
-    The gateway is asked ``whoami`` at once, so a wrong address or token fails here.
-
-    >>> gw = farside.Gateway()               # doctest: +SKIP
-    >>> gw.whoami().name                     # doctest: +SKIP
-    'alice'
-    >>> [j.state for j in gw.jobs(limit=3)]  # doctest: +SKIP
-    [<JobState.FINISHED: 'finished'>, ...]
-    """
+class BaseGateway:
+    """A connection to a farside gateway: its jobs and their futures, logs, sites and
+    pilots. :class:`farside.Gateway` is this with its shortcuts to tasks, workflows,
+    offloaded graphs and Dask clusters: make that one."""
 
     def __init__(
         self,
@@ -115,7 +112,7 @@ class Gateway(ClusterMethods):
     def __repr__(self) -> str:
         return f"<farside.Gateway {self.url} user={self.user.name!r}>"
 
-    def __enter__(self) -> Gateway:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -165,47 +162,6 @@ class Gateway(ClusterMethods):
             raise
         return futures
 
-    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> FarsideFuture[T]:
-        """Run ``fn(*args, **kwargs)`` remotely with default resources (see :func:`task`)."""
-        from ._task import Task
-
-        return Task(fn, gateway=self).submit(*args, **kwargs)
-
-    def map(self, fn: Callable[..., T], /, *iterables: Iterable[Any]) -> MapResult[T]:
-        """Run ``fn`` on each element (zipped across ``iterables``), results in order."""
-        from ._task import Task
-
-        return Task(fn, gateway=self).map(*iterables)
-
-    def offload(self, dsk: Any, keys: Any, **options: Any) -> Any:
-        """A Dask scheduler that runs the graph as jobs in the pool:
-        ``dask.compute(x, scheduler=gw.offload)``.
-
-        The graph is cut into one job per chain of tasks; intermediate values move between
-        jobs through the gateway, never through this notebook, and pilots need nothing but
-        the gateway's HTTPS. ``options`` (or the ``farside.offload`` Dask config) take the
-        resources of ``@farside.task`` (``cores``, ``memory``, ``walltime``, ``gpus``,
-        ``sites``, ...) for every job, and ``group`` to name the jobs' group (default
-        ``offload-<random>``). A failed task's exception is raised here.
-
-        >>> total, = dask.compute((x + x.T).sum(), scheduler=gw.offload)  # doctest: +SKIP
-        """
-        from ._offload import offload
-
-        return offload(self, dsk, keys, **options)
-
-    def compute(self, *collections: Any, **options: Any) -> tuple[Any, ...]:
-        """``dask.compute(*collections, scheduler=self.offload, **options)``: a tuple of
-        results, one per collection (see :meth:`offload`). ``progress=True`` shows a bar
-        of the jobs as they end; so does ``with dask.diagnostics.ProgressBar():``, of tasks.
-
-        >>> counts, = gw.compute(bag.frequencies(), memory="2 GiB")  # doctest: +SKIP
-        """
-        from dask.base import compute
-
-        results = compute(*collections, scheduler=self.offload, **options)  # type: ignore[no-untyped-call]
-        return tuple(results)
-
     def future(self, job_id: int) -> FarsideFuture[Any]:
         """The future of a job submitted earlier, by this kernel or another (one that was
         restarted, a script, a colleague's map you may read): it settles from the stored
@@ -222,21 +178,6 @@ class Gateway(ClusterMethods):
 
     def _watch(self, job_ids: list[int], ended: Callable[[JobEvent], None]) -> None:
         self._results.watch(job_ids, ended)
-
-    # -------------------------------------------------------------- workflows
-
-    def workflows(self, name: str | None = None, limit: int = 100) -> list[WorkflowInfo]:
-        """Your workflow runs, newest first (``name``: one workflow's runs)."""
-        from ._workflow import runs
-
-        return runs(self, name, limit)
-
-    def workflow(self, name_or_id: str | int) -> WorkflowRun[Any]:
-        """A workflow run by id, or the newest run of the workflow of that name: reconnect
-        to it from any kernel (``.result()``, ``.progress()``, ``.pause()``, ...)."""
-        from ._workflow import find_run
-
-        return find_run(self, name_or_id)
 
     # -------------------------------------------------------------- queries
 

@@ -16,8 +16,8 @@ import httpx
 
 from farside_protocol import API_PREFIX
 
+from ._client import Gateway
 from ._config import resolve_url
-from ._gateway import Gateway
 from ._paths import token_file
 from ._tokens import (
     ISSUER_TIMEOUT,

@@ -34,7 +34,7 @@ from ._outcome import decode
 from ._task import Task, _register_by_value
 
 if TYPE_CHECKING:
-    from ._gateway import Gateway
+    from ._gateway import BaseGateway
 
 __all__ = ["OPTIONS", "offload"]
 
@@ -59,7 +59,7 @@ SUBMIT_CHUNK = 1000
 Key = Hashable
 
 
-def offload(gateway: Gateway, dsk: Any, keys: Any, **options: Any) -> Any:
+def offload(gateway: BaseGateway, dsk: Any, keys: Any, **options: Any) -> Any:
     """Compute ``keys`` of the Dask graph ``dsk`` as jobs; return their values, nested as
     ``keys`` is (Dask's scheduler ``get`` protocol)."""
     settings = {**(setting("offload") or {}), **options}
@@ -123,7 +123,7 @@ class _Run:
 
     def __init__(
         self,
-        gateway: Gateway,
+        gateway: BaseGateway,
         template: Task[Any, Any],
         group: str,
         wanted: set[Key],

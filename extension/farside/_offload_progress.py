@@ -22,7 +22,7 @@ from ._progress import Bar
 if TYPE_CHECKING:
     from farside_protocol.models import JobEvent
 
-    from ._gateway import Gateway
+    from ._gateway import BaseGateway
 
 
 class OffloadProgress:
@@ -53,7 +53,7 @@ class OffloadProgress:
         for start_state in self._start_state:
             start_state(dsk, self.state)
 
-    def follow(self, gateway: Gateway, job_ids: Sequence[int], parts: Sequence[Part]) -> None:
+    def follow(self, gateway: BaseGateway, job_ids: Sequence[int], parts: Sequence[Part]) -> None:
         """Report each of ``parts`` (submitted as ``job_ids``) when its job ends."""
         self._parts.update(zip(job_ids, parts, strict=True))
         gateway._watch(list(job_ids), self._ended)

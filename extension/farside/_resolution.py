@@ -26,7 +26,7 @@ from ._http import Api, is_retryable
 from ._outcome import Outcome, outcome_of
 
 if TYPE_CHECKING:
-    from ._gateway import Gateway
+    from ._gateway import BaseGateway
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ RESULT_FETCH_GRACE = 120.0
 class Results:
     """The futures and watchers of one :class:`~farside.Gateway`."""
 
-    def __init__(self, gateway: Gateway, api: Api) -> None:
+    def __init__(self, gateway: BaseGateway, api: Api) -> None:
         self._gateway = gateway
         self._api = api
         self._lock = threading.Lock()

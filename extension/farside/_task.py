@@ -32,7 +32,7 @@ from farside_protocol.models import JobSpec, Resources
 from farside_protocol.payload import dump_function, encode_call
 
 from ._futures import FarsideFuture, MapResult
-from ._gateway import SUBMIT_CHUNK, Gateway, get_gateway
+from ._gateway import SUBMIT_CHUNK, BaseGateway, get_gateway
 from ._profile import task_defaults
 from ._progress import progress as show_progress
 
@@ -161,7 +161,7 @@ class Task(Generic[P, R]):
         name: str | None = None,
         sites: Iterable[str] | None = None,
         after: Iterable[FarsideFuture[Any] | int] | None = None,
-        gateway: Gateway | None = None,
+        gateway: BaseGateway | None = None,
     ) -> None:
         functools.update_wrapper(self, fn)
         self.fn = fn
@@ -210,7 +210,7 @@ class Task(Generic[P, R]):
         return Task(self.fn, **{**current, **changes})
 
     @property
-    def gateway(self) -> Gateway:
+    def gateway(self) -> BaseGateway:
         """The gateway given to the task, else the default one (created on first use)."""
         if self._gateway is not None:
             return self._gateway
@@ -307,7 +307,7 @@ def task(
     name: str | None = None,
     sites: Iterable[str] | None = None,
     after: Iterable[FarsideFuture[Any] | int] | None = None,
-    gateway: Gateway | None = None,
+    gateway: BaseGateway | None = None,
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
 

@@ -37,7 +37,7 @@ from farside_protocol.workflows import (
     WorkflowState,
 )
 
-from ._gateway import Gateway, get_gateway
+from ._gateway import BaseGateway, get_gateway
 from ._task import Task
 
 if TYPE_CHECKING:
@@ -70,7 +70,7 @@ class Workflow(Generic[P, R]):
         sites: Iterable[str] | None = None,
         env: str | None = None,
         priority: int = 0,
-        gateway: Gateway | None = None,
+        gateway: BaseGateway | None = None,
     ) -> None:
         functools.update_wrapper(self, fn)
         self.fn = fn
@@ -117,7 +117,7 @@ class Workflow(Generic[P, R]):
 class WorkflowRun(Generic[R]):
     """One run of a workflow: watch it, wait for it, pause, resume, kill or retry it."""
 
-    def __init__(self, gateway: Gateway, workflow_id: int, name: str) -> None:
+    def __init__(self, gateway: BaseGateway, workflow_id: int, name: str) -> None:
         self.gateway = gateway
         self.id = workflow_id
         self.name = name
@@ -201,12 +201,12 @@ def _left(deadline: float | None) -> float | None:
     return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
-def runs(gateway: Gateway, name: str | None = None, limit: int = 100) -> list[WorkflowInfo]:
+def runs(gateway: BaseGateway, name: str | None = None, limit: int = 100) -> list[WorkflowInfo]:
     params = {"name": name, "limit": limit}
     return gateway._api.get("/workflows", WorkflowList, params=params).workflows
 
 
-def find_run(gateway: Gateway, name_or_id: str | int) -> WorkflowRun[Any]:
+def find_run(gateway: BaseGateway, name_or_id: str | int) -> WorkflowRun[Any]:
     """A run by id, or the newest run of the workflow of that name."""
     if isinstance(name_or_id, int) or str(name_or_id).isdigit():
         info = gateway._api.get(f"/workflows/{int(name_or_id)}", WorkflowInfo)
@@ -244,7 +244,7 @@ def workflow(
     sites: Iterable[str] | None = None,
     env: str | None = None,
     priority: int = 0,
-    gateway: Gateway | None = None,
+    gateway: BaseGateway | None = None,
 ) -> Callable[[Callable[P, R]], Workflow[P, R]]: ...
 
 

@@ -70,9 +70,11 @@ CLIENT_LAYERS: list[set[str]] = [
     {"_paths", "_tokens", "_dask_config", "_config", "_http", "_events", "_logs", "_outcome"}
     | {"_progress", "_journal", "_profile", "_cli_format", "datasets"},
     # the gateway and its jobs' futures
-    {"_futures", "_resolution", "_gateway", "_gateway_clusters"},
+    {"_futures", "_resolution", "_gateway"},
     # what runs on it: tasks, offloaded graphs, workflows, Dask clusters
     {"_task", "_offload", "_offload_plan", "_offload_progress", "_workflow", "_cluster"},
+    # farside.Gateway: the gateway with its shortcuts to what runs on it
+    {"_client"},
     # what shows it: widgets, the command line, the package's face
     {"widgets", "_cluster_widget", "_cli", "_cli_platform", "_cli_workflows", "_login"}
     | {"__init__", "__main__"},
@@ -81,9 +83,6 @@ CLIENT_LAYERS: list[set[str]] = [
 #: function may import, so that `import farside` works without the extra
 OPTIONAL = {"_cluster", "_cluster_widget", "widgets", "_offload", "_offload_plan"}
 OPTIONAL |= {"_offload_progress"}
-#: upward imports still to cut: the Gateway's task and workflow shortcuts (gw.submit,
-#: gw.map, gw.workflows) are a facade over the layer above it
-KNOWN_DEBTS = {("_gateway", "_task"), ("_gateway", "_workflow")}
 
 
 def _client_module(path: Path) -> str:
@@ -138,8 +137,6 @@ def test_client_modules_import_only_their_layer_and_those_beneath() -> None:
             upward = _layer(target) > _layer(module)
             if where == "function" and target in OPTIONAL and target not in {module}:
                 continue  # an optional extra, loaded when it is used
-            if upward and (module, target) in KNOWN_DEBTS:
-                continue
             if upward or where == "function":
                 why = "imports upward" if upward else "imports inside a function"
                 wrong.append(f"farside/{path.relative_to(CLIENT)}:{line} {why}: {target}")

@@ -16,7 +16,7 @@ from ._live import Painter
 
 if TYPE_CHECKING:
     from .._cluster import FarsideCluster
-    from .._gateway import Gateway
+    from .._gateway import BaseGateway
 
 __all__ = ["LogView"]
 
@@ -39,7 +39,7 @@ class LogView(widgets.VBox):  # type: ignore[misc,unused-ignore]
 
     def __init__(
         self,
-        gw: Gateway | None = None,
+        gw: BaseGateway | None = None,
         *,
         job: int | FarsideFuture[Any] | None = None,
         group: str | MapResult[Any] | None = None,
@@ -91,7 +91,7 @@ class LogView(widgets.VBox):  # type: ignore[misc,unused-ignore]
     @classmethod
     def for_jobs(
         cls,
-        gw: Gateway,
+        gw: BaseGateway,
         job_ids: Callable[[], Iterable[int]],
         *,
         title: str,
@@ -126,7 +126,7 @@ class LogView(widgets.VBox):  # type: ignore[misc,unused-ignore]
 
     def _setup(
         self,
-        gw: Gateway,
+        gw: BaseGateway,
         job_ids: Callable[[], Iterable[int]],
         title: str,
         multi: bool,

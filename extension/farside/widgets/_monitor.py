@@ -19,7 +19,7 @@ from ._html import counts_html, failures_html, title_html
 from ._live import Painter
 
 if TYPE_CHECKING:
-    from .._gateway import Gateway
+    from .._gateway import BaseGateway
 
 __all__ = ["JobMonitor"]
 
@@ -71,7 +71,7 @@ class JobMonitor(widgets.VBox):  # type: ignore[misc,unused-ignore]
 
     def __init__(
         self,
-        gw: Gateway | None = None,
+        gw: BaseGateway | None = None,
         *,
         group: str | MapResult[Any] | None = None,
         limit: int = 1000,
