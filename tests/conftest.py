@@ -23,6 +23,7 @@ pytest_plugins = [
     "support.authz_world",
     "support.browser",
     "support.deploy",
+    "support.fake_gateway",
     "support.kubernetes",
     "support.oidc",
     "support.slurm",

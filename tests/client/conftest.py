@@ -7,8 +7,7 @@ import pytest
 
 import farside
 from farside import _gateway
-
-from ._fakegw import TOKEN, FakeGateway
+from support.fake_gateway import USER_TOKEN, FakeGateway
 
 
 @pytest.fixture(autouse=True)
@@ -24,13 +23,6 @@ def isolated_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator
 
 
 @pytest.fixture
-def fake() -> Iterator[FakeGateway]:
-    server = FakeGateway().start()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def gw(fake: FakeGateway) -> Iterator[farside.Gateway]:
-    with farside.Gateway(fake.url, TOKEN) as gateway:
+def gw(fake_gateway: FakeGateway) -> Iterator[farside.Gateway]:
+    with farside.Gateway(fake_gateway.url, USER_TOKEN) as gateway:
         yield gateway

@@ -11,15 +11,14 @@ import pytest
 
 import farside
 from farside._cli import main
-
-from ._fakegw import TOKEN, FakeGateway
+from support.fake_gateway import USER_TOKEN, FakeGateway
 
 
 @pytest.fixture
-def env(fake: FakeGateway, monkeypatch: pytest.MonkeyPatch) -> FakeGateway:
-    monkeypatch.setenv("FARSIDE_GATEWAY_URL", fake.url)
-    monkeypatch.setenv("FARSIDE_TOKEN", TOKEN)
-    return fake
+def env(fake_gateway: FakeGateway, monkeypatch: pytest.MonkeyPatch) -> FakeGateway:
+    monkeypatch.setenv("FARSIDE_GATEWAY_URL", fake_gateway.url)
+    monkeypatch.setenv("FARSIDE_TOKEN", USER_TOKEN)
+    return fake_gateway
 
 
 @farside.task(walltime="5m")
@@ -30,10 +29,10 @@ def shout(word: str) -> str:
     return word.upper()
 
 
-def run_jobs(fake: FakeGateway, words: list[str]) -> list[int]:
-    with farside.Gateway(fake.url, TOKEN, set_as_default=False) as gw:
+def run_jobs(fake_gateway: FakeGateway, words: list[str]) -> list[int]:
+    with farside.Gateway(fake_gateway.url, USER_TOKEN, set_as_default=False) as gw:
         futures = shout.options(gateway=gw).map(words).futures
-        if fake.auto_run:
+        if fake_gateway.auto_run:
             concurrent.futures.wait(futures, timeout=10)
         return [f.job_id for f in futures]
 

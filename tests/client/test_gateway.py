@@ -11,8 +11,7 @@ import farside
 from farside_protocol import JobState
 from farside_protocol.models import JobEvent
 from farside_protocol.payload import encode_value
-
-from ._fakegw import TOKEN, FakeGateway
+from support.fake_gateway import USER_TOKEN, FakeGateway
 
 
 @farside.task(cores=1, memory="1 GiB", walltime="10m")
@@ -21,14 +20,14 @@ def square(x: int) -> int:
     return x * x
 
 
-def test_submit_resolves_from_event_stream(gw: farside.Gateway, fake: FakeGateway) -> None:
+def test_submit_resolves_from_event_stream(gw: farside.Gateway, fake_gateway: FakeGateway) -> None:
     fut = square.submit(3)
     assert isinstance(fut, concurrent.futures.Future)
     assert fut.result(timeout=10) == 9
-    assert fut.job_id in fake.jobs
+    assert fut.job_id in fake_gateway.jobs
     # the stream opened before the submission and without Last-Event-ID
-    assert fake.last_event_ids[0] is None
-    spec = fake.jobs[fut.job_id].spec
+    assert fake_gateway.last_event_ids[0] is None
+    spec = fake_gateway.jobs[fut.job_id].spec
     assert spec.resources.memory == 1024**3
     assert spec.resources.walltime == 600
     assert spec.name == "square"
@@ -54,38 +53,42 @@ def test_remote_exception_is_reraised_with_traceback_note(gw: farside.Gateway) -
     assert "in boom" in notes
 
 
-def test_failed_without_outcome_is_job_failed(gw: farside.Gateway, fake: FakeGateway) -> None:
-    fake.auto_run = False
+def test_failed_without_outcome_is_job_failed(
+    gw: farside.Gateway, fake_gateway: FakeGateway
+) -> None:
+    fake_gateway.auto_run = False
     fut = square.submit(1)
-    fake.finish(fut.job_id, None, JobState.FAILED, reason="pilot lost")
+    fake_gateway.finish(fut.job_id, None, JobState.FAILED, reason="pilot lost")
     with pytest.raises(farside.JobFailed, match="pilot lost") as info:
         fut.result(timeout=10)
     assert info.value.job_id == fut.job_id
 
 
-def test_large_result_is_fetched(fake: FakeGateway) -> None:
-    fake.inline_limit = 10
-    with farside.Gateway(fake.url, TOKEN) as gw:
+def test_large_result_is_fetched(fake_gateway: FakeGateway) -> None:
+    fake_gateway.inline_limit = 10
+    with farside.Gateway(fake_gateway.url, USER_TOKEN) as gw:
         fut = gw.submit(lambda n: "x" * n, 1000)
         assert fut.result(timeout=10) == "x" * 1000
-    terminal = [e for e in fake.events if e.job_id == fut.job_id and e.state.terminal]
+    terminal = [e for e in fake_gateway.events if e.job_id == fut.job_id and e.state.terminal]
     assert terminal[0].result is None
     assert terminal[0].result_size is not None
 
 
-def test_map_is_ordered_and_chunked(gw: farside.Gateway, fake: FakeGateway) -> None:
+def test_map_is_ordered_and_chunked(gw: farside.Gateway, fake_gateway: FakeGateway) -> None:
     results = square.map(range(23), chunksize=10)
     assert list(results) == [x * x for x in range(23)]
-    assert fake.submit_sizes == [10, 10, 3]
+    assert fake_gateway.submit_sizes == [10, 10, 3]
     assert len(results.job_ids) == 23
-    assert {fake.jobs[i].spec.group for i in results.job_ids} == {results.group}
+    assert {fake_gateway.jobs[i].spec.group for i in results.job_ids} == {results.group}
     assert results.group.startswith("square-")
 
 
-def test_map_default_chunks_stay_under_a_thousand(gw: farside.Gateway, fake: FakeGateway) -> None:
-    fake.auto_run = False
+def test_map_default_chunks_stay_under_a_thousand(
+    gw: farside.Gateway, fake_gateway: FakeGateway
+) -> None:
+    fake_gateway.auto_run = False
     results = square.map(range(2100))
-    assert fake.submit_sizes == [1000, 1000, 100]
+    assert fake_gateway.submit_sizes == [1000, 1000, 100]
     results.cancel()
 
 
@@ -105,29 +108,29 @@ def test_map_of_several_iterables_and_first_error(gw: farside.Gateway) -> None:
     }
 
 
-def test_cancel_future(gw: farside.Gateway, fake: FakeGateway) -> None:
-    fake.auto_run = False
+def test_cancel_future(gw: farside.Gateway, fake_gateway: FakeGateway) -> None:
+    fake_gateway.auto_run = False
     fut = square.submit(2)
     assert fut.cancel()
-    assert fake.jobs[fut.job_id].state is JobState.CANCELLED
-    assert fake.cancel_requests[-1]["job_ids"] == [fut.job_id]
+    assert fake_gateway.jobs[fut.job_id].state is JobState.CANCELLED
+    assert fake_gateway.cancel_requests[-1]["job_ids"] == [fut.job_id]
     with pytest.raises(concurrent.futures.CancelledError):
         fut.result(timeout=1)
 
 
-def test_cancel_event_cancels_future(gw: farside.Gateway, fake: FakeGateway) -> None:
-    fake.auto_run = False
+def test_cancel_event_cancels_future(gw: farside.Gateway, fake_gateway: FakeGateway) -> None:
+    fake_gateway.auto_run = False
     fut = square.submit(2)
     assert gw.cancel(fut) == [fut.job_id]  # the gateway call alone: the event does the rest
     with pytest.raises(concurrent.futures.CancelledError):
         fut.result(timeout=10)
 
 
-def test_map_cancel_by_group(gw: farside.Gateway, fake: FakeGateway) -> None:
-    fake.auto_run = False
+def test_map_cancel_by_group(gw: farside.Gateway, fake_gateway: FakeGateway) -> None:
+    fake_gateway.auto_run = False
     results = square.map(range(5))
     assert sorted(results.cancel()) == sorted(results.job_ids)
-    assert fake.cancel_requests[-1]["group"] == results.group
+    assert fake_gateway.cancel_requests[-1]["group"] == results.group
     assert all(f.cancelled() for f in results.futures)
 
 
@@ -140,21 +143,23 @@ def test_event_before_submit_answer_is_kept(gw: farside.Gateway) -> None:
     assert fut.result(timeout=1) == 7
 
 
-def test_futures_survive_gateway_restart(gw: farside.Gateway, fake: FakeGateway) -> None:
-    fake.auto_run = False
+def test_futures_survive_gateway_restart(gw: farside.Gateway, fake_gateway: FakeGateway) -> None:
+    fake_gateway.auto_run = False
     futures = [square.submit(i) for i in range(3)]
-    fake.stop()
+    fake_gateway.stop()
     for fut, value in zip(futures, range(3), strict=True):
-        fake.finish(fut.job_id, encode_value(value * 10), JobState.FINISHED)
+        fake_gateway.finish(fut.job_id, encode_value(value * 10), JobState.FINISHED)
     time.sleep(0.3)  # the client is retrying against a closed port
-    fake.start()
+    fake_gateway.start()
     assert [f.result(timeout=15) for f in futures] == [0, 10, 20]
-    resumed = [i for i in fake.last_event_ids if i is not None]
+    resumed = [i for i in fake_gateway.last_event_ids if i is not None]
     assert resumed, "the reconnection did not send Last-Event-ID"
-    assert int(resumed[0]) < min(e.seq for e in fake.events if e.job_id == futures[0].job_id)
+    assert int(resumed[0]) < min(
+        e.seq for e in fake_gateway.events if e.job_id == futures[0].job_id
+    )
 
 
-def test_logs_paged_and_followed(gw: farside.Gateway, fake: FakeGateway) -> None:
+def test_logs_paged_and_followed(gw: farside.Gateway, fake_gateway: FakeGateway) -> None:
     @farside.task
     def chatty(n: int) -> int:
         for i in range(n):
@@ -182,9 +187,9 @@ def test_jobs_and_job(gw: farside.Gateway) -> None:
         gw.job(123456)
 
 
-def test_close_fails_waiting_futures(fake: FakeGateway) -> None:
-    fake.auto_run = False
-    gw = farside.Gateway(fake.url, TOKEN)
+def test_close_fails_waiting_futures(fake_gateway: FakeGateway) -> None:
+    fake_gateway.auto_run = False
+    gw = farside.Gateway(fake_gateway.url, USER_TOKEN)
     fut = gw.submit(abs, -1)
     gw.close()
     with pytest.raises(farside.FarsideError, match="closed"):
@@ -193,9 +198,9 @@ def test_close_fails_waiting_futures(fake: FakeGateway) -> None:
         gw.submit(abs, -1)
 
 
-def test_default_gateway(fake: FakeGateway, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FARSIDE_GATEWAY_URL", fake.url)
-    monkeypatch.setenv("FARSIDE_TOKEN", TOKEN)
+def test_default_gateway(fake_gateway: FakeGateway, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FARSIDE_GATEWAY_URL", fake_gateway.url)
+    monkeypatch.setenv("FARSIDE_TOKEN", USER_TOKEN)
     made = farside.get_gateway()  # created lazily from the environment
     assert farside.get_gateway() is made
     assert square.submit(6).result(timeout=10) == 36

@@ -9,8 +9,7 @@ import pytest
 
 import farside
 from farside_protocol import ServiceUnavailable
-
-from ._fakegw import FakeGateway
+from support.fake_gateway import FakeGateway
 
 
 def closed_port() -> int:
@@ -40,11 +39,11 @@ def test_closed_port_names_the_url() -> None:
     assert info.value.url == url
 
 
-def test_bad_token_says_what_to_do(fake: FakeGateway) -> None:
+def test_bad_token_says_what_to_do(fake_gateway: FakeGateway) -> None:
     with pytest.raises(farside.Unauthorized) as info:
-        farside.Gateway(fake.url, "wrong")
+        farside.Gateway(fake_gateway.url, "wrong")
     message = str(info.value)
-    assert fake.url in message
+    assert fake_gateway.url in message
     assert "farside up" in message
     assert "FARSIDE_TOKEN" in message
 

@@ -14,8 +14,7 @@ import farside
 from farside import _task
 from farside._task import ships_by_value
 from farside_protocol.payload import decode_call
-
-from ._fakegw import FakeGateway
+from support.fake_gateway import FakeGateway
 
 
 def test_bare_decorator_and_local_call() -> None:
@@ -42,7 +41,7 @@ def test_options_are_checked_at_decoration() -> None:
 
 
 def test_function_is_pickled_once_per_task(
-    gw: farside.Gateway, fake: FakeGateway, monkeypatch: pytest.MonkeyPatch
+    gw: farside.Gateway, fake_gateway: FakeGateway, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[object] = []
     real = _task.dump_function
@@ -60,7 +59,7 @@ def test_function_is_pickled_once_per_task(
     assert list(inc.map(range(5))) == [1, 2, 3, 4, 5]
     assert inc.submit(1).result(timeout=10) == 2
     assert len(calls) == 1
-    payloads = {decode_call(j.spec.payload).function for j in fake.jobs.values()}
+    payloads = {decode_call(j.spec.payload).function for j in fake_gateway.jobs.values()}
     assert payloads == {inc.function_bytes}
 
 

@@ -12,9 +12,8 @@ import farside
 from farside import JobState
 from farside.widgets import JobMonitor, LogView
 from farside.widgets._board import JobBoard
-from farside_protocol.models import JobEvent, JobInfo, LogLine, Resources
-
-from ._fakegw import TOKEN, FakeGateway
+from farside_protocol.models import JobEvent, JobInfo, Resources
+from support.fake_gateway import USER_TOKEN, FakeGateway
 
 EVENTS = iter(range(1000, 10**9))
 
@@ -126,10 +125,6 @@ def test_board_keeps_only_the_owner_and_the_group_asked_for() -> None:
 # ------------------------------------------------------------- JobMonitor on the fake
 
 
-def emit(fake: FakeGateway, job_id: int, state: JobState, reason: str | None = None) -> None:
-    fake._emit(fake.jobs[job_id], state, reason)
-
-
 def test_a_clusters_worker_leases_are_shown_as_the_cluster_not_as_a_map() -> None:
     from farside.widgets._monitor import _GroupRow
 
@@ -143,17 +138,19 @@ def test_a_clusters_worker_leases_are_shown_as_the_cluster_not_as_a_map() -> Non
     assert _GroupRow("m").label.value == "<code>m</code>"
 
 
-def test_monitor_follows_a_map_from_queued_to_ended(fake: FakeGateway, gw: farside.Gateway) -> None:
-    fake.auto_run = False
+def test_monitor_follows_a_map_from_queued_to_ended(
+    fake_gateway: FakeGateway, gw: farside.Gateway
+) -> None:
+    fake_gateway.auto_run = False
     results = gw.map(abs, range(4))
     ids = results.job_ids
     monitor = JobMonitor(gw, interval=0.01)
     try:
         wait_for(lambda: monitor.live and monitor.counts(results.group)["queued"] == 4)
         for i in ids[:3]:
-            emit(fake, i, JobState.RUNNING)
-        emit(fake, ids[0], JobState.FINISHED)
-        emit(fake, ids[1], JobState.FAILED, "ZeroDivisionError: division by zero")
+            fake_gateway.emit(i, JobState.RUNNING)
+        fake_gateway.emit(ids[0], JobState.FINISHED)
+        fake_gateway.emit(ids[1], JobState.FAILED, "ZeroDivisionError: division by zero")
         expected = {"queued": 1, "running": 1, "finished": 1, "failed": 1}
         wait_for(
             lambda: (
@@ -194,35 +191,20 @@ def test_monitor_picks_up_a_map_submitted_after_it_started(gw: farside.Gateway) 
 # --------------------------------------------------------------- LogView on the fake
 
 
-def log(fake: FakeGateway, job_id: int, text: str, stream: str = "stdout") -> None:
-    with fake.cond:
-        lines = fake.logs[job_id]
-        line = {
-            "seq": len(lines),
-            "job_id": job_id,
-            "attempt": 1,
-            "stream": stream,
-            "time": time.time(),
-            "text": text + "\n",
-        }
-        lines.append(LogLine.model_validate(line))
-        fake.cond.notify_all()
-
-
 def test_logview_follows_one_job_keeps_the_last_lines_and_marks_stderr(
-    fake: FakeGateway, gw: farside.Gateway
+    fake_gateway: FakeGateway, gw: farside.Gateway
 ) -> None:
-    fake.auto_run = False
+    fake_gateway.auto_run = False
     fut = gw.submit(abs, -1)
     view = LogView(gw, job=fut, max_lines=3, interval=0.01)
     try:
-        log(fake, fut.job_id, "one")
+        fake_gateway.log(fut.job_id, "one\n")
         wait_for(lambda: [e.text for e in view.lines] == ["one"])
         assert not view.ended
-        log(fake, fut.job_id, "two <b>", "stderr")
+        fake_gateway.log(fut.job_id, "two <b>\n", "stderr")
         for text in ("three", "four"):
-            log(fake, fut.job_id, text)
-        emit(fake, fut.job_id, JobState.FINISHED)
+            fake_gateway.log(fut.job_id, text + "\n")
+        fake_gateway.emit(fut.job_id, JobState.FINISHED)
         wait_for(lambda: view.ended)
         assert [(e.stream, e.text) for e in view.lines] == [
             ("stderr", "two <b>"),
@@ -287,7 +269,9 @@ def test_logview_needs_exactly_one_of_job_and_group(gw: farside.Gateway) -> None
         LogView(gw, job=1, group="m")
 
 
-def test_a_maps_monitor_counts_only_that_map(fake: FakeGateway, gw: farside.Gateway) -> None:
+def test_a_maps_monitor_counts_only_that_map(
+    fake_gateway: FakeGateway, gw: farside.Gateway
+) -> None:
     other = gw.map(abs, range(3))
     results = gw.map(abs, range(2))
     monitor = results.monitor()
@@ -300,12 +284,14 @@ def test_a_maps_monitor_counts_only_that_map(fake: FakeGateway, gw: farside.Gate
         monitor.close()
 
 
-def test_closing_the_gateway_stops_its_monitor(fake: FakeGateway) -> None:
-    gw = farside.Gateway(fake.url, TOKEN)
+def test_closing_the_gateway_stops_its_monitor(fake_gateway: FakeGateway) -> None:
+    gw = farside.Gateway(fake_gateway.url, USER_TOKEN)
     monitor = JobMonitor(gw, interval=0.01)
     wait_for(lambda: monitor.live)
     gw.close()
-    fut = farside.Gateway(fake.url, TOKEN).submit(abs, 1)  # an event wakes the monitor at once
+    fut = farside.Gateway(fake_gateway.url, USER_TOKEN).submit(
+        abs, 1
+    )  # an event wakes the monitor at once
     wait_for(lambda: not monitor._painter.running)
     assert "the Gateway was closed" in monitor._title.value
     assert not monitor._listener.running

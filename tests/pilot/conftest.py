@@ -1,15 +1,19 @@
 from __future__ import annotations
 
+import asyncio
 import queue
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from farside_pilot.config import PilotConfig
+from farside_pilot.pilot import Pilot
 from farside_pilot.worker import JobOutcome
 from farside_pilot.workers import Message, WorkerProcess
 from farside_protocol.payload import dump_function, encode_call
+from support.fake_gateway import FakeGateway
 
 
 class WorkerHarness:
@@ -53,3 +57,36 @@ def worker(tmp_path: Path) -> Iterator[WorkerHarness]:
     yield harness
     harness.process.kill()
     harness.process.join(10)
+
+
+@pytest.fixture
+async def start(
+    fake_gateway: FakeGateway, tmp_path: Path
+) -> AsyncIterator[Callable[..., asyncio.Task[int]]]:
+    """Factory: ``start(**settings)`` runs a pilot of the fake gateway's; each is stopped,
+    and awaited, after the test."""
+    tasks: list[asyncio.Task[int]] = []
+    pilots: list[Pilot] = []
+
+    def start(**overrides: object) -> asyncio.Task[int]:
+        settings: dict[str, object] = {
+            "gateway_url": fake_gateway.url,
+            "token": "site-token",
+            "cores": 2,
+            "memory": 4 * 1024**3,
+            "idle_timeout": 60.0,
+            "workdir": str(tmp_path),
+            "gateway_grace": 5.0,
+            "shutdown_grace": 2.0,
+        }
+        settings.update(overrides)
+        pilot = Pilot(PilotConfig(**settings))  # type: ignore[arg-type]
+        pilots.append(pilot)
+        task = asyncio.create_task(pilot.run())
+        tasks.append(task)
+        return task
+
+    yield start
+    for pilot, task in zip(pilots, tasks, strict=True):
+        if not task.done():
+            pilot.stop("test teardown")
