@@ -21,8 +21,8 @@ unless the site would fall below its warm minimum.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import Connection, func, select
 
@@ -31,11 +31,14 @@ from farside_protocol import JobState, PilotState, SiteStatus
 from . import replicas
 from .broker.match import NEED_COLUMNS, Need
 from .broker.plan import SiteView, head_size, place
-from .config import SiteConfig
-from .db.schema import AnyRow, jobs, pilots, site_status
+from .config import GatewayConfig, SiteConfig
+from .db.schema import AnyRow, jobs, pilots
 from .pool import pilots as pilot_records
+from .pool.outcomes import LeasePolicy
 from .pool.retries import release_pilot, take_back
+from .pool.transaction import Pool
 from .sites.base import BatchState, BatchStatus, Site
+from .sites.statuses import SiteStatuses
 
 log = logging.getLogger(__name__)
 
@@ -80,34 +83,39 @@ def read_snapshot(conn: Connection, sites: list[SiteConfig]) -> Snapshot:
     return Snapshot(live, held, head)
 
 
-def site_overrides(conn: Connection) -> dict[str, tuple[str, str | None]]:
-    return {
-        row.site: (row.status, row.reason)
-        for row in conn.execute(
-            select(site_status.c.site, site_status.c.status, site_status.c.reason)
-        )
-    }
-
-
 class Provisioner:
-    """Runs one reconcile pass over all sites; the runtime calls :meth:`run_once` in a loop."""
+    """Runs one reconcile pass over all sites; the runtime calls :meth:`run_once` in a loop.
 
-    def __init__(self, runtime: Any) -> None:
-        self.rt = runtime
+    ``instance``: this replica's name, to know whether it leads (:mod:`.replicas`).
+    """
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        pool: Pool,
+        sites: Mapping[str, Site],
+        statuses: SiteStatuses,
+        policy: LeasePolicy,
+        *,
+        instance: str,
+    ) -> None:
+        self.config = config
+        self.pool = pool
+        self.db = pool.db
+        self.now = pool.now
+        self.sites = sites
+        self.statuses = statuses
+        self.policy = policy
+        self.instance = instance
         self._cancelled: set[int] = set()  # pilots whose batch jobs this process cancelled
 
     async def run_once(self) -> None:
-        rt = self.rt
         if not await self._leading():
             return
-        # an admin's change that lands while we read must not be undone by what we read
-        version = rt.status_version
-        overrides = await rt.db.read(site_overrides)
-        if version == rt.status_version:
-            rt.apply_site_status(overrides)
-        snapshot = await rt.db.read(read_snapshot, rt.config.sites)
+        await self.statuses.refresh(self.db)
+        snapshot = await self.db.read(read_snapshot, self.config.sites)
         views: list[SiteView] = []
-        for site in rt.sites.values():
+        for site in self.sites.values():
             try:
                 alive = await self.observe(site, snapshot.live.get(site.name, []))
             except Exception:
@@ -115,7 +123,7 @@ class Provisioner:
                 continue
             views.append(self._view(site.config, alive, snapshot, site.health.healthy))
         wanted = place(views, snapshot.head)
-        for site in rt.sites.values():
+        for site in self.sites.values():
             if wanted.get(site.name):
                 try:
                     await self.submit(site, wanted[site.name])
@@ -125,13 +133,12 @@ class Provisioner:
     async def _leading(self) -> bool:
         """Whether this replica provisions: the only one on SQLite, the leader among
         replicas on PostgreSQL (:mod:`farside_gateway.replicas`)."""
-        rt = self.rt
-        if rt.db.is_sqlite:
+        if self.db.is_sqlite:
             return True
-        since = rt.now() - rt.config.clusters.adopt_after
-        leader = await rt.db.read(replicas.leader, since)
+        since = self.now() - self.config.clusters.adopt_after
+        leader = await self.db.read(replicas.leader, since)
         # before any replica has said it is alive (a first start), everyone may act
-        return leader is None or leader == rt.clusters.instance
+        return leader is None or leader == self.instance
 
     def _view(
         self, cfg: SiteConfig, alive: list[AnyRow], snapshot: Snapshot, healthy: bool
@@ -153,27 +160,16 @@ class Provisioner:
     async def observe(self, site: Site, live: list[AnyRow]) -> list[AnyRow]:
         """Settle pilots whose batch jobs ended or never started; return those still taking
         work (running or waiting to start; not retiring)."""
-        rt = self.rt
         batch_ids = [p.batch_id for p in live if p.batch_id]
         observed = await site.observe(batch_ids) if batch_ids else {}
-        now = rt.now()
+        now = self.now()
         offline = site.config.status == SiteStatus.OFFLINE
         alive = []
         for pilot in live:
             status = observed.get(pilot.batch_id, _GONE) if pilot.batch_id else None
             if status is not None and status.state is BatchState.GONE:
+                await self._lost(site, pilot, status)
                 why = f" ({status.reason})" if status.reason else ""
-                error_class, resource = site.classify_end(status.reason)
-                await rt.write_and_publish(
-                    release_pilot,
-                    pilot.id,
-                    "lost",
-                    f"pilot {pilot.id} lost: its batch job {pilot.batch_id} on site {site.name} "
-                    f"ended{why} without the pilot saying goodbye",
-                    rt.lease_policy,
-                    error_class=error_class,
-                    resource=resource,
-                )
                 if pilot.state == PilotState.SUBMITTED:
                     # it never started: as bad as a refused submission, so back off rather
                     # than replace it at once, pass after pass
@@ -186,18 +182,38 @@ class Provisioner:
                 continue
             if (
                 pilot.state == PilotState.SUBMITTED
-                and now - (pilot.submitted_at or now) > rt.config.pilot_start_timeout
+                and now - (pilot.submitted_at or now) > self.config.pilot_start_timeout
             ):
-                reason = (
-                    f"pilot {pilot.id} did not register within {rt.config.pilot_start_timeout:.0f}s"
-                )
-                await rt.db.write(pilot_records.give_up, pilot.id, "failed", reason, now)
+                timeout = self.config.pilot_start_timeout
+                reason = f"pilot {pilot.id} did not register within {timeout:.0f}s"
+                await self.db.write(pilot_records.give_up, pilot.id, "failed", reason, now)
                 if pilot.batch_id:
                     await site.cancel(pilot.batch_id)
                 continue
             if pilot.state != "retiring":
                 alive.append(pilot)
         return alive
+
+    async def _lost(self, site: Site, pilot: AnyRow, status: BatchStatus) -> None:
+        """The pilot's batch job ended without the pilot saying goodbye: retry its jobs, as
+        resource errors when the batch system says it ran out of something."""
+        why = f" ({status.reason})" if status.reason else ""
+        error_class, resource = site.classify_end(status.reason)
+        reason = (
+            f"pilot {pilot.id} lost: its batch job {pilot.batch_id} on site {site.name} "
+            f"ended{why} without the pilot saying goodbye"
+        )
+        await self.pool.write(
+            lambda tx: release_pilot(
+                tx,
+                pilot.id,
+                "lost",
+                reason,
+                self.policy,
+                error_class=error_class,
+                resource=resource,
+            )
+        )
 
     async def _stop(self, site: Site, pilot: AnyRow, why: str) -> None:
         """Take a pilot's jobs back (they are retried elsewhere) and cancel its batch job:
@@ -206,27 +222,26 @@ class Provisioner:
             return
         reason = f"pilot {pilot.id} on site {site.name} stopped: {why}"
         # also a pilot that was already retiring: it may still hold jobs
-        await self.rt.write_and_publish(take_back, pilot.id, reason, self.rt.lease_policy)
+        await self.pool.write(lambda tx: take_back(tx, pilot.id, reason, self.policy))
         if pilot.batch_id:
             await site.cancel(pilot.batch_id)
         self._cancelled.add(pilot.id)
         log.info("site %s: stopping pilot %d: %s", site.name, pilot.id, why)
 
     async def submit(self, site: Site, count: int) -> None:
-        rt = self.rt
-        now = rt.now()
+        now = self.now()
         if not site.may_submit(now):
             return
         for _ in range(count):
-            pilot_id, token = await rt.db.write(pilot_records.create_submitted, site.name, now)
+            pilot_id, token = await self.db.write(pilot_records.create_submitted, site.name, now)
             try:
                 batch_id = await site.submit(site.launch_for(pilot_id, token))
             except Exception as exc:
-                await rt.db.write(
+                await self.db.write(
                     pilot_records.give_up, pilot_id, "failed", f"submission failed: {exc}", now
                 )
                 site.submission_failed(exc, now)
                 return
             site.submitted_ok()
-            await rt.db.write(pilot_records.set_batch_id, pilot_id, batch_id)
+            await self.db.write(pilot_records.set_batch_id, pilot_id, batch_id)
             log.info("site %s: submitted pilot %d (batch id %s)", site.name, pilot_id, batch_id)

@@ -11,7 +11,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any
 
 from sqlalchemy import Connection
 
@@ -25,18 +25,17 @@ from .db import Database
 from .metrics import Metrics
 from .notify import Notifier
 from .pgbus import PgBus
-from .pool.changes import Changes
 from .pool.fairshare import ShareRules
 from .pool.heartbeats import HeartbeatBatcher
 from .pool.outcomes import LeasePolicy
 from .pool.retries import grant_grace, reap
 from .pool.scouts import release_scouted
+from .pool.transaction import Pool
 from .provision import Provisioner
 from .sites.base import Site, load_site
+from .sites.statuses import SiteStatuses
 
 log = logging.getLogger(__name__)
-P = ParamSpec("P")
-T = TypeVar("T")
 
 
 class Runtime:
@@ -60,6 +59,8 @@ class Runtime:
         # replicas sharing a PostgreSQL database wake each other's waiters (pgbus.py)
         self.bus = None if self.db.is_sqlite else PgBus(config.resolved_database_url, self.notifier)
         self.notifier.remote = self.bus.send if self.bus is not None else None
+        #: every change to jobs goes through it (pool/transaction.py)
+        self.pool = Pool(self.db, self.notifier, self.now)
         self.tokens = TokenCache()
         # validators for tokens that are not farside's own; each keeps its cache (and the
         # issuer's keys) for the life of the process
@@ -84,51 +85,23 @@ class Runtime:
         self.sites: dict[str, Site] = {
             s.name: load_site(s, public_url, config.state_dir) for s in config.sites
         }
-        #: the configuration file's statuses, to fall back on when an override is removed
-        self.file_status = {s.name: s.status for s in config.sites}
-        self.status_reasons: dict[str, str | None] = {}
-        self.status_version = 0
+        self.site_statuses = SiteStatuses(config.sites)
         self._sites_started = False
         self.stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self.provisioner = Provisioner(self)
-        self.clusters = ClusterManager(
-            config, self.db, self.write_and_publish, self.now, sites=self.sites
+        self.clusters = ClusterManager(config, self.db, self.pool, self.now, sites=self.sites)
+        self.provisioner = Provisioner(
+            config,
+            self.pool,
+            self.sites,
+            self.site_statuses,
+            self.lease_policy,
+            instance=self.clusters.instance,
         )
 
     @staticmethod
     def now() -> float:
         return time.time()
-
-    def apply_site_status(
-        self, overrides: dict[str, tuple[str, str | None]], *, changed: bool = False
-    ) -> None:
-        """Apply admins' run-time site statuses (from the database) over the file's;
-        ``changed``: an admin just set one (readers that started earlier must not undo it)."""
-        if changed:
-            self.status_version += 1
-        for site in self.config.sites:
-            status, reason = overrides.get(site.name, (self.file_status[site.name], None))
-            if site.status != status:
-                log.info("site %s is now %s%s", site.name, status, f": {reason}" if reason else "")
-            site.status = status  # type: ignore[assignment]  # checked when stored
-            self.status_reasons[site.name] = reason
-
-    async def write_and_publish(
-        self,
-        fn: Callable[Concatenate[Connection, P], T],
-        *args: Any,
-        **kwargs: Any,
-    ) -> T:
-        """Run ``fn(conn, *args, changes)`` in a write transaction, then wake the waiters."""
-        changes = Changes(self.now())
-
-        def call(conn: Connection) -> T:
-            return fn(conn, *args, changes, **kwargs)  # type: ignore[arg-type]
-
-        result = await self.db.write(call)
-        self.notifier.publish(changes)
-        return result
 
     async def start(self) -> None:
         await asyncio.to_thread(self.db.migrate)
@@ -188,10 +161,12 @@ class Runtime:
         self._sites_started = True
 
     async def _release_scouted(self) -> None:
-        await self.write_and_publish(release_scouted, self.config.scouts, self.config.sites)
+        config = self.config
+        await self.pool.write(lambda tx: release_scouted(tx, config.scouts, config.sites))
 
     async def _reap(self) -> None:
-        await self.write_and_publish(reap, self.lease_policy, self.config.heartbeat_timeout)
+        timeout = self.config.heartbeat_timeout
+        await self.pool.write(lambda tx: reap(tx, self.lease_policy, timeout))
 
     async def _loop(
         self,

@@ -157,11 +157,13 @@ async def test_only_the_leading_replica_provisions(pool: Any, tmp_path: Path) ->
     """The live replica with the smallest name leads; a gone one leads no more; only the
     leader's provisioner passes act (two replicas planning one queue would both submit
     the pilots it needs)."""
-    from types import SimpleNamespace
-
     from farside_gateway import replicas
     from farside_gateway.config import GatewayConfig
+    from farside_gateway.notify import Notifier
+    from farside_gateway.pool.outcomes import LeasePolicy
+    from farside_gateway.pool.transaction import Pool
     from farside_gateway.provision import Provisioner
+    from farside_gateway.sites.statuses import SiteStatuses
 
     config = GatewayConfig(state_dir=tmp_path, clusters={"adopt_after": 15.0})
     now = 1000.0
@@ -170,9 +172,15 @@ async def test_only_the_leading_replica_provisions(pool: Any, tmp_path: Path) ->
     pool.run_sync(replicas.beat, "host:/c", now - 1)
 
     def leading(instance: str) -> Any:
-        clusters = SimpleNamespace(instance=instance)
-        rt = SimpleNamespace(db=pool, config=config, now=lambda: now, clusters=clusters)
-        return Provisioner(rt)._leading()
+        provisioner = Provisioner(
+            config,
+            Pool(pool, Notifier(), lambda: now),
+            {},
+            SiteStatuses(config.sites),
+            LeasePolicy(lease_timeout=30.0, max_system_attempts=3),
+            instance=instance,
+        )
+        return provisioner._leading()
 
     assert pool.run_sync(replicas.leader, now - 15) == "host:/b"
     assert await leading("host:/b")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 from pydantic import TypeAdapter
-from sqlalchemy import Connection, delete, insert
 
 from farside_protocol import NotFound
 from farside_protocol.models import (
@@ -16,7 +15,6 @@ from farside_protocol.models import (
     WhoAmI,
 )
 
-from ..db.schema import site_status
 from ..pool import queries
 from ..runtime import Runtime
 from .deps import AdminDep, PrincipalDep, RuntimeDep, UserDep
@@ -50,7 +48,7 @@ async def site_infos(rt: Runtime) -> list[SiteInfo]:
                 name=s.name,
                 kind=s.plugin,
                 status=s.status,
-                status_reason=rt.status_reasons.get(s.name),
+                status_reason=rt.site_statuses.reasons.get(s.name),
                 healthy=health.healthy,
                 last_error=health.last_error,
                 slot=Resources(
@@ -77,17 +75,6 @@ async def sites(_: UserDep, rt: RuntimeDep) -> Response:
     return Response(_SITES.dump_json(await site_infos(rt)), media_type=JSON)
 
 
-def _store_status(
-    conn: Connection, site: str, change: SiteStatusChange, by: str, now: float
-) -> None:
-    conn.execute(delete(site_status).where(site_status.c.site == site))
-    conn.execute(
-        insert(site_status).values(
-            site=site, status=change.status, reason=change.reason, changed_by=by, changed_at=now
-        )
-    )
-
-
 @router.put("/sites/{name}/status", response_model=SiteInfo)
 async def set_site_status(
     name: str, body: SiteStatusChange, who: AdminDep, rt: RuntimeDep
@@ -101,16 +88,9 @@ async def change_site_status(rt: Runtime, name: str, body: SiteStatusChange, by:
     """Store and apply a site's new status (the REST API and the monitor's admins)."""
     if rt.config.site(name) is None:
         raise NotFound(f"site {name!r} is not configured; sites: {sorted(rt.sites)}")
-    await rt.db.write(_store_status, name, body, by, rt.now())
-    overrides = {s: (st, rs) for s, (st, rs) in _current(rt).items()}
-    overrides[name] = (body.status, body.reason)
-    rt.apply_site_status(overrides, changed=True)
+    await rt.site_statuses.change(rt.db, name, body.status, body.reason, by, rt.now())
     rt.notifier.wake_work()  # the provisioner acts now, not at its next pass
     return next(i for i in await site_infos(rt) if i.name == name)
-
-
-def _current(rt: Runtime) -> dict[str, tuple[str, str | None]]:
-    return {s.name: (s.status, rt.status_reasons.get(s.name)) for s in rt.config.sites}
 
 
 @router.get("/pilots", response_model=list[PilotInfo])

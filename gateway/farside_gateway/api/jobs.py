@@ -66,7 +66,7 @@ async def submit(body: SubmitRequest, who: UserDep, rt: RuntimeDep) -> Response:
         submitter = Submitter(
             who.name, who.share_group, scouts.threshold, scouts.count, who.workflow_id
         )
-        ids, journalled = await rt.write_and_publish(submit_journalled, submitter, placed)
+        ids, journalled = await rt.pool.write(lambda tx: submit_journalled(tx, submitter, placed))
         rt.metrics.submitted.inc(len(ids) - len(journalled))
     except BaseException:
         for key in blob_keys:  # nothing half-written: no orphan blobs either
@@ -114,7 +114,9 @@ async def job_detail(job_id: int, who: UserDep, rt: RuntimeDep) -> Response:
 @router.post("/jobs/cancel", response_model=CancelResponse)
 async def cancel(body: CancelRequest, who: UserDep, rt: RuntimeDep) -> Response:
     """Cancel queued or running jobs (by ids and/or group); final jobs are left alone."""
-    ids = await rt.write_and_publish(cancel_jobs, who.owner_filter, body.job_ids, body.group)
+    ids = await rt.pool.write(
+        lambda tx: cancel_jobs(tx, who.owner_filter, body.job_ids, body.group)
+    )
     return json_response(CancelResponse(cancelled=ids))
 
 
@@ -126,8 +128,8 @@ async def retry(job_id: int, body: RetryRequest, who: UserDep, rt: RuntimeDep) -
     check_runnable(rt.config.sites, [new.spec])
     scouts = rt.config.scouts
     submitter = Submitter(owner, share_group, scouts.threshold, scouts.count)
-    new_id, stopped = await rt.write_and_publish(
-        retry_job, job_id, who.owner_filter, submitter, new
+    new_id, stopped = await rt.pool.write(
+        lambda tx: retry_job(tx, job_id, who.owner_filter, submitter, new)
     )
     rt.metrics.submitted.inc()
     return json_response(RetryResponse(job_id=new_id, stopped=stopped), 201)
@@ -137,7 +139,7 @@ async def retry(job_id: int, body: RetryRequest, who: UserDep, rt: RuntimeDep) -
 async def debug(job_id: int, who: UserDep, rt: RuntimeDep) -> Response:
     """Ask for a stack dump of a running job: its pilot signals the job's worker, whose
     threads' Python stacks reach the job's log (stderr) within a heartbeat."""
-    await rt.write_and_publish(request_debug, job_id, who.owner_filter)
+    await rt.pool.write(lambda tx: request_debug(tx, job_id, who.owner_filter))
     return Response(status_code=202)
 
 

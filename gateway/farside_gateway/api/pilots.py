@@ -4,6 +4,7 @@ exit, and the raw bodies of held jobs: payload and inputs down, result up."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from typing import Annotated
@@ -31,6 +32,8 @@ from farside_protocol.pilot_api import (
 from ..blobs import BlobTooLarge
 from ..broker.match import needs_longer_slot
 from ..clusters.sealing import SealError
+from ..config import SiteConfig
+from ..db.schema import AnyRow
 from ..notify import wait_for_signal
 from ..pool import pilots as pilot_records
 from ..pool import queries
@@ -40,6 +43,7 @@ from ..pool.heartbeats import BEATING
 from ..pool.leases import give_back, held_jobs, report
 from ..pool.outcomes import PreparedUpdate
 from ..pool.retries import release_pilot
+from ..pool.transaction import PoolTransaction
 from ..pool.workflows import BODY
 from ..runtime import Runtime
 from .deps import PrincipalDep, RuntimeDep, pilot_of
@@ -100,19 +104,18 @@ async def acquire_jobs(
             # wake at the idle timeout to decide then, not a whole long-poll later
             wait = min(wait, idle_timeout - body.idle_seconds)
     deadline = loop.time() + wait
+    skip_locked = not rt.db.is_sqlite
+
+    def claim(tx: PoolTransaction, site: SiteConfig) -> list[AnyRow]:
+        return acquire(
+            tx, slot, site, body, rt.lease_policy, rt.share_rules, skip_locked=skip_locked
+        )
+
     rows = []
     while not retire:
         waiter = rt.notifier.work.waiter(rt.notifier.WORK)
         if taking() and site is not None:
-            rows = await rt.write_and_publish(
-                acquire,
-                slot,
-                site,
-                body,
-                rt.lease_policy,
-                rt.share_rules,
-                skip_locked=not rt.db.is_sqlite,
-            )
+            rows = await rt.pool.write(functools.partial(claim, site=site))
         remaining = deadline - loop.time()
         if rows or remaining <= 0 or rt.stopping.is_set():
             break
@@ -158,7 +161,7 @@ async def acquire_jobs(
         )
     if unprepared:
         log.error("pilot %s: %d job(s) given back: %s", pilot_id, len(unprepared), reason)
-        await rt.write_and_publish(give_back, pilot_id, unprepared, reason, rt.lease_policy)
+        await rt.pool.write(lambda tx: give_back(tx, pilot_id, unprepared, reason, rt.lease_policy))
     outcome = "jobs" if assignments else "retire" if retire else "empty"
     rt.metrics.acquires.labels(slot.site, outcome).observe(time.perf_counter() - started)
     if assignments:
@@ -196,7 +199,9 @@ async def release_jobs(
 ) -> Response:
     """Give back held jobs the pilot has not started: queued again, no attempt counted."""
     pilot_of(who, pilot_id)
-    released = await rt.write_and_publish(release_unstarted, pilot_id, body.job_ids, body.reason)
+    released = await rt.pool.write(
+        lambda tx: release_unstarted(tx, pilot_id, body.job_ids, body.reason)
+    )
     if released:
         log.info("pilot %s gave back %d unstarted job(s): %s", pilot_id, len(released), body.reason)
     return json_response(ReleaseResponse(released=released))
@@ -238,7 +243,9 @@ async def pilot_report(
             prepared.append(PreparedUpdate(upd, upd.result, None, len(upd.result)))
         else:
             prepared.append(PreparedUpdate(upd))
-    applied = await rt.write_and_publish(report, pilot_id, prepared, body.logs, rt.lease_policy)
+    applied = await rt.pool.write(
+        lambda tx: report(tx, pilot_id, prepared, body.logs, rt.lease_policy)
+    )
     return json_response(ReportResponse(applied=applied))
 
 
@@ -317,12 +324,7 @@ async def download_input(
 async def pilot_exit(pilot_id: int, body: PilotExit, who: PrincipalDep, rt: RuntimeDep) -> Response:
     """The pilot leaves; whatever it still held is retried elsewhere at once."""
     pilot_of(who, pilot_id)
-    await rt.write_and_publish(
-        release_pilot,
-        pilot_id,
-        "exited",
-        f"pilot {pilot_id} exited: {body.reason}",
-        rt.lease_policy,
-    )
+    reason = f"pilot {pilot_id} exited: {body.reason}"
+    await rt.pool.write(lambda tx: release_pilot(tx, pilot_id, "exited", reason, rt.lease_policy))
     rt.tokens.forget_pilot(pilot_id)
     return Response(status_code=204)

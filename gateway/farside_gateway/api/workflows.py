@@ -38,7 +38,7 @@ async def start(body: WorkflowSpec, who: UserDep, rt: RuntimeDep) -> Response:
     new = NewJob(spec, None if key else body.payload, key, size)
     submitter = Submitter(who.name, who.share_group)
     try:
-        started = await rt.write_and_publish(runs.start_workflow, submitter, body.name, new)
+        started = await rt.pool.write(lambda tx: runs.start_workflow(tx, submitter, body.name, new))
     except BaseException:
         if key is not None:
             await rt.blobs.delete(key)
@@ -68,7 +68,7 @@ async def detail(workflow_id: int, who: UserDep, rt: RuntimeDep) -> Response:
 @router.post("/workflows/{workflow_id}/pause", response_model=WorkflowInfo)
 async def pause(workflow_id: int, who: UserDep, rt: RuntimeDep) -> Response:
     """Stop the body; children keep running, and their results wait in the journal."""
-    info = await rt.write_and_publish(runs.pause_workflow, workflow_id, who.owner_filter)
+    info = await rt.pool.write(lambda tx: runs.pause_workflow(tx, workflow_id, who.owner_filter))
     rt.tokens.forget_workflow(workflow_id)
     return json_response(info)
 
@@ -77,14 +77,14 @@ async def pause(workflow_id: int, who: UserDep, rt: RuntimeDep) -> Response:
 async def resume(workflow_id: int, who: UserDep, rt: RuntimeDep) -> Response:
     """Start a paused run's body again; calls it made before return from the journal."""
     return json_response(
-        await rt.write_and_publish(runs.resume_workflow, workflow_id, who.owner_filter)
+        await rt.pool.write(lambda tx: runs.resume_workflow(tx, workflow_id, who.owner_filter))
     )
 
 
 @router.post("/workflows/{workflow_id}/kill", response_model=WorkflowInfo)
 async def kill(workflow_id: int, who: UserDep, rt: RuntimeDep) -> Response:
     """Cancel the body and every child that has not ended."""
-    info = await rt.write_and_publish(runs.kill_workflow, workflow_id, who.owner_filter)
+    info = await rt.pool.write(lambda tx: runs.kill_workflow(tx, workflow_id, who.owner_filter))
     rt.tokens.forget_workflow(workflow_id)
     return json_response(info)
 
@@ -94,7 +94,7 @@ async def retry(workflow_id: int, who: UserDep, rt: RuntimeDep) -> Response:
     """Run a failed or killed run's body again: finished children return from the journal,
     failed and cancelled ones run again."""
     return json_response(
-        await rt.write_and_publish(runs.retry_workflow, workflow_id, who.owner_filter)
+        await rt.pool.write(lambda tx: runs.retry_workflow(tx, workflow_id, who.owner_filter))
     )
 
 
@@ -106,5 +106,5 @@ async def report(workflow_id: int, body: WorkflowReport, who: UserDep, rt: Runti
             f"only the body of workflow run {workflow_id} reports its progress; call "
             "farside.report(...) inside the @farside.workflow function"
         )
-    await rt.write_and_publish(runs.record_report, workflow_id, who.name, body.values)
+    await rt.pool.write(lambda tx: runs.record_report(tx, workflow_id, who.name, body.values))
     return Response(status_code=204)

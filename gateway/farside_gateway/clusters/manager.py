@@ -18,7 +18,7 @@ import secrets
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from farside_protocol import Conflict, FarsideError, InvalidRequest, ServiceUnavailable
 from farside_protocol.clusters import (
@@ -35,6 +35,7 @@ from ..auth.tokens import Principal
 from ..config import GatewayConfig
 from ..db import Database
 from ..pool.submit import cancel_jobs
+from ..pool.transaction import Pool, PoolTransaction
 from ..sites.base import Site
 from ..sites.kubernetes import KubernetesSite
 from . import adoption, store
@@ -62,10 +63,6 @@ log = logging.getLogger(__name__)
 PRUNE_INTERVAL = 3600.0
 
 
-class Writer(Protocol):
-    async def __call__(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any: ...
-
-
 def _new_credentials() -> tuple[str, str]:
     from distributed.security import Security
 
@@ -78,14 +75,14 @@ class ClusterManager:
         self,
         config: GatewayConfig,
         db: Database,
-        write: Writer,
+        pool: Pool,
         now: Callable[[], float],
         sites: Mapping[str, Site] | None = None,
     ) -> None:
         self.config = config
         self.settings = config.clusters
         self.db = db
-        self.write = write
+        self.pool = pool
         self.now = now
         self.instance = replicas.instance_name(config.state_dir)
         self.log_dir = Path(config.state_dir) / "clusters"
@@ -506,20 +503,15 @@ class ClusterManager:
     async def reconcile(self, name: str) -> None:
         lock = self._locks.setdefault(name, asyncio.Lock())
         async with lock:
-            retire: dict[int, str] = await self.write(
-                store.reconcile, name, self.terms, self.settings.max_worker_failures
+            retire = await self.pool.write(
+                lambda tx: store.reconcile(tx, name, self.terms, self.settings.max_worker_failures)
             )
             if not retire:
                 return
             row = await self.db.read(store.get_cluster, name, None)
             await self.rpc.retire(row, list(retire.values()))
-            await self.write(
-                cancel_jobs,
-                row.owner,
-                list(retire),
-                None,
-                reason=f"cluster {name} scaled down",
-            )
+            reason = f"cluster {name} scaled down"
+            await self.pool.write(lambda tx: cancel_jobs(tx, row.owner, list(retire), None, reason))
 
     async def _prune_logs(self) -> None:
         """Scheduler logs of clusters (and of spares of earlier gateway processes) go once
@@ -542,11 +534,11 @@ class ClusterManager:
     # ------------------------------------------------------------ ending
 
     async def _mark_ended(self, name: str, state: str, reason: str) -> None:
-        def end(conn: Any, changes: Any) -> None:
-            row = store.get_cluster(conn, name, None)
-            store.end_leases(conn, row, f"cluster {name} {state}: {reason}", changes)
-            store.set_cluster(conn, name, state=state, reason=reason, ended_at=self.now())
+        def end(tx: PoolTransaction) -> None:
+            row = store.get_cluster(tx.conn, name, None)
+            store.end_leases(tx, row, f"cluster {name} {state}: {reason}")
+            store.set_cluster(tx.conn, name, state=state, reason=reason, ended_at=tx.now)
 
-        await self.write(end)
+        await self.pool.write(end)
         self._locks.pop(name, None)
         log.info("cluster %s %s: %s", name, state, reason)

@@ -28,8 +28,8 @@ from farside_protocol.models import DASK_WORKER, JobSpec
 from farside_protocol.states import TERMINAL_STATES
 
 from ..db.schema import AnyRow, clusters, jobs
-from ..pool.changes import Changes
 from ..pool.submit import NewJob, Submitter, cancel_jobs, submit_jobs
+from ..pool.transaction import PoolTransaction
 
 KIND = DASK_WORKER
 LIVE = ("starting", "running")
@@ -213,7 +213,7 @@ def probe_spec(spec: WorkerGroupSpec) -> JobSpec:
 
 
 def reconcile(
-    conn: Connection, name: str, terms: LeaseTerms, max_failures: int, changes: Changes
+    tx: PoolTransaction, name: str, terms: LeaseTerms, max_failures: int
 ) -> dict[int, str]:
     """Bring a running cluster's leases to its groups' targets: submit what is missing,
     cancel waiting surplus. Running surplus is returned (job id → worker name), not
@@ -225,6 +225,7 @@ def reconcile(
     A group whose leases failed ``max_failures`` times is not refilled; the cluster's
     reason says why.
     """
+    conn = tx.conn
     row = get_cluster(conn, name, None)
     if row.state != "running":
         return {}
@@ -259,9 +260,9 @@ def reconcile(
     if still_live != named:  # the others' leases have ended
         set_cluster(conn, name, retiring=dump_retiring(still_live))
     if new:
-        submit_jobs(conn, Submitter(row.owner, row.share_group), new, changes)
+        submit_jobs(tx, Submitter(row.owner, row.share_group), new)
     if surplus:
-        cancel_jobs(conn, row.owner, surplus, None, changes, reason=f"cluster {name} scaled down")
+        cancel_jobs(tx, row.owner, surplus, None, reason=f"cluster {name} scaled down")
     if stuck:
         reason = (
             f"workers of group {', '.join(stuck)} failed {max_failures} times; not replacing "
@@ -272,10 +273,10 @@ def reconcile(
     return running_surplus
 
 
-def end_leases(conn: Connection, row: AnyRow, why: str, changes: Changes) -> list[int]:
-    ids = [lease.id for lease in lease_rows(conn, row, live_only=True)]
+def end_leases(tx: PoolTransaction, row: AnyRow, why: str) -> list[int]:
+    ids = [lease.id for lease in lease_rows(tx.conn, row, live_only=True)]
     if ids:
-        cancel_jobs(conn, row.owner, ids, None, changes, reason=why)
+        cancel_jobs(tx, row.owner, ids, None, reason=why)
     return ids
 
 

@@ -137,15 +137,17 @@ class JobPanel:
             self.plot.visible = bool(view.usage)
 
     async def kill(self, _: object = None) -> None:
-        if self.job_id is None:
+        job_id = self.job_id
+        if job_id is None:
             return
         owner = self.who.owner_filter
-        ids = await self.rt.write_and_publish(cancel_jobs, owner, [self.job_id], None)
+        ids = await self.rt.pool.write(lambda tx: cancel_jobs(tx, owner, [job_id], None))
         self.message.object = f"<p>cancelled: {ids or 'nothing (it had ended)'}</p>"
         await self.redraw()
 
     async def retry(self, _: object = None) -> None:
-        if self.job_id is None:
+        job_id = self.job_id
+        if job_id is None:
             return
         try:
             change = RetryRequest(
@@ -155,13 +157,13 @@ class JobPanel:
                 sites=[self.site.value_input] if self.site.value_input else None,
             )
             new, owner, group = await self.rt.db.read(
-                retry_spec, self.job_id, self.who.owner_filter, change
+                retry_spec, job_id, self.who.owner_filter, change
             )
             check_runnable(self.rt.config.sites, [new.spec])
             scouts = self.rt.config.scouts
             submitter = Submitter(owner, group, scouts.threshold, scouts.count)
-            new_id, _ = await self.rt.write_and_publish(
-                retry_job, self.job_id, self.who.owner_filter, submitter, new
+            new_id, _ = await self.rt.pool.write(
+                lambda tx: retry_job(tx, job_id, self.who.owner_filter, submitter, new)
             )
         except (FarsideError, ValueError) as exc:
             self.message.object = f"<p class='farside-failed'>{html.escape(str(exc))}</p>"
@@ -174,10 +176,11 @@ class JobPanel:
         self.chooser.value = new_id
 
     async def dump(self, _: object = None) -> None:
-        if self.job_id is None:
+        job_id = self.job_id
+        if job_id is None:
             return
         try:
-            await self.rt.write_and_publish(request_debug, self.job_id, self.who.owner_filter)
+            await self.rt.pool.write(lambda tx: request_debug(tx, job_id, self.who.owner_filter))
         except FarsideError as exc:
             self.message.object = f"<p class='farside-failed'>{html.escape(str(exc))}</p>"
             return

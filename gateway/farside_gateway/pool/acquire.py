@@ -17,12 +17,10 @@ from ..broker.match import queued_fitting
 from ..config import SiteConfig
 from ..db.engine import insert_rows
 from ..db.schema import AnyRow, attempts, jobs
-from .changes import Changes
 from .fairshare import ShareRules, claimants, plan
 from .leases import held_jobs
-from .outcomes import (
-    LeasePolicy,
-)
+from .outcomes import LeasePolicy
+from .transaction import JobRef, PoolTransaction
 
 S = JobState
 #: PostgreSQL advisory lock that serialises acquires while per-user caps are configured
@@ -37,13 +35,12 @@ class PilotSlot:
 
 
 def acquire(
-    conn: Connection,
+    tx: PoolTransaction,
     slot: PilotSlot,
     site: SiteConfig,
     request: AcquireRequest,
     policy: LeasePolicy,
     rules: ShareRules,
-    changes: Changes,
     *,
     skip_locked: bool,
 ) -> list[AnyRow]:
@@ -52,6 +49,7 @@ def acquire(
     Fair share decides how many jobs each user with queued work gets (see ``fairshare``);
     within a user, higher priority and then older jobs go first.
     """
+    conn = tx.conn
     if (rules.max_jobs or rules.max_cores) and conn.dialect.name == "postgresql":
         # caps are read-then-claim: concurrent acquires (several pilots, several replicas)
         # would each see the user under the cap. Serialise them; held until commit. SQLite
@@ -64,12 +62,11 @@ def acquire(
         _, cores_left = user.room(rules)
         if cores_left is None:
             got = _claim(
-                conn,
+                tx,
                 slot,
                 site,
                 request,
                 policy,
-                changes,
                 user.owner,
                 want,
                 request.cores,
@@ -80,12 +77,11 @@ def acquire(
             got = []
             while len(got) < want and cores_left > 0:
                 one = _claim(
-                    conn,
+                    tx,
                     slot,
                     site,
                     request,
                     policy,
-                    changes,
                     user.owner,
                     1,
                     min(request.cores, cores_left),
@@ -119,14 +115,13 @@ def acquire(
                 "site": slot.site,
                 "batch_id": slot.batch_id,
                 "state": S.ASSIGNED.value,
-                "assigned_at": changes.now,
+                "assigned_at": tx.now,
             }
             for row in rows
         ],
     )
-    for row in rows:
-        changes.transition(row.id, row.owner, S.QUEUED, S.ASSIGNED, row.attempt)
-    changes.flush(conn)
+    # the claim's UPDATE picked the jobs and moved them: what it moved goes in their history
+    tx.moved([JobRef(r.id, r.owner, S.QUEUED, r.attempt) for r in rows], S.ASSIGNED)
     return rows
 
 
@@ -151,53 +146,51 @@ def _fetched_ahead_that_never_end(rows: list[AnyRow], request: AcquireRequest) -
     return ahead
 
 
+#: what puts a claimed job back in the queue as it was: same place, no attempt counted
+_UNCLAIMED = {"pilot_id": None, "lease_expires": None, "attempt": jobs.c.attempt - 1}
+
+
 def _unclaim(conn: Connection, rows: list[AnyRow]) -> None:
-    """Put jobs this transaction (or a pilot that never started them) held back in the
-    queue as they were: same place, no attempt counted."""
+    """Undo this transaction's claim of ``rows``: it never happened, so nothing is recorded."""
     conn.execute(
         update(jobs)
         .where(jobs.c.id.in_([row.id for row in rows]))
-        .values(state=S.QUEUED.value, pilot_id=None, lease_expires=None, attempt=jobs.c.attempt - 1)
+        .values(state=S.QUEUED.value, **_UNCLAIMED)
     )
 
 
 def release_unstarted(
-    conn: Connection, pilot_id: int, job_ids: list[int], reason: str, changes: Changes
+    tx: PoolTransaction, pilot_id: int, job_ids: list[int], reason: str
 ) -> list[int]:
     """Queue again the jobs of ``job_ids`` that the pilot holds and has not started."""
     rows = [
         row
-        for row in held_jobs(conn, pilot_id, set(job_ids)).values()
+        for row in held_jobs(tx.conn, pilot_id, set(job_ids)).values()
         if row.state == S.ASSIGNED.value
     ]
     if not rows:
         return []
-    conn.execute(
+    tx.conn.execute(
         attempts.delete().where(
             or_(*(and_(attempts.c.job_id == r.id, attempts.c.number == r.attempt) for r in rows))
         )
     )
-    _unclaim(conn, rows)
-    for row in rows:
-        changes.transition(
-            row.id,
-            row.owner,
-            row.state,
-            S.QUEUED,
-            row.attempt - 1,
-            reason=f"given back unstarted by pilot {pilot_id}: {reason}",
-        )
-    changes.flush(conn)
+    tx.move(
+        # recorded under the attempt the job is back at
+        [JobRef(row.id, row.owner, S.ASSIGNED, row.attempt - 1) for row in rows],
+        S.QUEUED,
+        reason=f"given back unstarted by pilot {pilot_id}: {reason}",
+        values=_UNCLAIMED,
+    )
     return sorted(row.id for row in rows)
 
 
 def _claim(
-    conn: Connection,
+    tx: PoolTransaction,
     slot: PilotSlot,
     site: SiteConfig,
     request: AcquireRequest,
     policy: LeasePolicy,
-    changes: Changes,
     owner: str,
     limit: int,
     cores: int,
@@ -217,7 +210,7 @@ def _claim(
     if skip_locked:
         best = best.with_for_update(skip_locked=True)
     return list(
-        conn.execute(
+        tx.conn.execute(
             update(jobs)
             .where(jobs.c.id.in_(best))
             .values(
@@ -225,7 +218,7 @@ def _claim(
                 pilot_id=slot.pilot_id,
                 site=slot.site,
                 attempt=jobs.c.attempt + 1,
-                lease_expires=changes.now + policy.lease_timeout,
+                lease_expires=tx.now + policy.lease_timeout,
             )
             .returning(
                 jobs.c.id,

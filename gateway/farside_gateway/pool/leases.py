@@ -8,7 +8,7 @@ with a *system* error and the job is queued again.
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import replace
 
 from sqlalchemy import Connection, and_, bindparam, select, update
 
@@ -17,39 +17,40 @@ from farside_protocol.pilot_api import LogEntry
 
 from ..db.engine import insert_rows
 from ..db.schema import AnyRow, attempts, debug_requests, jobs, log_lines
-from .changes import Changes
 from .outcomes import (
     ACTIVE,
     HELD_COLUMNS,
+    Ending,
     LeasePolicy,
+    Outcome,
     PreparedUpdate,
-    outcome_params,
     store_outcomes,
 )
 from .retries import fail_attempts
 from .submit import release_children
+from .transaction import JobRef, PoolTransaction
 
 S = JobState
 
 
-def request_debug(conn: Connection, job_id: int, owner: str | None, changes: Changes) -> int:
+def request_debug(tx: PoolTransaction, job_id: int, owner: str | None) -> int:
     """Ask the pilot running ``job_id`` for a stack dump of it; returns that pilot's id.
     Raises Conflict when the job is not running (nothing to dump)."""
     query = select(jobs.c.state, jobs.c.pilot_id).where(jobs.c.id == job_id)
     if owner is not None:
         query = query.where(jobs.c.owner == owner)
-    row = conn.execute(query).first()
+    row = tx.conn.execute(query).first()
     if row is None:
         raise NotFound(f"no job {job_id} of yours")
     if row.state != S.RUNNING.value or row.pilot_id is None:
         raise Conflict(f"job {job_id} is {row.state}: only a running job has a stack to dump")
-    conn.execute(debug_requests.delete().where(debug_requests.c.job_id == job_id))
+    tx.conn.execute(debug_requests.delete().where(debug_requests.c.job_id == job_id))
     insert_rows(
-        conn,
+        tx.conn,
         debug_requests,
-        [{"job_id": job_id, "pilot_id": row.pilot_id, "requested_at": changes.now}],
+        [{"job_id": job_id, "pilot_id": row.pilot_id, "requested_at": tx.now}],
     )
-    changes.pilots.add(row.pilot_id)  # wakes the pilot's held heartbeat: no waiting 5 s
+    tx.tell_pilots([row.pilot_id])  # wakes the pilot's held heartbeat: no waiting 5 s
     return int(row.pilot_id)
 
 
@@ -64,32 +65,25 @@ def held_jobs(conn: Connection, pilot_id: int, job_ids: set[int]) -> dict[int, A
 
 
 def give_back(
-    conn: Connection,
-    pilot_id: int,
-    job_ids: list[int],
-    reason: str,
-    policy: LeasePolicy,
-    changes: Changes,
+    tx: PoolTransaction, pilot_id: int, job_ids: list[int], reason: str, policy: LeasePolicy
 ) -> None:
     """Jobs a pilot was just given that the gateway could not hand over (it could not
     prepare their payload): their attempts end as system errors, retried like any other."""
-    rows = list(held_jobs(conn, pilot_id, set(job_ids)).values())
+    rows = list(held_jobs(tx.conn, pilot_id, set(job_ids)).values())
     if rows:
-        fail_attempts(conn, rows, ErrorClass.SYSTEM, reason, policy, changes)
-    changes.flush(conn)
+        fail_attempts(tx, rows, ErrorClass.SYSTEM, reason, policy)
 
 
 def report(
-    conn: Connection,
+    tx: PoolTransaction,
     pilot_id: int,
     updates: list[PreparedUpdate],
     logs: list[LogEntry],
     policy: LeasePolicy,
-    changes: Changes,
 ) -> int:
     """Apply a pilot's batch atomically: all of it, or 409 naming the jobs it does not hold."""
     wanted = {p.update.job_id for p in updates} | {entry.job_id for entry in logs}
-    held = held_jobs(conn, pilot_id, wanted)
+    held = held_jobs(tx.conn, pilot_id, wanted)
     # an update or log line of an earlier attempt (the job was retried meanwhile) is stale
     stale = {
         p.update.job_id
@@ -105,7 +99,7 @@ def report(
         )
     if logs:
         insert_rows(
-            conn,
+            tx.conn,
             log_lines,
             [
                 {
@@ -118,62 +112,60 @@ def report(
                 for e in logs
             ],
         )
-        changes.log_jobs.update(e.job_id for e in logs)
-    state = {job_id: row.state for job_id, row in held.items()}
-    started: dict[int, dict[str, Any]] = {}
-    finished: list[dict[str, Any]] = []
+        tx.logs_written(e.job_id for e in logs)
+    before = {job_id: JobRef.of(row) for job_id, row in held.items()}
+    state = {job_id: ref.state for job_id, ref in before.items()}
+    started: dict[int, float] = {}
+    finished: list[Ending] = []
     failures: list[tuple[AnyRow, PreparedUpdate]] = []
     for prepared in updates:
         upd = prepared.update
-        row = held[upd.job_id]
+        job_id = upd.job_id
         if upd.state == "running":  # JobUpdate.state: a Literal of the wire
-            if state[upd.job_id] == S.RUNNING.value:
+            if state[job_id] is S.RUNNING:
                 # a batch sent again whose first delivery was applied but not answered (the
                 # gateway died between commit and reply): reports must be safe to repeat
                 continue
-            changes.transition(upd.job_id, row.owner, state[upd.job_id], S.RUNNING, upd.attempt)
-            state[upd.job_id] = S.RUNNING.value
-            started[upd.job_id] = {"_id": upd.job_id, "_n": upd.attempt, "_t": upd.time}
+            started[job_id] = upd.time
+            state[job_id] = S.RUNNING
         elif upd.state == "finished":
-            changes.transition(upd.job_id, row.owner, state[upd.job_id], S.FINISHED, upd.attempt)
-            state[upd.job_id] = S.FINISHED.value
-            params = outcome_params(prepared)
-            # started and ended within one report (most short jobs): one UPDATE, not two
-            start = started.pop(upd.job_id, None)
-            params["_start"] = start["_t"] if start else None
-            finished.append(params)
+            start = started.pop(job_id, None)
+            if start is not None:
+                # started and ended within one report (most short jobs): the job is written
+                # once, when its outcome is stored
+                tx.moved([before[job_id]], S.RUNNING)
+            job = replace(before[job_id], state=state[job_id])
+            finished.append(Ending(job, Outcome.reported(prepared), started_at=start))
+            state[job_id] = S.FINISHED
         else:
-            failures.append((row, prepared))
+            failures.append((held[job_id], prepared))
     if started:
-        conn.execute(
-            update(jobs)
-            .where(jobs.c.id == bindparam("_id"))
-            .values(state=S.RUNNING.value, started_at=bindparam("_t")),
-            list(started.values()),
-        )
-        conn.execute(
+        refs = [before[job_id] for job_id in started]
+        tx.move(refs, S.RUNNING, each=[{"started_at": t} for t in started.values()])
+        tx.conn.execute(
             update(attempts)
             .where(
                 and_(attempts.c.job_id == bindparam("_id"), attempts.c.number == bindparam("_n"))
             )
             .values(state=S.RUNNING.value, started_at=bindparam("_t")),
-            list(started.values()),
+            [
+                {"_id": ref.id, "_n": ref.attempt, "_t": time}
+                for ref, time in zip(refs, started.values(), strict=True)
+            ],
         )
     if finished:
-        store_outcomes(conn, finished, S.FINISHED, changes.now)
-        release_children(conn, [p["_id"] for p in finished], changes)
+        store_outcomes(tx, finished, S.FINISHED)
+        release_children(tx, [ending.job.id for ending in finished])
     for row, prepared in failures:
         upd = prepared.update
         error_class = ErrorClass(upd.error_class or ErrorClass.USER)
         fail_attempts(
-            conn,
+            tx,
             [row],
             error_class,
             upd.error or "the job failed",
             policy,
-            changes,
-            outcome=outcome_params(prepared),
+            outcome=Outcome.reported(prepared),
             resource=upd.resource,
         )
-    changes.flush(conn)
     return len(updates)

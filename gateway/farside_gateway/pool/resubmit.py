@@ -12,8 +12,8 @@ from farside_protocol import InvalidRequest, NotFound
 from farside_protocol.models import JobSpec, Resources, RetryRequest
 
 from ..db.schema import job_deps, jobs
-from .changes import Changes
 from .submit import NewJob, Submitter, cancel_jobs, submit_jobs
+from .transaction import PoolTransaction
 
 
 def retry_spec(
@@ -64,18 +64,13 @@ def retry_spec(
 
 
 def retry_job(
-    conn: Connection,
-    job_id: int,
-    owner: str | None,
-    submitter: Submitter,
-    new: NewJob,
-    changes: Changes,
+    tx: PoolTransaction, job_id: int, owner: str | None, submitter: Submitter, new: NewJob
 ) -> tuple[int, bool]:
     """Submit ``new``, then cancel ``job_id`` if it has not ended (in one transaction, so
     the two never both run); returns (new id, whether the old job was stopped)."""
-    (new_id,) = submit_jobs(conn, submitter, [new], changes)
+    (new_id,) = submit_jobs(tx, submitter, [new])
     reason = f"retried with changed options as job {new_id}"
-    stopped = bool(cancel_jobs(conn, owner, [job_id], None, changes, reason=reason))
+    stopped = bool(cancel_jobs(tx, owner, [job_id], None, reason=reason))
     return new_id, stopped
 
 

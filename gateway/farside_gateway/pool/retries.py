@@ -23,26 +23,26 @@ from farside_protocol.states import PilotState
 from ..auth.tokens import revoke_pilot_tokens
 from ..broker.match import Need, fits
 from ..db.schema import AnyRow, attempts, jobs, pilots
-from .changes import Changes
-from .outcomes import ACTIVE, HELD_COLUMNS, LeasePolicy, store_outcomes
+from .outcomes import ACTIVE, HELD_COLUMNS, Ending, LeasePolicy, Outcome, store_outcomes
 from .pilots import LIVE_PILOT_STATES
 from .submit import fail_children
+from .transaction import JobRef, PoolTransaction
 
 S = JobState
 
 
 def fail_attempts(
-    conn: Connection,
+    tx: PoolTransaction,
     rows: list[AnyRow],
     error_class: ErrorClass,
     reason: str,
     policy: LeasePolicy,
-    changes: Changes,
     *,
-    outcome: dict[str, Any] | None = None,
+    outcome: Outcome | None = None,
     resource: str | None = None,
 ) -> None:
-    """End the current attempt of each held job; retry it or fail it, by error class."""
+    """End the current attempt of each held job (rows of ``HELD_COLUMNS``); retry it or
+    fail it, by error class. ``outcome``: what the pilot reported, if it did."""
     dead: list[int] = []
     for row in rows:
         user_failures, system_failures = row.user_failures, row.system_failures
@@ -53,7 +53,9 @@ def fail_attempts(
             retry = user_failures < row.max_attempts
         elif error_class is ErrorClass.RESOURCE and resource in ("memory", "walltime"):
             resource_failures += 1
-            measured = (outcome or {}).get("_rss" if resource == "memory" else "_wall")
+            measured = None
+            if outcome is not None:
+                measured = outcome.max_rss if resource == "memory" else outcome.wall_time
             more, why_not = _more_of(row, resource, measured, policy)
             retry = bool(more) and resource_failures < policy.max_resource_attempts
             if not retry:
@@ -61,86 +63,41 @@ def fail_attempts(
         else:
             system_failures += 1
             retry = system_failures < policy.max_system_attempts
-        params = outcome or {
-            "_id": row.id,
-            "_n": row.attempt,
-            "_t": changes.now,
-            "_exit": None,
-            "_wall": None,
-            "_cpu": None,
-            "_rss": None,
-            "_gpu_memory": None,
-            "_gpu_utilization": None,
-            "_usage": None,
-            "_result": None,
-            "_blob": None,
-            "_size": None,
-            "_start": None,
-        }
-        params = {**params, "_class": error_class.value, "_error": reason}
+        ended = replace(outcome or Outcome(), error_class=error_class, error=reason)
         counters = {
             "user_failures": user_failures,
             "system_failures": system_failures,
             "resource_failures": resource_failures,
         }
+        job = JobRef.of(row)
         if retry:
-            conn.execute(
+            tx.conn.execute(
                 update(attempts)
                 .where(attempts.c.job_id == row.id, attempts.c.number == row.attempt)
-                .values(
-                    state=S.FAILED.value,
-                    ended_at=changes.now,
-                    error_class=error_class.value,
-                    error=reason,
-                    exit_code=params["_exit"],
-                    wall_time=params["_wall"],
-                    cpu_time=params["_cpu"],
-                    max_rss=params["_rss"],
-                    max_gpu_memory=params["_gpu_memory"],
-                    gpu_utilization=params["_gpu_utilization"],
-                    usage=params["_usage"],
-                )
-            )
-            conn.execute(
-                update(jobs)
-                .where(jobs.c.id == row.id)
-                .values(
-                    state=S.QUEUED.value,
-                    pilot_id=None,
-                    lease_expires=None,
-                    queued_at=changes.now,
-                    error_class=error_class.value,
-                    error=reason,
-                    **counters,
-                    **more,
-                )
+                .values(state=S.FAILED.value, ended_at=tx.now, **ended.attempt_columns())
             )
             retrying = "retrying"
             if more:
                 retrying += " with " + str(more["adjusted"]).rsplit("; ", 1)[-1]
-            changes.transition(
-                row.id,
-                row.owner,
-                row.state,
+            tx.move(
+                [job],
                 S.QUEUED,
-                row.attempt,
-                error_class=error_class.value,
+                error_class=error_class,
                 reason=f"attempt {row.attempt} failed ({error_class.value}): {reason}; {retrying}",
+                values={
+                    "pilot_id": None,
+                    "lease_expires": None,
+                    "queued_at": tx.now,
+                    "error_class": error_class.value,
+                    "error": reason,
+                    **counters,
+                    **more,
+                },
             )
         else:
-            conn.execute(update(jobs).where(jobs.c.id == row.id).values(**counters))
-            store_outcomes(conn, [params], S.FAILED, changes.now)
-            changes.transition(
-                row.id,
-                row.owner,
-                row.state,
-                S.FAILED,
-                row.attempt,
-                error_class=error_class.value,
-                reason=reason,
-            )
+            store_outcomes(tx, [Ending(job, ended, columns=counters)], S.FAILED)
             dead.append(row.id)
-    fail_children(conn, dead, changes)
+    fail_children(tx, dead)
 
 
 def _more_of(
@@ -171,12 +128,11 @@ def _more_of(
 
 
 def release_pilot(
-    conn: Connection,
+    tx: PoolTransaction,
     pilot_id: int,
     final_state: str,
     reason: str,
     policy: LeasePolicy,
-    changes: Changes,
     *,
     error_class: ErrorClass = ErrorClass.SYSTEM,
     resource: str | None = None,
@@ -186,88 +142,78 @@ def release_pilot(
     ``error_class``/``resource``: what the batch system said, e.g. that it killed the
     pilot's batch job for using too much memory.
     """
-    conn.execute(
+    tx.conn.execute(
         update(pilots)
         .where(pilots.c.id == pilot_id, pilots.c.state.in_(LIVE_PILOT_STATES))
-        .values(state=final_state, ended_at=changes.now, reason=reason)
+        .values(state=final_state, ended_at=tx.now, reason=reason)
     )
-    revoke_pilot_tokens(conn, pilot_id)
-    _fail_held(conn, pilot_id, error_class, reason, policy, changes, resource)
-    changes.flush(conn)
+    revoke_pilot_tokens(tx.conn, pilot_id)
+    _fail_held(tx, pilot_id, error_class, reason, policy, resource)
 
 
-def take_back(
-    conn: Connection, pilot_id: int, reason: str, policy: LeasePolicy, changes: Changes
-) -> None:
+def take_back(tx: PoolTransaction, pilot_id: int, reason: str, policy: LeasePolicy) -> None:
     """Stop a live pilot's work at once (its site went offline): it is marked retiring,
     and whatever it held is retried elsewhere as a system error; its next heartbeat tells
     it to drop those jobs."""
-    conn.execute(
+    tx.conn.execute(
         update(pilots)
         .where(
             pilots.c.id == pilot_id, pilots.c.state.in_([PilotState.SUBMITTED, PilotState.RUNNING])
         )
         .values(state=PilotState.RETIRING, reason=reason)
     )
-    if _fail_held(conn, pilot_id, ErrorClass.SYSTEM, reason, policy, changes):
-        changes.pilots.add(pilot_id)  # its heartbeat answers at once: drop them
-    changes.flush(conn)
+    if _fail_held(tx, pilot_id, ErrorClass.SYSTEM, reason, policy):
+        tx.tell_pilots([pilot_id])  # its heartbeat answers at once: drop them
 
 
 def _fail_held(
-    conn: Connection,
+    tx: PoolTransaction,
     pilot_id: int,
     error_class: ErrorClass,
     reason: str,
     policy: LeasePolicy,
-    changes: Changes,
     resource: str | None = None,
 ) -> bool:
     """End the current attempt of every job the pilot holds; True if it held any."""
     rows = list(
-        conn.execute(
+        tx.conn.execute(
             select(*HELD_COLUMNS).where(jobs.c.pilot_id == pilot_id, jobs.c.state.in_(ACTIVE))
         ).all()
     )
     if rows:
-        fail_attempts(conn, rows, error_class, reason, policy, changes, resource=resource)
+        fail_attempts(tx, rows, error_class, reason, policy, resource=resource)
     return bool(rows)
 
 
-def reap(conn: Connection, policy: LeasePolicy, heartbeat_timeout: float, changes: Changes) -> int:
+def reap(tx: PoolTransaction, policy: LeasePolicy, heartbeat_timeout: float) -> int:
     """Fail expired leases and pilots that went silent; return how many jobs were affected."""
-    silent = conn.execute(
+    silent = tx.conn.execute(
         select(pilots.c.id).where(
             pilots.c.state.in_([PilotState.RUNNING, PilotState.RETIRING]),
-            pilots.c.last_seen < changes.now - heartbeat_timeout,
+            pilots.c.last_seen < tx.now - heartbeat_timeout,
         )
     ).all()
     for pilot in silent:
         release_pilot(
-            conn,
+            tx,
             pilot.id,
             "lost",
             f"pilot {pilot.id} lost: no heartbeat for {heartbeat_timeout:.0f}s",
             policy,
-            changes,
         )
     expired = list(
-        conn.execute(
-            select(*HELD_COLUMNS).where(
-                jobs.c.state.in_(ACTIVE), jobs.c.lease_expires < changes.now
-            )
+        tx.conn.execute(
+            select(*HELD_COLUMNS).where(jobs.c.state.in_(ACTIVE), jobs.c.lease_expires < tx.now)
         ).all()
     )
     for row in expired:
         fail_attempts(
-            conn,
+            tx,
             [row],
             ErrorClass.SYSTEM,
             f"lease on pilot {row.pilot_id} expired: no heartbeat for {policy.lease_timeout:.0f}s",
             policy,
-            changes,
         )
-    changes.flush(conn)
     return len(expired) + len(silent)
 
 

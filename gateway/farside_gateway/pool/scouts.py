@@ -27,7 +27,7 @@ from farside_protocol.states import TERMINAL_STATES
 from ..broker.match import NEED_COLUMNS, Need, fits
 from ..config import ScoutConfig, SiteConfig
 from ..db.schema import AnyRow, jobs
-from .changes import Changes
+from .transaction import REF_COLUMNS, JobRef, PoolTransaction
 
 S = JobState
 SCOUT, WAITING = 1, 2
@@ -59,10 +59,9 @@ def waiting_maps(conn: Connection) -> list[tuple[str, str]]:
     ]
 
 
-def release_scouted(
-    conn: Connection, rules: ScoutConfig, sites: Sequence[SiteConfig], changes: Changes
-) -> int:
+def release_scouted(tx: PoolTransaction, rules: ScoutConfig, sites: Sequence[SiteConfig]) -> int:
     """Queue the waiting jobs of every map whose scouts have all ended; return how many."""
+    conn = tx.conn
     released = 0
     for owner, group in waiting_maps(conn):
         of_map = and_(jobs.c.owner == owner, jobs.c.group_name == group)
@@ -74,20 +73,19 @@ def release_scouted(
         if any(row.state not in _TERMINAL for row in scouts):
             continue
         done = [r for r in scouts if r.state == S.FINISHED.value]
-        released += _release(conn, owner, group, done, rules, sites, changes)
-    changes.flush(conn)
+        released += _release(tx, owner, group, done, rules, sites)
     return released
 
 
 def _release(
-    conn: Connection,
+    tx: PoolTransaction,
     owner: str,
     group: str,
     done: Sequence[AnyRow],
     rules: ScoutConfig,
     sites: Sequence[SiteConfig],
-    changes: Changes,
 ) -> int:
+    conn = tx.conn
     waiting = and_(
         jobs.c.owner == owner,
         jobs.c.group_name == group,
@@ -129,9 +127,11 @@ def _release(
                     **{p: values[p] for p in parts},
                 )
             )
-    rows = conn.execute(select(jobs.c.id, jobs.c.adjusted).where(waiting)).all()
-    conn.execute(update(jobs).where(waiting).values(state=S.QUEUED.value, queued_at=changes.now))
+    rows = conn.execute(select(*REF_COLUMNS, jobs.c.adjusted).where(waiting)).all()
+    # jobs with the same correction are queued together: one statement each
+    by_reason: dict[str, list[JobRef]] = {}
     for row in rows:
-        reason = f"scouts done: {row.adjusted or note}"
-        changes.transition(row.id, owner, S.PENDING, S.QUEUED, 0, reason=reason)
+        by_reason.setdefault(f"scouts done: {row.adjusted or note}", []).append(JobRef.of(row))
+    for reason, refs in by_reason.items():
+        tx.move(refs, S.QUEUED, reason=reason, values={"queued_at": tx.now})
     return len(rows)

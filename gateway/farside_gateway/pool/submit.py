@@ -23,7 +23,7 @@ from farside_protocol.models import JobSpec
 from farside_protocol.states import ACTIVE_STATES, TERMINAL_STATES
 
 from ..db.schema import attempts, job_deps, jobs
-from .changes import Changes
+from .transaction import REF_COLUMNS, JobRef, PoolTransaction
 
 S = JobState
 _FAILED_PARENT = {S.FAILED.value, S.CANCELLED.value}
@@ -120,9 +120,7 @@ def _journalled(conn: Connection, who: Submitter, new_jobs: list[NewJob]) -> dic
     return {row.journal_key: row.id for row in found}
 
 
-def submit_jobs(
-    conn: Connection, who: Submitter, new_jobs: list[NewJob], changes: Changes
-) -> list[int]:
+def submit_jobs(tx: PoolTransaction, who: Submitter, new_jobs: list[NewJob]) -> list[int]:
     """Insert jobs; a job with unfinished parents, or waiting for scouts, is ``pending``.
 
     ``inputs`` (parents whose results a job takes) are a subset of ``after``, which the
@@ -131,14 +129,14 @@ def submit_jobs(
     A job whose journal key its workflow run has used before is not inserted: its id is
     the earlier job's (a body running again makes the same calls; see pool.workflows).
     """
-    return submit_journalled(conn, who, new_jobs, changes)[0]
+    return submit_journalled(tx, who, new_jobs)[0]
 
 
 def submit_journalled(
-    conn: Connection, who: Submitter, new_jobs: list[NewJob], changes: Changes
+    tx: PoolTransaction, who: Submitter, new_jobs: list[NewJob]
 ) -> tuple[list[int], list[int]]:
     """:func:`submit_jobs`, and also which of the ids came from the run's journal."""
-    journal = _journalled(conn, who, new_jobs)
+    journal = _journalled(tx.conn, who, new_jobs)
     earlier = set(journal.values())
     fresh: list[NewJob] = []
     for job in new_jobs:
@@ -147,7 +145,7 @@ def submit_journalled(
             fresh.append(job)
             if key is not None:
                 journal[key] = -1  # a second call with this key in the request reuses it
-    ids = iter(_insert_jobs(conn, who, fresh, changes) if fresh else [])
+    ids = iter(_insert_jobs(tx, who, fresh) if fresh else [])
     result = []
     for job in new_jobs:
         key = job.spec.journal_key
@@ -161,10 +159,8 @@ def submit_journalled(
     return result, sorted(earlier)
 
 
-def _insert_jobs(
-    conn: Connection, who: Submitter, new_jobs: list[NewJob], changes: Changes
-) -> list[int]:
-    owner = who.owner
+def _insert_jobs(tx: PoolTransaction, who: Submitter, new_jobs: list[NewJob]) -> list[int]:
+    conn, owner, now = tx.conn, who.owner, tx.now
     parent_ids = {p for job in new_jobs for p in job.spec.after}
     parent_state: dict[int, str] = {}
     if parent_ids:
@@ -227,9 +223,9 @@ def _insert_jobs(
                 "payload": job.payload,
                 "payload_blob": job.payload_blob,
                 "payload_size": job.payload_size,
-                "created_at": changes.now,
-                "queued_at": changes.now if state is S.QUEUED else None,
-                "ended_at": changes.now if state is S.FAILED else None,
+                "created_at": now,
+                "queued_at": now if state is S.QUEUED else None,
+                "ended_at": now if state is S.FAILED else None,
                 "error_class": ErrorClass.DEPENDENCY.value if reason else None,
                 "error": reason,
                 "workflow_id": who.workflow_id,
@@ -246,16 +242,16 @@ def _insert_jobs(
     if dep_rows:
         conn.execute(insert(job_deps), dep_rows)
     for job_id, (state, reason) in zip(ids, initial, strict=True):
-        error_class = ErrorClass.DEPENDENCY.value if reason else None
-        changes.transition(job_id, owner, None, state, 0, error_class=error_class, reason=reason)
-    changes.flush(conn)
+        error_class = ErrorClass.DEPENDENCY if reason else None
+        tx.created(job_id, owner, state, error_class=error_class, reason=reason)
     return ids
 
 
-def release_children(conn: Connection, finished_ids: list[int], changes: Changes) -> None:
+def release_children(tx: PoolTransaction, finished_ids: list[int]) -> None:
     """Parents finished: children whose parents have all finished become queued."""
     if not finished_ids:
         return
+    conn = tx.conn
     _lock_deps(conn, exclusive=False)
     links = conn.execute(
         select(job_deps.c.child_id).where(job_deps.c.parent_id.in_(finished_ids))
@@ -270,66 +266,50 @@ def release_children(conn: Connection, finished_ids: list[int], changes: Changes
         [{"_id": child, "_n": n} for child, n in counts.items()],
     )
     ready = conn.execute(
-        select(jobs.c.id, jobs.c.owner).where(
+        select(*REF_COLUMNS).where(
             jobs.c.id.in_(list(counts)),
             jobs.c.state == S.PENDING.value,
             jobs.c.parents_left <= 0,
         )
     ).all()
-    if ready:
-        conn.execute(
-            update(jobs)
-            .where(jobs.c.id.in_([r.id for r in ready]))
-            .values(state=S.QUEUED.value, queued_at=changes.now)
-        )
-        for row in ready:
-            changes.transition(row.id, row.owner, S.PENDING, S.QUEUED, 0)
+    tx.move([JobRef.of(row) for row in ready], S.QUEUED, values={"queued_at": tx.now})
 
 
-def fail_children(conn: Connection, dead_ids: list[int], changes: Changes) -> None:
+def fail_children(tx: PoolTransaction, dead_ids: list[int]) -> None:
     """Parents failed or were cancelled: their waiting descendants fail, saying which parent."""
     if dead_ids:
-        _lock_deps(conn, exclusive=False)
+        _lock_deps(tx.conn, exclusive=False)
     frontier = list(dead_ids)
     while frontier:
-        links = conn.execute(
-            select(job_deps.c.child_id, job_deps.c.parent_id, jobs.c.owner)
-            .join(jobs, jobs.c.id == job_deps.c.child_id)
+        links = tx.conn.execute(
+            select(*REF_COLUMNS, job_deps.c.parent_id)
+            .select_from(job_deps.join(jobs, jobs.c.id == job_deps.c.child_id))
             .where(job_deps.c.parent_id.in_(frontier), jobs.c.state == S.PENDING.value)
         ).all()
-        failed: dict[int, tuple[str, int]] = {}
+        failed: dict[int, tuple[JobRef, int]] = {}
         for row in links:
-            failed.setdefault(row.child_id, (row.owner, row.parent_id))
-        for child, (owner, parent) in failed.items():
+            failed.setdefault(row.id, (JobRef.of(row), row.parent_id))
+        for child, parent in failed.values():
             reason = f"dependency job {parent} did not finish"
-            conn.execute(
-                update(jobs)
-                .where(jobs.c.id == child)
-                .values(
-                    state=S.FAILED.value,
-                    ended_at=changes.now,
-                    error_class=ErrorClass.DEPENDENCY.value,
-                    error=reason,
-                )
-            )
-            changes.transition(
-                child,
-                owner,
-                S.PENDING,
+            tx.move(
+                [child],
                 S.FAILED,
-                0,
-                error_class=ErrorClass.DEPENDENCY.value,
+                error_class=ErrorClass.DEPENDENCY,
                 reason=reason,
+                values={
+                    "ended_at": tx.now,
+                    "error_class": ErrorClass.DEPENDENCY.value,
+                    "error": reason,
+                },
             )
         frontier = list(failed)
 
 
 def cancel_jobs(
-    conn: Connection,
+    tx: PoolTransaction,
     owner: str | None,
     job_ids: list[int],
     group: str | None,
-    changes: Changes,
     reason: str = "cancelled by the user",
 ) -> list[int]:
     """Cancel jobs of ``owner`` (None: an admin, any owner). Final jobs are left as they are."""
@@ -340,12 +320,10 @@ def cancel_jobs(
         conditions.append(jobs.c.id.in_(job_ids))
     if group is not None:
         conditions.append(jobs.c.group_name == group)
-    query = select(jobs.c.id, jobs.c.owner, jobs.c.state, jobs.c.attempt, jobs.c.pilot_id).where(
-        or_(*conditions)
-    )
+    query = select(*REF_COLUMNS, jobs.c.pilot_id).where(or_(*conditions))
     if owner is not None:
         query = query.where(jobs.c.owner == owner)
-    rows = conn.execute(query).all()
+    rows = tx.conn.execute(query).all()
     missing = sorted(set(job_ids) - {row.id for row in rows})
     if missing:
         raise NotFound(f"job(s) {missing[:20]} not found", {"job_ids": missing})
@@ -353,20 +331,21 @@ def cancel_jobs(
     if not live:
         return []
     ids = [row.id for row in live]
-    conn.execute(
-        update(jobs)
-        .where(jobs.c.id.in_(ids))
-        .values(
-            state=S.CANCELLED.value,
-            ended_at=changes.now,
-            lease_expires=None,
-            error_class=ErrorClass.CANCELLED.value,
-            error=reason,
-        )
+    tx.move(
+        [JobRef.of(row) for row in live],
+        S.CANCELLED,
+        error_class=ErrorClass.CANCELLED,
+        reason=reason,
+        values={
+            "ended_at": tx.now,
+            "lease_expires": None,
+            "error_class": ErrorClass.CANCELLED.value,
+            "error": reason,
+        },
     )
     active = [row for row in live if S(row.state) in ACTIVE_STATES]
     if active:
-        conn.execute(
+        tx.conn.execute(
             update(attempts)
             .where(
                 and_(
@@ -374,20 +353,9 @@ def cancel_jobs(
                     attempts.c.number == bindparam("_n"),
                 )
             )
-            .values(state=S.CANCELLED.value, ended_at=changes.now),
+            .values(state=S.CANCELLED.value, ended_at=tx.now),
             [{"_id": row.id, "_n": row.attempt} for row in active],
         )
-        changes.pilots.update(row.pilot_id for row in active if row.pilot_id is not None)
-    for row in live:
-        changes.transition(
-            row.id,
-            row.owner,
-            row.state,
-            S.CANCELLED,
-            row.attempt,
-            error_class=ErrorClass.CANCELLED.value,
-            reason=reason,
-        )
-    fail_children(conn, ids, changes)
-    changes.flush(conn)
+        tx.tell_pilots(row.pilot_id for row in active if row.pilot_id is not None)
+    fail_children(tx, ids)
     return ids

@@ -34,8 +34,8 @@ from farside_protocol.workflows import (
 
 from ..auth.tokens import issue_token
 from ..db.schema import AnyRow, jobs, tokens, workflows
-from .changes import Changes
 from .submit import NewJob, Submitter, cancel_jobs, submit_jobs
+from .transaction import PoolTransaction
 
 BODY = "workflow"
 #: a body token outlives its job's walltime by this much (the attempt's end revokes it)
@@ -58,11 +58,9 @@ def body_spec(spec: WorkflowSpec) -> JobSpec:
     )
 
 
-def start_workflow(
-    conn: Connection, who: Submitter, name: str, body: NewJob, changes: Changes
-) -> WorkflowStarted:
+def start_workflow(tx: PoolTransaction, who: Submitter, name: str, body: NewJob) -> WorkflowStarted:
     """Record a run and submit its body."""
-    workflow_id = conn.execute(
+    workflow_id = tx.conn.execute(
         insert(workflows)
         .values(
             name=name,
@@ -71,18 +69,20 @@ def start_workflow(
             body_job_id=0,
             body_runs=1,
             paused=False,
-            created_at=changes.now,
+            created_at=tx.now,
         )
         .returning(workflows.c.id)
     ).scalar_one()
-    return WorkflowStarted(id=workflow_id, body_job_id=_new_body(conn, workflow_id, body, changes))
+    return WorkflowStarted(id=workflow_id, body_job_id=_new_body(tx, workflow_id, body))
 
 
-def _new_body(conn: Connection, workflow_id: int, body: NewJob, changes: Changes) -> int:
-    row = conn.execute(select(workflows).where(workflows.c.id == workflow_id)).one()
+def _new_body(tx: PoolTransaction, workflow_id: int, body: NewJob) -> int:
+    row = tx.conn.execute(select(workflows).where(workflows.c.id == workflow_id)).one()
     submitter = Submitter(row.owner, row.share_group, workflow_id=workflow_id)
-    (job_id,) = submit_jobs(conn, submitter, [body], changes)
-    conn.execute(update(workflows).where(workflows.c.id == workflow_id).values(body_job_id=job_id))
+    (job_id,) = submit_jobs(tx, submitter, [body])
+    tx.conn.execute(
+        update(workflows).where(workflows.c.id == workflow_id).values(body_job_id=job_id)
+    )
     return job_id
 
 
@@ -141,14 +141,14 @@ def list_workflows(
 
 
 def record_report(
-    conn: Connection, workflow_id: int, owner: str, values: dict[str, Any], changes: Changes
+    tx: PoolTransaction, workflow_id: int, owner: str, values: dict[str, Any]
 ) -> None:
-    run = _run(conn, workflow_id, owner)
-    conn.execute(
+    run = _run(tx.conn, workflow_id, owner)
+    tx.conn.execute(
         update(workflows).where(workflows.c.id == run.id).values(report=json.dumps(values))
     )
     # watchers (the widget, run.progress(), the monitor) are woken by their owner's events
-    changes.owners.add(run.owner)
+    tx.tell_owner(run.owner)
 
 
 def body_tokens(conn: Connection, rows: list[AnyRow]) -> dict[int, str]:
@@ -180,64 +180,56 @@ def _unfinished_body(conn: Connection, run: AnyRow) -> AnyRow | None:
     return None if body.state in {s.value for s in TERMINAL_STATES} else body
 
 
-def pause_workflow(
-    conn: Connection, workflow_id: int, owner: str | None, changes: Changes
-) -> WorkflowInfo:
+def pause_workflow(tx: PoolTransaction, workflow_id: int, owner: str | None) -> WorkflowInfo:
     """Stop the body; the children it submitted keep running and stay in the journal."""
-    run = _run(conn, workflow_id, owner)
+    run = _run(tx.conn, workflow_id, owner)
     if run.paused:
-        return _info(conn, run)
-    if _unfinished_body(conn, run) is None:
+        return _info(tx.conn, run)
+    if _unfinished_body(tx.conn, run) is None:
         raise Conflict(f"workflow run {workflow_id} has ended; retry it instead of pausing")
-    conn.execute(update(workflows).where(workflows.c.id == run.id).values(paused=True))
+    tx.conn.execute(update(workflows).where(workflows.c.id == run.id).values(paused=True))
     reason = "the workflow run was paused"
-    cancel_jobs(conn, owner, [run.body_job_id], None, changes, reason=reason)
-    return workflow_info(conn, workflow_id, owner)
+    cancel_jobs(tx, owner, [run.body_job_id], None, reason=reason)
+    return workflow_info(tx.conn, workflow_id, owner)
 
 
-def resume_workflow(
-    conn: Connection, workflow_id: int, owner: str | None, changes: Changes
-) -> WorkflowInfo:
+def resume_workflow(tx: PoolTransaction, workflow_id: int, owner: str | None) -> WorkflowInfo:
     """Start a paused run's body again; its calls made before return from the journal."""
-    run = _run(conn, workflow_id, owner)
+    run = _run(tx.conn, workflow_id, owner)
     if not run.paused:
         raise Conflict(f"workflow run {workflow_id} is not paused")
-    conn.execute(update(workflows).where(workflows.c.id == run.id).values(paused=False))
-    _restart(conn, run, changes)
-    return workflow_info(conn, workflow_id, owner)
+    tx.conn.execute(update(workflows).where(workflows.c.id == run.id).values(paused=False))
+    _restart(tx, run)
+    return workflow_info(tx.conn, workflow_id, owner)
 
 
-def kill_workflow(
-    conn: Connection, workflow_id: int, owner: str | None, changes: Changes
-) -> WorkflowInfo:
+def kill_workflow(tx: PoolTransaction, workflow_id: int, owner: str | None) -> WorkflowInfo:
     """Cancel the body and every child that has not ended."""
-    run = _run(conn, workflow_id, owner)
-    live = conn.execute(
+    run = _run(tx.conn, workflow_id, owner)
+    live = tx.conn.execute(
         select(jobs.c.id).where(
             jobs.c.workflow_id == run.id,
             jobs.c.state.not_in([s.value for s in TERMINAL_STATES]),
         )
     ).all()
-    conn.execute(update(workflows).where(workflows.c.id == run.id).values(paused=False))
+    tx.conn.execute(update(workflows).where(workflows.c.id == run.id).values(paused=False))
     if live:
         reason = "the workflow run was killed"
-        cancel_jobs(conn, owner, [r.id for r in live], None, changes, reason=reason)
-    return workflow_info(conn, workflow_id, owner)
+        cancel_jobs(tx, owner, [r.id for r in live], None, reason=reason)
+    return workflow_info(tx.conn, workflow_id, owner)
 
 
-def retry_workflow(
-    conn: Connection, workflow_id: int, owner: str | None, changes: Changes
-) -> WorkflowInfo:
+def retry_workflow(tx: PoolTransaction, workflow_id: int, owner: str | None) -> WorkflowInfo:
     """Run an ended, unsuccessful run's body again; failed and cancelled children leave the
     journal (they run again), finished ones are kept."""
-    run = _run(conn, workflow_id, owner)
-    info = _info(conn, run)
+    run = _run(tx.conn, workflow_id, owner)
+    info = _info(tx.conn, run)
     if info.state not in {WorkflowState.FAILED, WorkflowState.CANCELLED}:
         raise Conflict(
             f"workflow run {workflow_id} is {info.state}: only failed or killed runs are "
             "retried (pause and resume a running one)"
         )
-    conn.execute(
+    tx.conn.execute(
         update(jobs)
         .where(
             and_(
@@ -248,12 +240,12 @@ def retry_workflow(
         )
         .values(journal_key=None)
     )
-    _restart(conn, run, changes)
-    return workflow_info(conn, workflow_id, owner)
+    _restart(tx, run)
+    return workflow_info(tx.conn, workflow_id, owner)
 
 
-def _restart(conn: Connection, run: AnyRow, changes: Changes) -> int:
-    old = _body(conn, run)
+def _restart(tx: PoolTransaction, run: AnyRow) -> int:
+    old = _body(tx.conn, run)
     spec = JobSpec(
         kind=BODY,
         payload=b"",  # the stored call is reused as it is (inline or blob)
@@ -266,8 +258,8 @@ def _restart(conn: Connection, run: AnyRow, changes: Changes) -> int:
         priority=old.priority,
     )
     body = NewJob(spec, old.payload, old.payload_blob, old.payload_size)
-    job_id = _new_body(conn, run.id, body, changes)
-    conn.execute(
+    job_id = _new_body(tx, run.id, body)
+    tx.conn.execute(
         update(workflows)
         .where(workflows.c.id == run.id)
         .values(body_runs=workflows.c.body_runs + 1)
