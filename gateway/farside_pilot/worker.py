@@ -12,30 +12,26 @@ because the pilot itself never unpickles user data; ``kind``: ``function``, or
 * ``("done", job_id, JobOutcome)`` when the job ended.
 
 Lines and results share one channel, so every line of a job reaches the pilot before its
-result. The worker is reused for many jobs; it caches unpickled functions by digest because a
-map sends the same function bytes thousands of times.
+result (see :mod:`farside_pilot.worker_output`). The worker is reused for many jobs; it
+caches unpickled functions by digest because a map sends the same function bytes thousands
+of times.
 
-This module imports only the standard library and ``protocol.payload`` (cloudpickle): what a
-job needs it imports itself.
+This module imports only the standard library, ``protocol.payload`` (cloudpickle) and the
+pilot's own stdlib-only helpers: what a job needs it imports itself.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import faulthandler
-import io
 import os
 import pickle
 import resource
-import select
 import shutil
 import signal
 import sys
-import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any, Literal
@@ -50,10 +46,10 @@ from farside_protocol.payload import (
 )
 
 from .lifeline import watch_parent
+from .worker_output import Channel, FdCapture, LineWriter, c_fflush
 
 FUNCTION_CACHE_SIZE = 32
 Stream = Literal["stdout", "stderr", "system"]
-_SYNC_MARK = b"\x00farside-sync\x00"
 
 
 @dataclass
@@ -69,124 +65,6 @@ class JobOutcome:
     max_rss: int | None
     #: with error_class "resource": "memory" or "walltime"
     resource: str | None = None
-
-
-class _Channel:
-    """The worker's end of the message pipe; threads share it, so writes are locked."""
-
-    def __init__(self, conn: Connection) -> None:
-        self._conn = conn
-        self._lock = threading.Lock()
-        self.job_id: int | None = None
-
-    def send(self, message: tuple[Any, ...]) -> None:
-        data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-        with self._lock:
-            self._conn.send_bytes(data)
-
-    def log(self, stream: str, text: str) -> None:
-        job_id = self.job_id
-        if job_id is not None:
-            self.send(("log", job_id, stream, time.time(), text))
-
-
-class LineWriter(io.TextIOBase):
-    """``sys.stdout`` / ``sys.stderr`` replacement that forwards whole lines to the pilot."""
-
-    def __init__(self, channel: _Channel, stream: str) -> None:
-        super().__init__()
-        self._channel = channel
-        self._stream = stream
-        self._partial = ""
-        self._lock = threading.Lock()
-
-    def writable(self) -> bool:
-        return True
-
-    def isatty(self) -> bool:
-        return False
-
-    def write(self, text: str) -> int:
-        with self._lock:
-            data = self._partial + text
-            *lines, self._partial = data.split("\n")
-        for line in lines:
-            self._channel.log(self._stream, line)
-        return len(text)
-
-    def end_job(self) -> None:
-        """Flush a partial last line; called when the job ends."""
-        with self._lock:
-            partial, self._partial = self._partial, ""
-        if partial:
-            self._channel.log(self._stream, partial)
-
-
-class _FdCapture:
-    """Captures output written straight to file descriptor 1 or 2 (C code, subprocesses).
-
-    Best effort: a thread drains a pipe dup2'ed onto the descriptor. :meth:`sync` writes a
-    marker through the pipe and waits until the thread has passed it, so output of a job is
-    forwarded before its result.
-    """
-
-    def __init__(self, channel: _Channel, fd: int, stream: str) -> None:
-        self._channel = channel
-        self._stream = stream
-        self._fd = fd
-        read_fd, write_fd = os.pipe()
-        os.dup2(write_fd, fd)
-        os.close(write_fd)
-        self._read_fd = read_fd
-        self._synced = threading.Event()
-        self._pending = b""
-        self._busy = False
-        threading.Thread(target=self._drain, name=f"capture-{stream}", daemon=True).start()
-
-    def _drain(self) -> None:
-        while True:
-            try:
-                chunk = os.read(self._read_fd, 65536)
-            except OSError:
-                return
-            if not chunk:
-                return
-            self._busy = True
-            data = self._pending + chunk
-            synced = False
-            if _SYNC_MARK in data:
-                data = data.replace(_SYNC_MARK, b"")
-                synced = True
-            *lines, self._pending = data.split(b"\n")
-            if synced and self._pending:
-                lines.append(self._pending)
-                self._pending = b""
-            for line in lines:
-                self._channel.log(self._stream, line.decode("utf-8", "replace"))
-            self._busy = False
-            if synced:
-                self._synced.set()
-
-    def sync(self, timeout: float = 1.0) -> None:
-        # A round trip through the drain thread costs more than a no-op job: skip it when
-        # nothing was written since the last one.
-        idle = not self._busy and not self._pending
-        if idle and not select.select([self._read_fd], [], [], 0)[0]:
-            return
-        self._synced.clear()
-        try:
-            os.write(self._fd, _SYNC_MARK)
-        except OSError:
-            return
-        self._synced.wait(timeout)
-
-
-def _c_fflush() -> Callable[[], object] | None:
-    try:
-        libc = ctypes.CDLL(None)
-        return lambda: libc.fflush(None)
-    except (OSError, AttributeError):
-        return None
 
 
 def _cpu_seconds() -> float:
@@ -260,15 +138,15 @@ class _Failure(Exception):
 class Worker:
     """Runs jobs sent over the channel; one instance per worker process."""
 
-    def __init__(self, conn_in: Connection, channel: _Channel, capture_fds: bool = True) -> None:
+    def __init__(self, conn_in: Connection, channel: Channel, capture_fds: bool = True) -> None:
         self._in = conn_in
         self._channel = channel
         self._functions: OrderedDict[str, Any] = OrderedDict()
         self._stdout = LineWriter(channel, "stdout")
         self._stderr = LineWriter(channel, "stderr")
-        self._captures: list[_FdCapture] = []
+        self._captures: list[FdCapture] = []
         if capture_fds:
-            self._captures = [_FdCapture(channel, 1, "stdout"), _FdCapture(channel, 2, "stderr")]
+            self._captures = [FdCapture(channel, 1, "stdout"), FdCapture(channel, 2, "stderr")]
         sys.stdout = self._stdout
         sys.stderr = self._stderr
         # `farside debug JOB`: the pilot sends SIGUSR1 and every thread's stack goes to
@@ -276,7 +154,7 @@ class Worker:
         faulthandler.register(signal.SIGUSR1, file=2, all_threads=True)
         self._home = os.getcwd()
         self._peak = _PeakRss()
-        self._fflush = _c_fflush()
+        self._fflush = c_fflush()
 
     def serve(self) -> None:
         self._channel.send(("ready", os.getpid()))
@@ -403,7 +281,7 @@ def _input_value(parent: int, data: bytes) -> Any:
 def main(argv: list[str]) -> None:
     in_fd, out_fd = int(argv[0]), int(argv[1])
     conn_in = Connection(in_fd, writable=False)
-    channel = _Channel(Connection(out_fd, readable=False))
+    channel = Channel(Connection(out_fd, readable=False))
     watch_parent()
     Worker(conn_in, channel).serve()
 
