@@ -16,16 +16,8 @@ What a kubelet would do, this does as far as the test cluster needs:
   container or the pod), else the image's. Environment: the image's, then the Services'
   variables, then the container's (``envFrom`` and ``env``, secrets and config maps read
   through the API).
-* Service discovery with host networking, where every pod's IP is 127.0.0.1: for each
-  Service of the pod's namespace (and ``default/kubernetes``) ``<NAME>_SERVICE_HOST`` is
-  127.0.0.1 and ``<NAME>_SERVICE_PORT`` the port its pods listen on, and ``<svc>``,
-  ``<svc>.<ns>``, ``<svc>.<ns>.svc`` and ``<svc>.<ns>.svc.cluster.local`` resolve to
-  127.0.0.1 (/etc/hosts). Nothing can remap ports: a Service is reached on its
-  ``targetPort`` (a chart should give its Services the same port and targetPort), and two
-  pods listening on one port collide. The port is the ``targetPort`` (a named one looked
-  up in the selected pods' ``ports``), not the Endpoints': the API server refuses
-  Endpoints with loopback addresses, so there are none. ``kubernetes`` is the API
-  server's real port, so in-cluster clients work with the mounted service-account token.
+* Service discovery with host networking, where every pod's IP is 127.0.0.1: the
+  Services' variables and host names; see ``discovery.py``.
 * Volumes: see ``volumes.py``.
 * Readiness: ``httpGet``, ``tcpSocket`` and ``exec`` probes (``exec`` through another
   ``buildah run`` in the same working container). Liveness and startup probes are not
@@ -45,11 +37,13 @@ import logging
 import os
 import signal
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+from discovery import discover
+from image_files import in_image, numeric_user
 from runtime import (
     HOST_IP,
     Call,
@@ -122,7 +116,7 @@ class BuildahRuntime:
     async def start(self, pod: Pod, log_dir: Path) -> list[Started]:
         meta, spec = pod["metadata"], pod["spec"]
         objects = Objects(self.call, meta["namespace"])
-        services, hosts = await self.discovery(pod)
+        services, hosts = await discover(self.call, pod, self.api_port)
         configs: dict[str, dict[str, Any]] = {}
         plans = []
         for container in spec["containers"]:
@@ -217,38 +211,6 @@ class BuildahRuntime:
         user = _user(pod, container, config.get("User") or "")
         return Plan(container, container.get("image", ""), config, argv, user, env)
 
-    async def discovery(self, pod: Pod) -> tuple[dict[str, str], list[str]]:
-        """The Services' environment variables and host names, for a pod's namespace."""
-        namespace = pod["metadata"]["namespace"]
-        services = (await self.call("GET", "services"))["items"]
-        links = pod["spec"].get("enableServiceLinks", True)
-        env: dict[str, str] = {}
-        hosts: list[str] = []
-        pods: list[dict[str, Any]] | None = None
-        for service in services:
-            meta, spec = service["metadata"], service["spec"]
-            name, where = meta["name"], meta["namespace"]
-            if where == namespace:
-                hosts.append(name)
-            hosts += [f"{name}.{where}", f"{name}.{where}.svc", f"{name}.{where}.svc.cluster.local"]
-            master = (where, name) == ("default", "kubernetes")
-            if not (master or (links and where == namespace)):
-                continue
-            if spec.get("clusterIP") in (None, "", "None"):  # headless, ExternalName: none
-                continue
-            ports: list[tuple[str, str, int]] = []
-            for port in spec.get("ports", []):
-                target = port.get("targetPort", port["port"])
-                if master:
-                    target = self.api_port
-                elif isinstance(target, str):
-                    if pods is None:
-                        pods = (await self.call("GET", "pods", namespace=namespace))["items"]
-                    target = _named_port(pods, spec.get("selector") or {}, target, port["port"])
-                ports.append((port.get("name", ""), port.get("protocol", "TCP"), int(target)))
-            env.update(_service_env(name, ports))
-        return env, list(dict.fromkeys(hosts))
-
     async def look_inside(self, plan: Plan, name: str) -> None:
         """What only the image's files tell: its user's numbers, where mount paths lead.
 
@@ -259,9 +221,9 @@ class BuildahRuntime:
         """
         root = Path((await self.buildah("mount", name)).strip())
         try:
-            plan.owner = _numeric_user(root, plan.user or plan.config.get("User") or "0")
+            plan.owner = numeric_user(root, plan.user or plan.config.get("User") or "0")
             for mount in plan.container.get("volumeMounts", []):
-                plan.targets[mount["mountPath"]] = _in_image(root, mount["mountPath"])
+                plan.targets[mount["mountPath"]] = in_image(root, mount["mountPath"])
         finally:
             await self.buildah("umount", name)
 
@@ -399,84 +361,6 @@ def _user(pod: Pod, container: dict[str, Any], image_user: str) -> str:
     return f"{user}:{gid}" if gid is not None else user
 
 
-def _numeric_user(root: Path, user: str) -> tuple[int, int] | None:
-    """``user[:group]``, by number or by name from the image's /etc/passwd and /etc/group."""
-    uid, _, gid = user.partition(":")
-    users = _table(root / "etc/passwd")  # name:x:uid:gid:...
-    if uid.isdigit():
-        entry = next((f for f in users.values() if f[2] == uid), None)
-    elif (entry := users.get(uid)) is None:
-        return None
-    number = int(entry[2]) if entry else int(uid)
-    if not gid:
-        return number, int(entry[3]) if entry and len(entry) > 3 else 0
-    if gid.isdigit():
-        return number, int(gid)
-    group = _table(root / "etc/group").get(gid)  # name:x:gid:...
-    return (number, int(group[2])) if group else None
-
-
-def _in_image(root: Path, path: str) -> str:
-    """Where ``path`` leads inside the image at ``root``, its symlinks followed there."""
-    todo = list(PurePosixPath(path).parts[1:])
-    done: list[str] = []
-    hops = 0
-    while todo:
-        part = todo.pop(0)
-        if part == "..":
-            if done:
-                done.pop()
-            continue
-        here = root.joinpath(*done, part)
-        if here.is_symlink() and hops < 40:  # 40: as the kernel, against loops
-            hops += 1
-            link = PurePosixPath(os.readlink(here))
-            if link.is_absolute():
-                done = []
-                todo = list(link.parts[1:]) + todo
-            else:
-                todo = list(link.parts) + todo
-            continue
-        if part != ".":
-            done.append(part)
-    return "/" + "/".join(done)
-
-
-def _service_env(name: str, ports: list[tuple[str, str, int]]) -> dict[str, str]:
-    """A kubelet's variables for one Service (docker links included), at 127.0.0.1."""
-    if not ports:
-        return {}
-    prefix = name.upper().replace("-", "_")
-    env = {f"{prefix}_SERVICE_HOST": HOST_IP, f"{prefix}_SERVICE_PORT": str(ports[0][2])}
-    first = True
-    for port_name, protocol, port in ports:
-        if port_name:
-            env[f"{prefix}_SERVICE_PORT_{port_name.upper().replace('-', '_')}"] = str(port)
-        url = f"{protocol.lower()}://{HOST_IP}:{port}"
-        if first:
-            env[f"{prefix}_PORT"] = url
-            first = False
-        link = f"{prefix}_PORT_{port}_{protocol.upper()}"
-        env[link] = url
-        env[f"{link}_PROTO"] = protocol.lower()
-        env[f"{link}_PORT"] = str(port)
-        env[f"{link}_ADDR"] = HOST_IP
-    return env
-
-
-def _named_port(
-    pods: list[dict[str, Any]], selector: dict[str, str], name: str, default: int
-) -> int:
-    for pod in pods:
-        labels = pod["metadata"].get("labels") or {}
-        if selector and all(labels.get(k) == v for k, v in selector.items()):
-            for container in pod["spec"]["containers"]:
-                for port in container.get("ports", []):
-                    if port.get("name") == name:
-                        return int(port["containerPort"])
-    return default
-
-
 def _probe_port(container: dict[str, Any], port: int | str) -> int:
     if isinstance(port, int) or port.isdigit():
         return int(port)
@@ -484,14 +368,3 @@ def _probe_port(container: dict[str, Any], port: int | str) -> int:
         if declared.get("name") == port:
             return int(declared["containerPort"])
     raise OSError(f"no container port named {port!r}")
-
-
-def _table(path: Path) -> dict[str, list[str]]:
-    """/etc/passwd or /etc/group: name -> its fields."""
-    rows: dict[str, list[str]] = {}
-    with contextlib.suppress(OSError):
-        for line in path.read_text().splitlines():
-            fields = line.split(":")
-            if len(fields) >= 3:
-                rows[fields[0]] = fields
-    return rows

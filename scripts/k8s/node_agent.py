@@ -14,7 +14,8 @@ runtime (``--runtime``, see ``runtime.py``):
 What the agent does for either:
 
 * registers a Ready ``Node`` (capacity from the flags, labels from ``--label``, taints
-  from ``--taint``) and keeps its status fresh, so the node controller never evicts;
+  from ``--taint``) and keeps its status fresh, so the node controller never evicts
+  (``node_status.py``);
 * watches pods whose ``spec.nodeName`` is this node and starts their containers with the
   pod's environment: literal ``value``\\ s, downward-API ``fieldRef``\\ s
   (``metadata.name``, ``metadata.namespace``, ``metadata.uid``, ``spec.nodeName``,
@@ -23,7 +24,7 @@ What the agent does for either:
   ``envFrom``; a pod whose secret or config map does not exist yet stays ``Pending``;
 * reports the pod's phase: ``Running`` (``Ready`` once its readiness probes pass, where
   the runtime runs them), then ``Succeeded`` (every container exited 0) or ``Failed``,
-  with each container's exit code (128+N for signal N) and reason;
+  with each container's exit code (128+N for signal N) and reason (``pod_status.py``);
 * on deletion sends SIGTERM to each container, SIGKILL after the grace period, then
   removes the pod object, as a kubelet does.
 
@@ -39,7 +40,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import datetime as dt
 import json
 import logging
 import os
@@ -53,6 +53,8 @@ import kr8s
 import kr8s.asyncio
 import kubelet_logs
 from kr8s._api import Api
+from node_status import NodeStatus
+from pod_status import PodStatus, timestamp
 from runtime import (
     HOST_IP,
     PodError,
@@ -66,13 +68,7 @@ from runtime import (
 )
 
 log = logging.getLogger("node-agent")
-HEARTBEAT = 10.0
-MERGE = "application/merge-patch+json"
 RETRY = 3.0  # seconds between attempts to start a pod that waits for a secret or a claim
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class NodeAgent:
@@ -92,6 +88,7 @@ class NodeAgent:
 
             state_dir = Path(args.state_dir) if args.state_dir else self.log_dir.parent
             self.runtime = BuildahRuntime(self.call, self.node, state_dir, api.auth.server)
+        self.pod_status = PodStatus(self.call, self.runtime)
 
     async def call(self, method: str, url: str, namespace: str | None = None, **kw: Any) -> Any:
         body = kw.pop("body", None)
@@ -100,81 +97,6 @@ class NodeAgent:
             kw["headers"] = {"Content-Type": kw.pop("content_type", "application/json")}
         async with self.api.call_api(method, url=url, namespace=namespace, **kw) as response:
             return response.json()
-
-    # ------------------------------------------------------------------ the node
-
-    async def register(self) -> None:
-        labels = {
-            "kubernetes.io/hostname": self.node,
-            "kubernetes.io/os": "linux",
-            "kubernetes.io/arch": "amd64",
-            "farside.dev/node-agent": self.runtime.kind,
-        }
-        labels.update(dict(item.split("=", 1) for item in self.args.label))
-        node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": self.node}}
-        try:
-            await self.call("POST", "nodes", body=node)
-        except kr8s.ServerError as exc:
-            if exc.response is None or exc.response.status_code != 409:
-                raise
-        # labels may have changed since an earlier run; a merge patch keeps others
-        patch: dict[str, Any] = {"metadata": {"labels": labels}}
-        if self.args.taint:
-            patch["spec"] = {"taints": [_taint(item) for item in self.args.taint]}
-        await self.call("PATCH", f"nodes/{self.node}", body=patch, content_type=MERGE)
-        await self.heartbeat()
-
-    async def heartbeat(self) -> None:
-        now = _now()
-        capacity = {
-            "cpu": str(self.args.cpu),
-            "memory": str(self.args.memory),
-            "pods": str(self.args.pods),
-            "ephemeral-storage": "100Gi",
-        }
-        if self.args.gpus:
-            capacity[self.args.gpu_resource] = str(self.args.gpus)
-        images = self.runtime.kind != "process"
-        status = {
-            "capacity": capacity,
-            "allocatable": capacity,
-            "addresses": [
-                {"type": "InternalIP", "address": HOST_IP},
-                {"type": "Hostname", "address": self.node},
-            ],
-            "conditions": [
-                {
-                    "type": "Ready",
-                    "status": "True",
-                    "reason": "NodeAgentReady",
-                    "message": f"farside {self.runtime.kind}-based node agent (not a kubelet)",
-                    "lastHeartbeatTime": now,
-                    "lastTransitionTime": now,
-                }
-            ],
-            # where the API server asks for containers' output (kubelet_logs.py)
-            "daemonEndpoints": {"kubeletEndpoint": {"Port": self.args.kubelet_port}},
-            "nodeInfo": {
-                **dict.fromkeys(("kernelVersion", "kubeProxyVersion", "machineID", "bootID"), ""),
-                "kubeletVersion": "v1.20.2-farside-node-agent",
-                "osImage": "local images, host network" if images else "host processes",
-                "containerRuntimeVersion": self.runtime.version,
-                "operatingSystem": "linux",
-                "architecture": "amd64",
-            },
-        }
-        # the node controller takes a changed Ready heartbeat as a sign of life (no Lease)
-        await self.call(
-            "PATCH", f"nodes/{self.node}/status", body={"status": status}, content_type=MERGE
-        )
-
-    async def heartbeat_loop(self) -> None:
-        while True:
-            await asyncio.sleep(HEARTBEAT)
-            try:
-                await self.heartbeat()
-            except Exception as exc:  # keep beating: one missed beat is harmless
-                log.warning("heartbeat failed: %s", exc)
 
     # ------------------------------------------------------------------ pods
 
@@ -202,7 +124,9 @@ class NodeAgent:
             return
         if status.get("phase") == "Running":
             # started by an earlier agent process whose children we cannot follow
-            self.background(self.fail(pod, "NodeAgentRestarted", "the node agent lost it"))
+            self.background(
+                self.pod_status.fail(pod, "NodeAgentRestarted", "the node agent lost it")
+            )
             return
         self.running[uid] = asyncio.create_task(self.run_pod(pod))
 
@@ -222,16 +146,18 @@ class NodeAgent:
         log.info("pod %s running as pids %s", name, [s.proc.pid for s in started])
         containers = spec["containers"]
         probes = [c.get("readinessProbe") if self.runtime.probes else None for c in containers]
-        running = [{"running": {"startedAt": _now()}}] * len(started)
+        running = [{"running": {"startedAt": timestamp()}}] * len(started)
         ready = [probe is None for probe in probes]
         readiness = None
         if uid in self.stopping:  # deleted while starting: stop_pod found nothing to stop
             await self.end(started, _grace(pod))
         else:
             with contextlib.suppress(kr8s.ServerError):  # gone: its deletion event follows
-                await self.patch_status(pod, "Running", running, ready=ready)
+                await self.pod_status.patch(pod, "Running", running, ready=ready)
             if not all(ready):
-                readiness = asyncio.create_task(self.readiness(pod, started, probes, running))
+                readiness = asyncio.create_task(
+                    self.pod_status.readiness(pod, started, probes, running)
+                )
         returned = await asyncio.gather(*(s.proc.wait() for s in started))
         if readiness is not None:
             readiness.cancel()
@@ -248,14 +174,14 @@ class NodeAgent:
                 "terminated": {
                     "exitCode": c,
                     "reason": "Completed" if c == 0 else "Error",
-                    "finishedAt": _now(),
+                    "finishedAt": timestamp(),
                 }
             }
             for c in codes
         ]
         phase = "Succeeded" if not any(codes) else "Failed"
         with contextlib.suppress(kr8s.ServerError):
-            await self.patch_status(pod, phase, terminated)
+            await self.pod_status.patch(pod, phase, terminated)
 
     async def start(self, pod: dict[str, Any]) -> list[Started] | None:
         """The pod's started containers, or None if it failed or went away first."""
@@ -272,51 +198,17 @@ class NodeAgent:
                     waiting = {"waiting": {"reason": exc.reason, "message": exc.message}}
                     with contextlib.suppress(kr8s.ServerError):
                         n = len(pod["spec"]["containers"])
-                        await self.patch_status(pod, "Pending", [waiting] * n, exc.message)
+                        await self.pod_status.patch(pod, "Pending", [waiting] * n, exc.message)
                 await asyncio.sleep(RETRY)
             except PodError as exc:
                 log.warning("pod %s cannot start: %s", name, exc.message)
-                await self.fail(pod, exc.reason, exc.message)
+                await self.pod_status.fail(pod, exc.reason, exc.message)
                 return None
             except Exception as exc:
                 log.warning("pod %s cannot start: %s", name, exc)
-                await self.fail(pod, "CreateContainerError", str(exc))
+                await self.pod_status.fail(pod, "CreateContainerError", str(exc))
                 return None
         return None
-
-    async def readiness(
-        self,
-        pod: dict[str, Any],
-        started: list[Started],
-        probes: list[dict[str, Any] | None],
-        running: list[dict[str, Any]],
-    ) -> None:
-        """Run the readiness probes at their periods; report each change of readiness."""
-        loop = asyncio.get_running_loop()
-        ready = [probe is None for probe in probes]
-        streak = [0] * len(probes)  # consecutive results: > 0 successes, < 0 failures
-        due = [loop.time() + float((p or {}).get("initialDelaySeconds", 0)) for p in probes]
-        while True:
-            now = loop.time()
-            turn = [i for i, p in enumerate(probes) if p is not None and due[i] <= now]
-            results = await asyncio.gather(
-                *(self.runtime.probe(pod, started[i], probes[i] or {}) for i in turn)
-            )
-            before = list(ready)
-            for i, ok in zip(turn, results, strict=True):
-                probe = probes[i] or {}
-                streak[i] = max(streak[i], 0) + 1 if ok else min(streak[i], 0) - 1
-                if streak[i] >= int(probe.get("successThreshold", 1)):
-                    ready[i] = True
-                elif -streak[i] >= int(probe.get("failureThreshold", 3)):
-                    ready[i] = False
-                due[i] = now + float(probe.get("periodSeconds", 10))
-            if ready != before:
-                log.info("pod %s/%s ready: %s", *_names(pod), ready)
-                with contextlib.suppress(kr8s.ServerError):
-                    await self.patch_status(pod, "Running", running, ready=ready)
-            pending = [due[i] for i, p in enumerate(probes) if p is not None]
-            await asyncio.sleep(max(0.0, min(pending) - loop.time()))
 
     async def stop_pod(self, pod: dict[str, Any], final_delete: bool) -> None:
         meta = pod["metadata"]
@@ -381,81 +273,12 @@ class NodeAgent:
         self.record_pids()
         await self.runtime.cleanup()
 
-    async def fail(self, pod: dict[str, Any], reason: str, message: str) -> None:
-        states = [{"terminated": {"exitCode": 128, "reason": reason, "message": message}}]
-        with contextlib.suppress(kr8s.ServerError):
-            await self.patch_status(pod, "Failed", states * len(pod["spec"]["containers"]), message)
-
-    async def patch_status(
-        self,
-        pod: dict[str, Any],
-        phase: str,
-        states: list[dict[str, Any]],
-        message: str = "",
-        ready: list[bool] | None = None,
-    ) -> None:
-        now = _now()
-        running = phase == "Running"
-        flags = [running and r for r in (ready or [running] * len(states))]
-        all_ready = "True" if running and all(flags) else "False"
-        conditions = [
-            ("PodScheduled", "True"),
-            ("Initialized", "True"),
-            ("ContainersReady", all_ready),
-            ("Ready", all_ready),
-        ]
-        status: dict[str, Any] = {
-            "phase": phase,
-            "hostIP": HOST_IP,
-            "podIP": HOST_IP,
-            "podIPs": [{"ip": HOST_IP}],
-            "startTime": pod.get("status", {}).get("startTime") or now,
-            "conditions": [
-                {"type": t, "status": s, "lastTransitionTime": now} for t, s in conditions
-            ],
-            "containerStatuses": [
-                {
-                    "name": c["name"],
-                    "image": c.get("image", ""),
-                    "imageID": "",
-                    "ready": flag,
-                    "restartCount": 0,
-                    "started": running,
-                    "state": state,
-                }
-                for c, state, flag in zip(pod["spec"]["containers"], states, flags, strict=True)
-            ],
-        }
-        if message:
-            status["message"] = message
-        meta = pod["metadata"]
-        await self.call(
-            "PATCH",
-            f"pods/{meta['name']}/status",
-            namespace=meta["namespace"],
-            body={"status": status},
-            content_type="application/strategic-merge-patch+json",
-        )
-
 
 def _grace(pod: dict[str, Any]) -> float:
     grace = pod["metadata"].get("deletionGracePeriodSeconds")
     if grace is None:
         grace = pod["spec"].get("terminationGracePeriodSeconds", 30)
     return float(grace)
-
-
-def _names(pod: dict[str, Any]) -> tuple[str, str]:
-    return pod["metadata"]["namespace"], pod["metadata"]["name"]
-
-
-def _taint(item: str) -> dict[str, str]:
-    """``key=value:Effect`` (or ``key:Effect``), as kubectl taint writes it."""
-    spec, _, effect = item.rpartition(":")
-    key, _, value = spec.partition("=")
-    return (
-        {"key": key, "value": value, "effect": effect} if value else {"key": key, "effect": effect}
-    )
 
 
 async def main() -> None:
@@ -490,12 +313,13 @@ async def main() -> None:
         return log_path(agent.log_dir, namespace, pod, container)
 
     logs = await kubelet_logs.serve(output, HOST_IP, args.kubelet_port)
-    await agent.register()
+    node = NodeStatus(agent.call, args, agent.runtime)
+    await node.register()
     log.info("node %s registered (%s node agent, not a kubelet)", agent.node, args.runtime)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-    work = asyncio.gather(agent.heartbeat_loop(), agent.watch(), agent.runtime.duties())
+    work = asyncio.gather(node.heartbeat_loop(), agent.watch(), agent.runtime.duties())
     await stop.wait()
     work.cancel()
     with contextlib.suppress(asyncio.CancelledError):
