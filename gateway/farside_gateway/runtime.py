@@ -119,7 +119,7 @@ class Runtime:
             asyncio.create_task(
                 self._loop(
                     "clusters",
-                    self.clusters.run_once,
+                    self.clusters.reconciler.run_once,
                     self.config.clusters.check_interval,
                     lambda: self.stopping,
                 ),

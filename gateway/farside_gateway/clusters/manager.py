@@ -1,11 +1,12 @@
-"""The lifecycle of interactive clusters: create, scale, reconcile, stop.
+"""The lifecycle of interactive clusters: start and close, and the owners' requests
+(create, scale, add a group, stop workers, adapt, heartbeat, shut down).
 
 The database holds each cluster's targets and state, so any replica may take a user's
 request; the replica that manages a cluster's scheduler (``instance``: the one that
 started it, or one that adopted it, see :mod:`.adoption`) acts on it in its reconcile
-pass: it submits and cancels worker leases to meet the targets, retires surplus workers on
-the scheduler before cancelling their leases, stops a cluster whose client is gone and
-which has no work, and notices a scheduler that ended (:mod:`.keeper`).
+pass (:mod:`.reconciler`): it meets the targets with worker leases (:mod:`.leases`), stops
+a cluster whose client is gone and which has no work, and notices a scheduler that ended
+(:mod:`.keeper`).
 """
 
 from __future__ import annotations
@@ -15,10 +16,9 @@ import contextlib
 import logging
 import os
 import secrets
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from farside_protocol import Conflict, FarsideError, InvalidRequest, ServiceUnavailable
 from farside_protocol.clusters import (
@@ -34,33 +34,26 @@ from .. import replicas
 from ..auth.tokens import Principal
 from ..config import GatewayConfig
 from ..db import Database
-from ..pool.submit import cancel_jobs
-from ..pool.transaction import Pool, PoolTransaction
+from ..pool.transaction import Pool
 from ..sites.base import Site
 from ..sites.kubernetes import KubernetesSite
-from . import adoption, store
-from .adaptive import adapt_step
+from . import store
 from .dashboard import dashboard_path
 from .groups import check_groups, fit_defaults
 from .keeper import SchedulerKeeper
+from .leases import WorkerLeases
 from .operator import OperatorClusters
-from .process import SchedulerStartError, Spares, prune_logs
-from .scheduler_rpc import RPC_TIMEOUT, SchedulerRpc
+from .process import SchedulerStartError, Spares
+from .reconciler import Reconciler
+from .scheduler_rpc import SchedulerRpc
 from .sealing import Sealer
 from .sni_proxy import SchedulerProxy
-
-if TYPE_CHECKING:
-    pass
 
 # distributed (half a second to import) is imported where a scheduler is talked to, not at
 # gateway start: most gateways start and answer long before their first cluster, or never
 # hold one.
 
 log = logging.getLogger(__name__)
-
-#: longest the gateway waits for a scheduler to retire workers before cancelling them
-#: seconds between looks for scheduler logs past ``log_retention``
-PRUNE_INTERVAL = 3600.0
 
 
 def _new_credentials() -> tuple[str, str]:
@@ -82,23 +75,35 @@ class ClusterManager:
         self.config = config
         self.settings = config.clusters
         self.db = db
-        self.pool = pool
         self.now = now
         self.instance = replicas.instance_name(config.state_dir)
         self.log_dir = Path(config.state_dir) / "clusters"
         self.spares = Spares(self.settings.spare_schedulers, str(self.log_dir))
-        self.terms = store.LeaseTerms(death_timeout=self.settings.worker_death_timeout)
         self.sealer = Sealer([k.get_secret_value() for k in self.settings.encryption_keys])
         self.rpc = SchedulerRpc(self.sealer)
-        self.keeper = SchedulerKeeper(self.rpc, self._mark_ended, self._row)
+        self.leases = WorkerLeases(self.settings, db, pool, self.rpc)
+        self.keeper = SchedulerKeeper(self.rpc, self.leases.mark_ended, self._row)
         self.operator = OperatorClusters(sites or {})
         self._starting: set[asyncio.Task[None]] = set()  # operator clusters coming up
         # replicas exist only on a shared PostgreSQL: only there do schedulers wait to be
         # adopted when their gateway is gone
         self.replicated = not db.is_sqlite
-        self._locks: dict[str, asyncio.Lock] = {}
-        self._pruned_at = 0.0
         self.proxy: SchedulerProxy | None = None
+        self.reconciler = Reconciler(
+            self.settings,
+            db,
+            now,
+            instance=self.instance,
+            replicated=self.replicated,
+            keeper=self.keeper,
+            leases=self.leases,
+            operator=self.operator,
+            rpc=self.rpc,
+            spares=self.spares,
+            log_dir=self.log_dir,
+            resize=self,
+            proxied=self._proxied,
+        )
 
     # ------------------------------------------------------------ start and shut down
 
@@ -133,6 +138,9 @@ class ClusterManager:
         except FarsideError:
             return None
         return str(row.scheduler_address) if row.state == "running" else None
+
+    def _proxied(self, name: str) -> bool:
+        return self.proxy is not None and self.proxy.connections[name] > 0
 
     async def close(self) -> None:
         """The gateway stops. With other replicas alive its clusters go on under one of
@@ -223,7 +231,7 @@ class ClusterManager:
                 }
             )
         except (SchedulerStartError, OSError) as exc:
-            await self._mark_ended(name, "failed", f"the scheduler did not start: {exc}")
+            await self.leases.mark_ended(name, "failed", f"the scheduler did not start: {exc}")
             raise ServiceUnavailable(
                 f"the gateway could not start a Dask scheduler for the cluster: {exc}"
             ) from exc
@@ -242,7 +250,7 @@ class ClusterManager:
             dashboard_link=dashboard,
         )
         log.info("cluster %s of %s: scheduler at %s", name, who.name, ready.address)
-        await self.reconcile(name)
+        await self.leases.reconcile(name)
         return await self.info(who, name)
 
     async def _start_with_operator(
@@ -261,7 +269,7 @@ class ClusterManager:
             try:
                 address = await self.operator.wait_running(site, name)
             except FarsideError as exc:
-                await self._mark_ended(name, "failed", exc.args[0] if exc.args else str(exc))
+                await self.leases.mark_ended(name, "failed", exc.args[0] if exc.args else str(exc))
                 return
             await self.db.write(store.set_cluster, name, state="running", scheduler_address=address)
             log.info("cluster %s of %s: run by site %s's Dask operator", name, who.name, site.name)
@@ -356,7 +364,7 @@ class ClusterManager:
         if row.operator_site:  # its workers are the operator's: set their number
             await self.operator.scale(row, default_workers)
         else:
-            await self.reconcile(name)
+            await self.leases.reconcile(name)
         return await self.info(who, name)
 
     async def scale(self, who: Principal, name: str, workers: int, group: str) -> ClusterInfo:
@@ -412,133 +420,7 @@ class ClusterManager:
             )
             if row.operator_site:
                 await self.operator.stop(row)
-                await self._mark_ended(name, "stopped", "closed by its owner")
+                await self.leases.mark_ended(name, "stopped", "closed by its owner")
             elif self.keeper.manages(name):
                 await self.keeper.stop(name, "closed by its owner")
         return await self.info(who, name)
-
-    # ------------------------------------------------------------ the reconcile pass
-
-    async def run_once(self) -> None:
-        await self._prune_logs()
-        now = self.now()
-        if self.replicated:
-            await self._adopt_orphans(now)
-        rows = await self.db.read(store.live_clusters, None, self.instance)
-        for row in rows:
-            if row.operator_site:
-                if await self._check_operator(row) and row.adapt:
-                    await self._adapt(row)  # as for any cluster: the scheduler says how many
-                continue
-            if row.state == "stopping":
-                await self.keeper.stop(row.name, row.reason or "stopped")
-                continue
-            if row.state != "running" or not self.keeper.manages(row.name):
-                continue
-            if row.name in self.keeper.adopted and not await self.keeper.keep_alive(row):
-                continue
-            lapse = now - (row.last_client_seen or row.created_at)
-            if self.proxy is not None and self.proxy.connections[row.name] > 0:
-                # a dask-gateway client, connected through the proxy: alive, if silent
-                await self.db.write(store.set_cluster, row.name, last_client_seen=now)
-                lapse = 0.0
-            if lapse > self.settings.client_timeout and await self.rpc.idle(row):
-                await self.keeper.stop(
-                    row.name,
-                    f"no client heartbeat for {lapse:.0f}s and no tasks: the kernel that "
-                    "used it is gone",
-                )
-                continue
-            if row.adapt:
-                await self._adapt(row)
-            await self.reconcile(row.name)
-
-    async def _adopt_orphans(self, now: float) -> None:
-        """Say this replica is alive; take on the clusters of replicas that are not."""
-        await self.db.write(replicas.beat, self.instance, now)
-        since = now - self.settings.adopt_after
-        for row in await self.db.read(adoption.orphans, self.instance, since):
-            if await self.db.write(adoption.claim, row.name, row.instance, self.instance):
-                gone = f"its gateway replica {row.instance} is gone"
-                if row.operator_site:
-                    continue  # the operator runs it; this replica watches it from now on
-                if row.state == "stopping":
-                    self.keeper.adopted.add(row.name)  # the pass below ends it
-                else:
-                    await self.keeper.adopt(row, gone)
-
-    async def _check_operator(self, row: Any) -> bool:
-        """An operator's cluster: end it if asked, or notice that its resource is gone.
-        Whether it is running still."""
-        if row.state == "stopping":
-            await self.operator.stop(row)
-            await self._mark_ended(row.name, "stopped", row.reason or "stopped")
-            return False
-        if row.state == "running" and await self.operator.gone(row):
-            await self._mark_ended(
-                row.name,
-                "stopped",
-                "its DaskCluster is gone: idle past idle_timeout, or deleted in Kubernetes",
-            )
-            return False
-        return bool(row.state == "running")
-
-    async def _adapt(self, row: Any) -> None:
-        owner = Principal("user", row.owner)
-
-        async def call(row: Any, method: str, **kwargs: Any) -> Any:
-            return await self.rpc.call(row, method, RPC_TIMEOUT, **kwargs)
-
-        async def scale(workers: int) -> None:
-            await self.scale(owner, row.name, workers, DEFAULT_GROUP)
-
-        async def stop(names: list[str]) -> None:
-            await self.stop_workers(owner, row.name, names)
-
-        try:
-            await adapt_step(row, store.load_groups(row), call, scale, stop)
-        except FarsideError as exc:  # e.g. a cap reached: the next pass tries again
-            log.info("cluster %s: adapting: %s", row.name, exc)
-
-    async def reconcile(self, name: str) -> None:
-        lock = self._locks.setdefault(name, asyncio.Lock())
-        async with lock:
-            retire = await self.pool.write(
-                lambda tx: store.reconcile(tx, name, self.terms, self.settings.max_worker_failures)
-            )
-            if not retire:
-                return
-            row = await self.db.read(store.get_cluster, name, None)
-            await self.rpc.retire(row, list(retire.values()))
-            reason = f"cluster {name} scaled down"
-            await self.pool.write(lambda tx: cancel_jobs(tx, row.owner, list(retire), None, reason))
-
-    async def _prune_logs(self) -> None:
-        """Scheduler logs of clusters (and of spares of earlier gateway processes) go once
-        they are ``log_retention`` old; those of running schedulers stay."""
-        now = time.time()
-        if now - self._pruned_at < PRUNE_INTERVAL:
-            return
-        self._pruned_at = now
-        keep = self.keeper.log_paths + self.spares.log_paths
-        try:
-            deleted = await asyncio.to_thread(
-                prune_logs, str(self.log_dir), keep, self.settings.log_retention, now
-            )
-        except OSError as exc:  # a full or read-only disk must not stop the reconcile pass
-            log.warning("could not prune scheduler logs in %s: %s", self.log_dir, exc)
-            return
-        if deleted:
-            log.info("deleted %d scheduler logs older than log_retention", len(deleted))
-
-    # ------------------------------------------------------------ ending
-
-    async def _mark_ended(self, name: str, state: str, reason: str) -> None:
-        def end(tx: PoolTransaction) -> None:
-            row = store.get_cluster(tx.conn, name, None)
-            store.end_leases(tx, row, f"cluster {name} {state}: {reason}")
-            store.set_cluster(tx.conn, name, state=state, reason=reason, ended_at=tx.now)
-
-        await self.pool.write(end)
-        self._locks.pop(name, None)
-        log.info("cluster %s %s: %s", name, state, reason)
