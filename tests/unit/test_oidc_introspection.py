@@ -12,7 +12,7 @@ import pytest
 
 from farside_gateway.auth.introspection import check_claims
 from farside_gateway.auth.oidc import REFUSED_SECONDS, OidcValidator
-from farside_gateway.config import OidcConfig
+from farside_gateway.auth.settings import OidcConfig
 from farside_protocol import Unauthorized
 
 ISSUER = "https://iam.example.org/"

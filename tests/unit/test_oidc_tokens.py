@@ -12,7 +12,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from farside_gateway.auth.oidc import OidcValidator, groups_from_claim, principal_from_claims
-from farside_gateway.config import OidcConfig, load_config
+from farside_gateway.auth.settings import OidcConfig
+from farside_gateway.config import load_config
 from farside_protocol import ConfigurationError, Forbidden, Unauthorized
 
 ISSUER = "https://iam.example.org/"

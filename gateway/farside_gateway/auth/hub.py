@@ -24,7 +24,7 @@ import httpx
 
 from farside_protocol import Forbidden, Unauthorized
 
-from ..config import HubConfig
+from .settings import HubConfig
 from .tokens import Principal, TokenCache
 
 log = logging.getLogger(__name__)

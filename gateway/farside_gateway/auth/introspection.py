@@ -25,7 +25,7 @@ import httpx
 
 from farside_protocol import Unauthorized
 
-from ..config import OidcConfig
+from .settings import OidcConfig
 
 log = logging.getLogger(__name__)
 

@@ -30,8 +30,8 @@ import jwt
 from farside_protocol import Forbidden, Unauthorized
 from farside_protocol.models import TOKEN_PREFIXES
 
-from ..config import OidcConfig
 from .introspection import IssuerUnreachable, introspect
+from .settings import OidcConfig
 from .tokens import ExpiringEntries, Principal, TokenCache
 
 log = logging.getLogger(__name__)
