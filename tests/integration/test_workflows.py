@@ -54,6 +54,15 @@ def _make_loop(client: farside.Gateway, log: Path, pause: float) -> Any:
     return optimise
 
 
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` still runs (a zombie waiting to be reaped does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
 def _cli(gateway: GatewayProcess, *argv: str) -> int:
     from farside._cli import main
 
@@ -151,6 +160,8 @@ def test_kill_cancels_children_and_retry_reuses_finished_calls(
 
     @farside.task(gateway=client)
     def step(i: int) -> int:
+        if i >= 2:
+            (tmp_path / f"worker-{i}").write_text(str(os.getpid()))
         while i >= 2 and not gate.exists():  # the later calls wait for the gate
             time.sleep(0.1)
         with open(tmp_path / "evaluated", "a") as out:
@@ -166,13 +177,21 @@ def test_kill_cancels_children_and_retry_reuses_finished_calls(
 
     run = chain.submit()
     # steps 0 and 1 done, step 2 waits at the gate
-    wait_until(lambda: run.progress().children == {"finished": 2, "running": 1}, timeout=60)
+    at_gate = tmp_path / "worker-2"
+    wait_until(
+        lambda: run.progress().children == {"finished": 2, "running": 1} and at_gate.exists(),
+        timeout=60,
+    )
     assert _cli(gateway, "workflow", str(run.id), "kill") == 0  # as from a shell
     killed = run.progress()
     assert killed.state is WorkflowState.CANCELLED
     assert killed.children == {"finished": 2, "cancelled": 1}
     with pytest.raises(farside.WorkflowCancelled):
         run.result(timeout=10)
+    # the cancelled step's pilot kills its worker when its heartbeat hears of it; opened
+    # before that, the gate would let the cancelled call finish too
+    cancelled_worker = int(at_gate.read_text())
+    wait_until(lambda: not _running(cancelled_worker), timeout=30)
     gate.touch()
     run.retry()
     assert run.result(timeout=120) == 60
