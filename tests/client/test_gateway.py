@@ -203,6 +203,9 @@ def test_default_gateway(fake_gateway: FakeGateway, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("FARSIDE_TOKEN", USER_TOKEN)
     made = farside.get_gateway()  # created lazily from the environment
     assert farside.get_gateway() is made
+    # the public class, with its shortcuts, though the core that makes it sits beneath them
+    assert isinstance(made, farside.Gateway)
+    assert made.map(abs, [-1, -2]).results(timeout=10) == [1, 2]
     assert square.submit(6).result(timeout=10) == 36
     newer = farside.Gateway()
     assert farside.get_gateway() is newer  # the newest Gateway becomes the default
