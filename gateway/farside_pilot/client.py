@@ -45,13 +45,7 @@ POLL_MARGIN = 30.0
 class GatewayClient:
     """Calls the pilot endpoints; one instance per pilot, shared by its loops."""
 
-    def __init__(
-        self,
-        url: str,
-        token: str,
-        grace: float = 600.0,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
+    def __init__(self, url: str, token: str, grace: float = 600.0) -> None:
         self.url = url.rstrip("/")
         self.grace = grace
         self.pilot_id: int | None = None
@@ -60,7 +54,6 @@ class GatewayClient:
             headers={"Authorization": f"Bearer {token}"},
             timeout=httpx.Timeout(60.0, connect=10.0),
             limits=httpx.Limits(max_connections=16, max_keepalive_connections=8),
-            transport=transport,
         )
 
     def set_token(self, token: str) -> None:

@@ -25,8 +25,6 @@ import socket
 import time
 from collections.abc import Awaitable
 
-import httpx
-
 from farside_protocol.errors import (
     ApiError,
     FarsideError,
@@ -62,13 +60,9 @@ WALLTIME_MARGIN = 60.0
 class Pilot:
     """One pilot on one batch slot: ``exit_code = await Pilot(config).run()``."""
 
-    def __init__(
-        self, config: PilotConfig, transport: httpx.AsyncBaseTransport | None = None
-    ) -> None:
+    def __init__(self, config: PilotConfig) -> None:
         self.config = config
-        self.client = GatewayClient(
-            config.gateway_url, config.token, config.gateway_grace, transport
-        )
+        self.client = GatewayClient(config.gateway_url, config.token, config.gateway_grace)
         self.slot = Slot(Shape(config.cores, config.memory, config.gpus), config.gpu_ids)
         self.prefetch = Prefetch(config.prefetch)
         self.registered: PilotRegistered | None = None

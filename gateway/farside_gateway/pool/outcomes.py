@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 from sqlalchemy import and_, bindparam, func, update
 
@@ -94,19 +94,6 @@ class Outcome:
             error=upd.error,
         )
 
-    #: the columns :meth:`attempt_columns` sets
-    ATTEMPT_COLUMNS: ClassVar[tuple[str, ...]] = (
-        "exit_code",
-        "wall_time",
-        "cpu_time",
-        "max_rss",
-        "error_class",
-        "error",
-        "max_gpu_memory",
-        "gpu_utilization",
-        "usage",
-    )
-
     def measured(self) -> dict[str, Any]:
         """The columns jobs and attempts share."""
         return {
@@ -151,6 +138,8 @@ class Ending:
 def store_outcomes(tx: PoolTransaction, endings: Sequence[Ending], final: JobState) -> None:
     """End the jobs' current attempts in state ``final``, each with its outcome; each job
     moves to ``final`` with its outcome's error in its history."""
+    if not endings:
+        return
     # one statement per kind of ending: the jobs of one have the same columns and history
     kinds: dict[tuple[ErrorClass | None, str | None, bool], list[Ending]] = {}
     for ending in endings:
@@ -172,8 +161,7 @@ def store_outcomes(tx: PoolTransaction, endings: Sequence[Ending], final: JobSta
                 for e in same
             ],
         )
-    if not endings:
-        return
+    attempt_rows = [(e, e.outcome.attempt_columns()) for e in endings]
     tx.conn.execute(
         update(attempts)
         .where(and_(attempts.c.job_id == bindparam("_id"), attempts.c.number == bindparam("_n")))
@@ -181,15 +169,15 @@ def store_outcomes(tx: PoolTransaction, endings: Sequence[Ending], final: JobSta
             state=final.value,
             ended_at=tx.now,
             started_at=func.coalesce(attempts.c.started_at, bindparam("_start")),
-            **{column: bindparam(f"_{column}") for column in Outcome.ATTEMPT_COLUMNS},
+            **{column: bindparam(f"_{column}") for column in attempt_rows[0][1]},
         ),
         [
             {
                 "_id": e.job.id,
                 "_n": e.job.attempt,
                 "_start": e.started_at,
-                **{f"_{k}": v for k, v in e.outcome.attempt_columns().items()},
+                **{f"_{column}": value for column, value in columns.items()},
             }
-            for e in endings
+            for e, columns in attempt_rows
         ],
     )
